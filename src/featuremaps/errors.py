@@ -1,0 +1,26 @@
+"""The error hierarchy: every error a user can cause is a :class:`FeatureMapsError`.
+
+Each error also inherits from the builtin it resembles, so callers can catch either
+``featuremaps.ImageError`` or ``ValueError``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["FeatureMapsError", "ImageError", "SettingsError"]
+
+
+class FeatureMapsError(Exception):
+    """Base class of every error featuremaps raises on purpose."""
+
+
+class SettingsError(FeatureMapsError, ValueError):
+    """A parameter has a value that is not allowed (a stride of 0, an unknown bank)."""
+
+
+class ImageError(FeatureMapsError, ValueError):
+    """An image could not be read. ``source`` names the input, ``reason`` says why."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"{source}: {reason}")

@@ -1,0 +1,29 @@
+"""Shared test settings: hypothesis profiles and the real CLI entry point."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+settings.register_profile("default", max_examples=150, deadline=None)
+settings.register_profile("ci", max_examples=300, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+FEATUREMAPS = Path(sys.executable).parent / "featuremaps"
+
+
+@pytest.fixture
+def run_cli():
+    """Run the installed ``featuremaps`` console script; returns CompletedProcess."""
+
+    def run(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(FEATUREMAPS), *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, check=False
+        )
+
+    return run
