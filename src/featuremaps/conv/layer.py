@@ -1,0 +1,361 @@
+"""The convolution layer: filters slide over an image, each filter gives one feature map.
+
+``ConvLayer`` pads the input explicitly (any padding mode, asymmetric padding, ``"same"``
+at any stride) and then calls ``torch.nn.functional.conv2d`` with no padding, so its
+output equals ``conv2d`` on the same padded input. ``explain()`` opens up one output value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from featuremaps.conv.filters import bank_for_layer
+from featuremaps.conv.geometry import ConvGeometry, IntPair, Padding, PaddingSpec, to_pair
+from featuremaps.errors import SettingsError
+
+__all__ = ["PADDING_MODES", "ConvLayer", "Explanation", "PaddingMode", "conv2d", "pad_input"]
+
+PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
+PADDING_MODES: tuple[str, ...] = ("zeros", "reflect", "replicate", "circular")
+_AXES = ("height", "width")
+
+
+def _check_padding_mode(mode: str) -> None:
+    if mode not in PADDING_MODES:
+        raise SettingsError(f"padding_mode must be one of {', '.join(PADDING_MODES)}; got {mode!r}")
+
+
+def pad_input(x: torch.Tensor, padding: Padding, mode: PaddingMode = "zeros") -> torch.Tensor:
+    """Pad ``x`` of shape ``(N, C, H, W)`` to ``(N, C, H + top + bottom, W + left + right)``.
+
+    ``reflect`` needs each pad smaller than the input along its axis; ``circular`` needs
+    it no larger (the wrapped pixels must exist).
+    """
+    _check_padding_mode(mode)
+    if padding.height == 0 and padding.width == 0:
+        return x
+    if mode == "zeros":
+        return F.pad(x, padding.for_torch(), mode="constant", value=0.0)
+    for axis in (0, 1):
+        size = x.shape[2 + axis]
+        largest = max(padding.before(axis), padding.after(axis))
+        if (mode == "reflect" and largest >= size) or (mode == "circular" and largest > size):
+            rule = "smaller than" if mode == "reflect" else "at most"
+            raise SettingsError(
+                f"{mode} padding of {largest} along {_AXES[axis]} must be {rule} the input {_AXES[axis]} {size}"
+            )
+    return F.pad(x, padding.for_torch(), mode=mode)
+
+
+def conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    stride: int | Sequence[int] = 1,
+    padding: PaddingSpec = 0,
+    padding_mode: PaddingMode = "zeros",
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+) -> torch.Tensor:
+    """Functional convolution with every padding form and mode.
+
+    Args:
+        x: input ``(N, C, H, W)``.
+        weight: filters ``(D, C / groups, kh, kw)``.
+        bias: ``(D,)`` or None.
+
+    Returns:
+        feature maps ``(N, D, H', W')``.
+    """
+    geometry = ConvGeometry.create(tuple(weight.shape[2:]), stride, padding, dilation)
+    concrete = geometry.resolve_padding((x.shape[2], x.shape[3]))
+    geometry.output_size((x.shape[2], x.shape[3]))  # validates the kernel fits
+    padded = pad_input(x, concrete, padding_mode)
+    return F.conv2d(padded, weight, bias, stride=geometry.stride, dilation=geometry.dilation, groups=groups)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The computation behind one output value ``maps[filter, y, x]``.
+
+    Attributes:
+        filter, name, y, x: which output value, and its filter's name.
+        channels: input channels the filter reads (one group's channels).
+        rows, cols: input row/column under each kernel row/column; values outside
+            ``0..H-1`` / ``0..W-1`` are padding.
+        patch: padded input values under the window ``(C / groups, kh, kw)``.
+        weights: the filter ``(C / groups, kh, kw)``.
+        products: ``patch * weights``.
+        in_padding: bool ``(kh, kw)``, True where the window covers padding.
+        bias: the filter's bias (0 when the layer has none).
+        total: ``products.sum() + bias`` in float64, before ReLU.
+        relu: whether the layer applies ReLU.
+        value: the value in the map (after ReLU when enabled).
+    """
+
+    filter: int
+    name: str
+    y: int
+    x: int
+    channels: tuple[int, ...]
+    rows: tuple[int, ...]
+    cols: tuple[int, ...]
+    patch: torch.Tensor
+    weights: torch.Tensor
+    products: torch.Tensor
+    in_padding: torch.Tensor
+    bias: float
+    total: float
+    relu: bool
+    value: float
+
+    @property
+    def output(self) -> float:
+        """``total`` after the layer's activation: what the map should hold."""
+        return max(self.total, 0.0) if self.relu else self.total
+
+    def __str__(self) -> str:
+        relu = f"ReLU -> {self.output:.6g}" if self.relu else ""
+        return (
+            f"map {self.filter} ({self.name}) at (y={self.y}, x={self.x}): window over input rows "
+            f"{self.rows[0]}..{self.rows[-1]}, cols {self.cols[0]}..{self.cols[-1]}, channels "
+            f"{list(self.channels)}; sum of {self.products.numel()} products "
+            f"{float(self.products.double().sum()):.6g} + bias {self.bias:.6g} = {self.total:.6g} {relu}".rstrip()
+        )
+
+
+class ConvLayer(nn.Module):
+    """A convolution layer with fixed, named filters.
+
+    Args:
+        in_channels: channels of the input images (3 for RGB, 1 for gray).
+        filters: bank names (``"sobel"``, ``"sobel_x,laplacian"``, ``"gabor"``,
+            ``"random"``; see :mod:`featuremaps.conv.filters`), an array
+            ``(D, C / groups, kh, kw)``, or a path to a ``.npy`` file of one.
+        depth: number of filters (= number of maps) of a ``random`` or ``gabor`` bank;
+            for other filters it is checked against their count.
+        kernel_size: ``k`` or ``(kh, kw)`` for sizeable banks; default: the bank's own.
+        stride: ``s`` or ``(sy, sx)``, >= 1.
+        padding: ``p``, ``(py, px)``, ``(top, bottom, left, right)``, ``"same"`` or ``"valid"``.
+        padding_mode: ``zeros``, ``reflect``, ``replicate`` or ``circular``.
+        dilation: ``d`` or ``(dy, dx)``, >= 1.
+        groups: input channels and filters are split into this many groups.
+        bias: None, one number for every filter, or one per filter.
+        relu: apply ReLU to the maps.
+        seed: seed of the ``random`` bank.
+
+    Example:
+        >>> layer = ConvLayer(3, "sobel", stride=2, padding=1)
+        >>> layer(torch.rand(3, 64, 48)).shape
+        torch.Size([2, 32, 24])
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+
+    def __init__(
+        self,
+        in_channels: int,
+        filters: str | Path | np.ndarray | torch.Tensor = "random",
+        *,
+        depth: int | None = None,
+        kernel_size: int | Sequence[int] | None = None,
+        stride: int | Sequence[int] = 1,
+        padding: PaddingSpec = 0,
+        padding_mode: PaddingMode = "zeros",
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        bias: float | Sequence[float] | torch.Tensor | None = None,
+        relu: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+            raise SettingsError(f"in_channels must be an int >= 1; got {in_channels!r}")
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+            raise SettingsError(f"groups must be an int >= 1; got {groups!r}")
+        if in_channels % groups != 0:
+            raise SettingsError(f"in_channels {in_channels} is not divisible by groups {groups}")
+        if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
+            raise SettingsError(f"depth must be an int >= 1; got {depth!r}")
+        _check_padding_mode(padding_mode)
+        size = to_pair(kernel_size, "kernel_size") if kernel_size is not None else None
+        filter_bank = bank_for_layer(
+            filters, in_channels=in_channels, groups=groups, kernel_size=size, depth=depth, seed=seed
+        )
+        kh, kw = filter_bank.weights.shape[2:]
+        self.geometry = ConvGeometry.create((int(kh), int(kw)), stride, padding, dilation)
+        self.in_channels = in_channels
+        self.groups = groups
+        self.padding_mode: PaddingMode = padding_mode
+        self.relu = bool(relu)
+        self.filter_names = filter_bank.names
+        self.register_buffer("weight", filter_bank.weights)
+        self.register_buffer("bias", _bias_tensor(bias, filter_bank.depth))
+
+    @classmethod
+    def from_module(cls, conv: nn.Conv2d, *, relu: bool = False) -> ConvLayer:
+        """A ``ConvLayer`` with the weights and settings of a ``torch.nn.Conv2d``."""
+        padding = conv.padding if isinstance(conv.padding, str) else tuple(conv.padding)
+        bias = conv.bias.detach().clone() if conv.bias is not None else None
+        return cls(
+            conv.in_channels,
+            conv.weight.detach().clone(),
+            stride=tuple(conv.stride),
+            padding=padding,
+            padding_mode=conv.padding_mode,
+            dilation=tuple(conv.dilation),
+            groups=conv.groups,
+            bias=bias,
+            relu=relu,
+        )
+
+    @property
+    def depth(self) -> int:
+        """Number of filters, which is the number of feature maps."""
+        return int(self.weight.shape[0])
+
+    @property
+    def kernel_size(self) -> IntPair:
+        return self.geometry.kernel_size
+
+    @property
+    def stride(self) -> IntPair:
+        return self.geometry.stride
+
+    @property
+    def dilation(self) -> IntPair:
+        return self.geometry.dilation
+
+    @property
+    def padding(self) -> Padding | Literal["same"]:
+        return self.geometry.padding
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, depth={self.depth}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, padding_mode={self.padding_mode!r}, dilation={self.dilation}, "
+            f"groups={self.groups}, bias={self.bias is not None}, relu={self.relu}"
+        )
+
+    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
+        """Shape of the maps for an input of shape ``(H, W)``, ``(C, H, W)`` or ``(N, C, H, W)``.
+
+        Example:
+            >>> ConvLayer(3, "random", depth=8, stride=2).output_shape((3, 64, 64))
+            (8, 31, 31)
+        """
+        shape = tuple(int(s) for s in input_shape)
+        if len(shape) not in (2, 3, 4):
+            raise SettingsError(f"input shape must be (H, W), (C, H, W) or (N, C, H, W); got {shape}")
+        if len(shape) >= 3 and shape[-3] != self.in_channels:
+            raise SettingsError(f"layer expects {self.in_channels} input channels; input shape {shape} has {shape[-3]}")
+        height, width = self.geometry.output_size((shape[-2], shape[-1]))
+        return (*shape[:-3], self.depth, height, width) if len(shape) >= 3 else (self.depth, height, width)
+
+    def resolved_padding(self, input_size: IntPair) -> Padding:
+        """Concrete padding for an input of ``(H, W)`` (resolves ``"same"``)."""
+        return self.geometry.resolve_padding(input_size)
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """The padded input ``(N, C, H + pad, W + pad)`` the filters slide over."""
+        batch = self._as_batch(x)
+        return pad_input(batch, self.resolved_padding((batch.shape[2], batch.shape[3])), self.padding_mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Feature maps ``(D, H', W')`` for ``x`` of ``(C, H, W)``, ``(N, D, H', W')`` for a batch."""
+        batch = self._as_batch(x)
+        self.geometry.output_size((batch.shape[2], batch.shape[3]))  # validates the kernel fits
+        padded = self.pad(batch)
+        weight = self.weight.to(device=batch.device, dtype=batch.dtype)
+        bias = self.bias.to(device=batch.device, dtype=batch.dtype) if self.bias is not None else None
+        maps = F.conv2d(padded, weight, bias, stride=self.stride, dilation=self.dilation, groups=self.groups)
+        if self.relu:
+            maps = F.relu(maps)
+        return maps[0] if x.ndim == 3 else maps
+
+    def _as_batch(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"input must be a torch.Tensor (C, H, W) or (N, C, H, W); got {type(x).__name__}")
+        if x.ndim not in (3, 4):
+            raise SettingsError(f"input must have shape (C, H, W) or (N, C, H, W); got {tuple(x.shape)}")
+        if not torch.is_floating_point(x):
+            raise TypeError(f"input must be a floating-point tensor; got {x.dtype} (use load_image)")
+        batch = x if x.ndim == 4 else x.unsqueeze(0)  # (N, C, H, W)
+        if batch.shape[1] != self.in_channels:
+            raise SettingsError(
+                f"layer expects {self.in_channels} input channels; got an input of shape {tuple(x.shape)}"
+            )
+        return batch
+
+    def explain(self, image: torch.Tensor, /, *, filter: int, y: int, x: int) -> Explanation:
+        """The exact computation behind ``self(image)[filter, y, x]``.
+
+        Args:
+            image: one input ``(C, H, W)`` (or a batch of one).
+            filter: index of the filter (= feature map).
+            y, x: position in the output map.
+        """
+        batch = self._as_batch(image)
+        if batch.shape[0] != 1:
+            raise SettingsError(f"explain takes one image; got a batch of {batch.shape[0]}")
+        out_h, out_w = self.geometry.output_size((batch.shape[2], batch.shape[3]))
+        for label, value, limit in (("filter", filter, self.depth), ("y", y, out_h), ("x", x, out_w)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < limit:
+                raise SettingsError(f"{label} must be an int in 0..{limit - 1}; got {value!r}")
+        padding = self.resolved_padding((batch.shape[2], batch.shape[3]))
+        padded = self.pad(batch)[0].to(torch.float32)  # (C, Hp, Wp)
+        per_group = self.in_channels // self.groups
+        group = filter // (self.depth // self.groups)
+        channels = tuple(range(group * per_group, (group + 1) * per_group))
+        (sy, sx), (dy, dx), (kh, kw) = self.stride, self.dilation, self.kernel_size
+        padded_rows = [y * sy + i * dy for i in range(kh)]
+        padded_cols = [x * sx + j * dx for j in range(kw)]
+        patch = padded[list(channels)][:, padded_rows][:, :, padded_cols]  # (C/g, kh, kw)
+        weights = self.weight[filter].to(torch.float32)
+        products = patch * weights
+        rows = tuple(r - padding.top for r in padded_rows)
+        cols = tuple(c - padding.left for c in padded_cols)
+        height, width = batch.shape[2], batch.shape[3]
+        row_pad = torch.tensor([not 0 <= r < height for r in rows])
+        col_pad = torch.tensor([not 0 <= c < width for c in cols])
+        bias = float(self.bias[filter]) if self.bias is not None else 0.0
+        total = float(products.double().sum()) + bias
+        value = float(self.forward(batch)[0, filter, y, x])
+        return Explanation(
+            filter=filter,
+            name=self.filter_names[filter],
+            y=y,
+            x=x,
+            channels=channels,
+            rows=rows,
+            cols=cols,
+            patch=patch,
+            weights=weights,
+            products=products,
+            in_padding=row_pad[:, None] | col_pad[None, :],
+            bias=bias,
+            total=total,
+            relu=self.relu,
+            value=value,
+        )
+
+
+def _bias_tensor(bias: float | Sequence[float] | torch.Tensor | None, depth: int) -> torch.Tensor | None:
+    if bias is None or bias is False:
+        return None
+    if isinstance(bias, (int, float)) and not isinstance(bias, bool):
+        return torch.full((depth,), float(bias))
+    tensor = torch.as_tensor(bias, dtype=torch.float32).flatten()
+    if tensor.numel() != depth:
+        raise SettingsError(f"bias must be one number or one per filter ({depth}); got {tensor.numel()} values")
+    return tensor.clone()

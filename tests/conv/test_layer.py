@@ -1,0 +1,233 @@
+"""ConvLayer against torch and an independent loop, explain(), and its error messages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from featuremaps import ConvLayer, SettingsError, conv2d
+from featuremaps.conv.geometry import Padding
+
+_NUMPY_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _naive_conv(x, weight, bias, stride, padding: Padding, mode, dilation, groups):
+    """Sum of products by explicit loops: the definition, independent of torch."""
+    x, weight = x.double().numpy(), weight.double().numpy()
+    padded = np.pad(x, ((0, 0), (padding.top, padding.bottom), (padding.left, padding.right)), _NUMPY_MODES[mode])
+    depth, per_group, kh, kw = weight.shape
+    (sy, sx), (dy, dx) = stride, dilation
+    out_h = (padded.shape[1] - dy * (kh - 1) - 1) // sy + 1
+    out_w = (padded.shape[2] - dx * (kw - 1) - 1) // sx + 1
+    out = np.zeros((depth, out_h, out_w))
+    for d in range(depth):
+        group = d // (depth // groups)
+        channels = padded[group * per_group : (group + 1) * per_group]
+        for i in range(out_h):
+            for j in range(out_w):
+                window = channels[:, i * sy : i * sy + dy * (kh - 1) + 1 : dy, j * sx : j * sx + dx * (kw - 1) + 1 : dx]
+                out[d, i, j] = (window * weight[d]).sum() + (bias[d] if bias is not None else 0.0)
+    return torch.from_numpy(out)
+
+
+@st.composite
+def layer_settings(draw):
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    channels = groups * draw(st.integers(1, 2))
+    depth = groups * draw(st.integers(1, 3))
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    mode = draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"]))
+    size = (draw(st.integers(3, 11)), draw(st.integers(3, 11)))
+    use_bias = draw(st.booleans())
+    return groups, channels, depth, kernel, stride, dilation, padding, mode, size, use_bias
+
+
+@given(settings=layer_settings(), seed=st.integers(0, 2**16))
+def test_layer_equals_conv2d_on_the_padded_input_and_a_naive_loop(settings, seed):
+    groups, channels, depth, kernel, stride, dilation, padding, mode, size, use_bias = settings
+    padding_obj = Padding(*padding)
+    extent = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+    assume(extent[0] <= size[0] + padding_obj.height and extent[1] <= size[1] + padding_obj.width)
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.randn(depth, channels // groups, *kernel, generator=generator)
+    bias = torch.randn(depth, generator=generator) if use_bias else None
+    x = torch.rand(channels, *size, generator=generator)
+    layer = ConvLayer(channels, weight, stride=stride, padding=padding, padding_mode=mode, dilation=dilation,
+                      groups=groups, bias=bias)
+    maps = layer(x)
+    torch_mode = "constant" if mode == "zeros" else mode
+    reference = F.conv2d(
+        F.pad(x[None], padding_obj.for_torch(), mode=torch_mode), weight, bias,
+        stride=stride, dilation=dilation, groups=groups,
+    )[0]
+    torch.testing.assert_close(maps, reference)
+    naive = _naive_conv(x, weight, bias, stride, padding_obj, mode, dilation, groups)
+    torch.testing.assert_close(maps.double(), naive, atol=1e-5, rtol=1e-5)
+    assert layer.output_shape(x.shape) == tuple(maps.shape)
+    assert layer.depth == depth == maps.shape[0]
+
+
+@given(settings=layer_settings(), seed=st.integers(0, 2**16), data=st.data())
+def test_explain_equals_the_map_value(settings, seed, data):
+    groups, channels, depth, kernel, stride, dilation, padding, mode, size, use_bias = settings
+    padding_obj = Padding(*padding)
+    extent = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+    assume(extent[0] <= size[0] + padding_obj.height and extent[1] <= size[1] + padding_obj.width)
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.randn(depth, channels // groups, *kernel, generator=generator)
+    layer = ConvLayer(channels, weight, stride=stride, padding=padding, padding_mode=mode, dilation=dilation,
+                      groups=groups, bias=float(seed % 3) if use_bias else None, relu=data.draw(st.booleans()))
+    x = torch.rand(channels, *size, generator=generator)
+    maps = layer(x)
+    d = data.draw(st.integers(0, depth - 1))
+    y = data.draw(st.integers(0, maps.shape[1] - 1))
+    xx = data.draw(st.integers(0, maps.shape[2] - 1))
+    step = layer.explain(x, filter=d, y=y, x=xx)
+    assert step.value == float(maps[d, y, xx])
+    assert step.output == pytest.approx(step.value, abs=1e-5)
+    assert step.total == pytest.approx(float(step.products.double().sum()) + step.bias, abs=1e-9)
+    assert step.patch.shape == step.weights.shape == (channels // groups, *kernel)
+    # every in-image tap holds the input pixel; padding taps sit outside the image
+    for i, row in enumerate(step.rows):
+        for j, col in enumerate(step.cols):
+            inside = 0 <= row < size[0] and 0 <= col < size[1]
+            assert bool(step.in_padding[i, j]) == (not inside)
+            if inside:
+                torch.testing.assert_close(step.patch[:, i, j], x[list(step.channels), row, col])
+
+
+def test_explain_by_hand():
+    x = torch.arange(16.0).reshape(1, 4, 4)
+    layer = ConvLayer(1, np.ones((1, 1, 2, 2)), stride=2, padding=(1, 0, 1, 0), bias=0.5)
+    step = layer.explain(x, filter=0, y=0, x=1)
+    assert step.rows == (-1, 0) and step.cols == (1, 2)
+    assert step.patch.tolist() == [[[0.0, 0.0], [1.0, 2.0]]]
+    assert step.in_padding.tolist() == [[True, True], [False, False]]
+    assert step.total == 3.5 == step.value
+    assert "sum of 4 products 3 + bias 0.5 = 3.5" in str(step)
+
+
+def test_batch_and_single_image_agree():
+    layer = ConvLayer(3, "sobel", stride=2, padding="same")
+    batch = torch.rand(4, 3, 17, 12)
+    maps = layer(batch)
+    assert maps.shape == (4, 2, 9, 6)
+    torch.testing.assert_close(maps[2], layer(batch[2]))
+
+
+def test_same_padding_at_stride_one_matches_torch_same():
+    weight = torch.randn(2, 3, 4, 2)
+    x = torch.rand(3, 9, 8)
+    layer = ConvLayer(3, weight, padding="same")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        expected = F.conv2d(x[None], weight, padding="same")[0]
+    torch.testing.assert_close(layer(x), expected)
+
+
+def test_from_module_copies_a_torch_conv():
+    conv = torch.nn.Conv2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 1), dilation=(1, 2), groups=2,
+                           padding_mode="reflect")
+    layer = ConvLayer.from_module(conv)
+    x = torch.rand(2, 4, 10, 9)
+    torch.testing.assert_close(layer(x), conv(x).detach())
+
+
+def test_functional_conv2d_matches_the_layer():
+    weight = torch.randn(3, 1, 3, 3)
+    x = torch.rand(2, 1, 8, 8)
+    layer = ConvLayer(1, weight, stride=2, padding=(0, 1, 0, 1), padding_mode="replicate")
+    torch.testing.assert_close(conv2d(x, weight, stride=2, padding=(0, 1, 0, 1), padding_mode="replicate"), layer(x))
+
+
+def test_relu_and_bias():
+    layer = ConvLayer(1, np.ones((2, 1, 1, 1)), bias=[-0.5, 0.25], relu=True)
+    x = torch.tensor([[[0.2, 0.8]]])
+    torch.testing.assert_close(layer(x), torch.tensor([[[0.0, 0.3]], [[0.45, 1.05]]]))
+
+
+def test_bank_filters_apply_to_the_channel_mean():
+    rgb = torch.rand(3, 12, 12)
+    gray = rgb.mean(dim=0, keepdim=True)
+    torch.testing.assert_close(ConvLayer(3, "classic")(rgb), ConvLayer(1, "classic")(gray))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"stride": 0}, "stride must be an int >= 1 or a pair of them; got 0"),
+        ({"dilation": (1, 0)}, r"dilation must be an int >= 1 or a pair of them; got \(1, 0\)"),
+        ({"padding": -2}, "padding must not be negative; got -2"),
+        ({"groups": 2}, "in_channels 3 is not divisible by groups 2"),
+        ({"groups": 0}, "groups must be an int >= 1; got 0"),
+        ({"depth": 0}, "depth must be an int >= 1; got 0"),
+        ({"padding_mode": "mirror"}, "padding_mode must be one of zeros, reflect, replicate, circular; got 'mirror'"),
+        ({"filters": "sobl"}, "unknown filter bank 'sobl'; choose from sobel_x, sobel_y"),
+        ({"filters": np.zeros((2, 2, 3, 3))}, r"dimension 1 must be in_channels / groups = 3 / 1 = 3; got 2"),
+        ({"filters": np.zeros((2, 3, 3))[None, None]}, r"must have shape \(D, C/groups, kh, kw\)"),
+        ({"bias": [1.0, 2.0]}, r"bias must be one number or one per filter \(8\); got 2 values"),
+    ],
+)
+def test_bad_settings_name_the_parameter(kwargs, message):
+    options = {"filters": "random"} | kwargs
+    filters = options.pop("filters")
+    with pytest.raises(SettingsError, match=message):
+        ConvLayer(3, filters, **options)
+
+
+def test_kernel_larger_than_padded_input_at_call_time():
+    layer = ConvLayer(1, "random", kernel_size=(3, 7), padding=1)
+    with pytest.raises(SettingsError, match=r"kernel width 7 is larger than the padded input width 6 \(input 4"):
+        layer(torch.rand(1, 10, 4))
+
+
+def test_reflect_padding_needs_a_larger_input():
+    layer = ConvLayer(1, "box", padding=3, padding_mode="reflect")
+    with pytest.raises(SettingsError, match="reflect padding of 3 along height must be smaller than the input height 3"):
+        layer(torch.rand(1, 3, 9))
+
+
+def test_wrong_number_of_channels():
+    with pytest.raises(SettingsError, match=r"layer expects 3 input channels; got an input of shape \(1, 8, 8\)"):
+        ConvLayer(3, "sobel")(torch.rand(1, 8, 8))
+
+
+def test_integer_input_is_refused():
+    with pytest.raises(TypeError, match="floating-point tensor; got torch.uint8"):
+        ConvLayer(1, "sobel")(torch.zeros(1, 5, 5, dtype=torch.uint8))
+
+
+def test_explain_position_out_of_range():
+    layer = ConvLayer(1, "sobel", stride=2)
+    with pytest.raises(SettingsError, match=r"y must be an int in 0\.\.3; got 4"):
+        layer.explain(torch.rand(1, 9, 9), filter=0, y=4, x=0)
+    with pytest.raises(SettingsError, match=r"filter must be an int in 0\.\.1; got 2"):
+        layer.explain(torch.rand(1, 9, 9), filter=2, y=0, x=0)
+
+
+def test_filters_from_npy_file(tmp_path):
+    weights = np.random.default_rng(1).standard_normal((4, 1, 3, 5)).astype(np.float32)
+    np.save(tmp_path / "f.npy", weights)
+    layer = ConvLayer(1, str(tmp_path / "f.npy"))
+    assert layer.depth == 4 and layer.kernel_size == (3, 5)
+    torch.testing.assert_close(layer.weight, torch.from_numpy(weights))
+
+
+def test_pickled_npy_is_refused(tmp_path):
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(SettingsError, match=r"obj\.npy' is not a readable \.npy array"):
+        ConvLayer(1, str(tmp_path / "obj.npy"))
+
+
+def test_missing_npy_file(tmp_path):
+    with pytest.raises(SettingsError, match=r"filter file '.*missing\.npy' not found"):
+        ConvLayer(1, str(tmp_path / "missing.npy"))
