@@ -1,0 +1,129 @@
+"""A small, self-contained HTML report: sections of text, figures and tables.
+
+Pictures are written beside ``index.html`` (relative links), so the folder can be opened
+from the file system, zipped or served as is. No script, no CDN.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+__all__ = ["Figure", "Report", "Section"]
+
+_STYLE = """
+body { font: 15px/1.5 system-ui, sans-serif; margin: 0 auto; max-width: 1100px; padding: 1.5em; color: #222; }
+h1 { font-size: 1.7em; margin-bottom: .2em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
+figure { display: inline-block; margin: .6em 1.2em .6em 0; vertical-align: top; }
+figure img, figure video { max-width: 100%; border: 1px solid #ccc; image-rendering: auto; }
+figcaption { font-size: .9em; color: #555; max-width: 640px; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .92em; }
+th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; }
+th { background: #f3f3f3; } code, pre { background: #f6f6f6; padding: .1em .3em; }
+pre { padding: .6em; white-space: pre-wrap; } nav a { margin-right: 1em; }
+"""
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "item"
+
+
+@dataclass
+class Figure:
+    """A picture (PIL image or file) with a caption; ``name`` is its file name stem."""
+
+    source: Image.Image | Path
+    caption: str
+    name: str
+
+
+@dataclass
+class Section:
+    """One titled part of the report; blocks are rendered in the order they were added."""
+
+    title: str
+    blocks: list[tuple[str, object]] = field(default_factory=list)
+
+    def text(self, paragraph: str) -> Section:
+        """A paragraph of plain text (escaped); ``code`` in backquotes is kept as code."""
+        escaped = html.escape(paragraph)
+        self.blocks.append(("html", "<p>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped) + "</p>"))
+        return self
+
+    def code(self, text: str) -> Section:
+        self.blocks.append(("html", f"<pre>{html.escape(text)}</pre>"))
+        return self
+
+    def figure(self, source: Image.Image | Path, caption: str, name: str | None = None) -> Section:
+        self.blocks.append(("figure", Figure(source, caption, name or _slug(caption)[:40])))
+        return self
+
+    def table(self, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Section:
+        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows
+        )
+        self.blocks.append(("html", f"<table><tr>{head}</tr>{body}</table>"))
+        return self
+
+
+@dataclass
+class Report:
+    """A report with a title, an intro and sections; :meth:`write` makes the folder."""
+
+    title: str
+    intro: str = ""
+    sections: list[Section] = field(default_factory=list)
+
+    def section(self, title: str) -> Section:
+        section = Section(title)
+        self.sections.append(section)
+        return section
+
+    def write(self, directory: str | Path) -> Path:
+        """Write ``directory/index.html`` and its pictures; return the page's path."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        used: set[str] = set()
+        parts = [
+            f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>",
+            f"<style>{_STYLE}</style></head><body><h1>{html.escape(self.title)}</h1>",
+        ]
+        if self.intro:
+            parts.append(f"<p>{html.escape(self.intro)}</p>")
+        if len(self.sections) > 1:
+            links = "".join(f"<a href='#{_slug(s.title)}'>{html.escape(s.title)}</a>" for s in self.sections)
+            parts.append(f"<nav>{links}</nav>")
+        for section in self.sections:
+            parts.append(f"<h2 id='{_slug(section.title)}'>{html.escape(section.title)}</h2>")
+            for kind, block in section.blocks:
+                parts.append(self._figure_html(block, directory, used) if kind == "figure" else str(block))
+        parts.append("</body></html>")
+        page = directory / "index.html"
+        page.write_text("\n".join(parts), encoding="utf-8")
+        return page
+
+    @staticmethod
+    def _figure_html(figure: Figure, directory: Path, used: set[str]) -> str:
+        stem, n = figure.name, 2
+        while stem in used:
+            stem, n = f"{figure.name}-{n}", n + 1
+        used.add(stem)
+        if isinstance(figure.source, Image.Image):
+            filename = f"{stem}.png"
+            figure.source.save(directory / filename)
+        else:
+            filename = f"{stem}{figure.source.suffix.lower()}"
+            shutil.copyfile(figure.source, directory / filename)
+        caption = html.escape(figure.caption)
+        if filename.endswith(".mp4"):
+            media = f"<video src='{filename}' controls loop muted></video>"
+        else:
+            media = f"<img src='{filename}' alt='{caption}'>"
+        return f"<figure>{media}<figcaption>{caption}</figcaption></figure>"

@@ -1,0 +1,92 @@
+"""render_grid: layout, colours that follow the values, labels, and raw saving."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from featuremaps import SettingsError, render_grid, save_maps
+from featuremaps.render._draw import apply_colormap
+
+
+def _tile_pixels(image, maps_shape, index, tile_size=128, columns=None):
+    """Crop the tile of map ``index`` back out of the grid (mirrors the layout constants)."""
+    from featuremaps.render import grid
+
+    depth, height, width = maps_shape
+    columns = columns or min(depth, 8, max(1, int(np.ceil(np.sqrt(depth)))))
+    tile_w, tile_h = grid._tile_size(height, width, tile_size)
+    cell_w = max(tile_w, 110) + grid._PAD
+    cell_h = tile_h + grid._LABEL * 2 + 3 * grid._PAD
+    left = grid._PAD + (index % columns) * cell_w
+    top = 30 + (index // columns) * cell_h + grid._LABEL + grid._PAD // 2
+    return np.asarray(image)[top : top + tile_h, left : left + tile_w]
+
+
+def test_grid_has_one_tile_per_map_with_colours_following_values():
+    maps = torch.zeros(5, 4, 4)
+    maps[2, :, 2:] = 1.0  # right half bright
+    image = render_grid(maps, tile_size=64)
+    assert image.mode == "RGB"
+    tile = _tile_pixels(image, maps.shape, 2, tile_size=64)
+    assert tile.shape == (64, 64, 3)
+    low, high = apply_colormap(np.array([[0.0, 1.0]]), 0.0, 1.0)[0]
+    assert (tile[5, 5] == low).all() and (tile[5, 60] == high).all()
+    # nearest-neighbour enlargement: every unit is a 16x16 block of one colour
+    assert len(np.unique(tile[:16, :16].reshape(-1, 3), axis=0)) == 1
+
+
+def test_per_map_normalisation_stretches_each_map_and_shared_does_not():
+    maps = torch.stack([torch.linspace(0, 1, 16).reshape(4, 4), torch.linspace(0, 10, 16).reshape(4, 4)])
+    per_map = render_grid(maps, normalize="map")
+    first, second = _tile_pixels(per_map, maps.shape, 0), _tile_pixels(per_map, maps.shape, 1)
+    assert (first == second).all()
+    shared = render_grid(maps, normalize="shared")
+    assert shared.size != per_map.size  # the colour bar
+
+
+def test_grid_size_grows_with_depth_and_tile_size():
+    small = render_grid(torch.rand(4, 10, 20), tile_size=32)
+    large = render_grid(torch.rand(16, 10, 20), tile_size=128)
+    assert large.width > small.width and large.height > small.height
+
+
+def test_a_single_map_and_numpy_input_are_accepted():
+    assert render_grid(np.random.rand(7, 9)).width > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"maps": torch.rand(2, 3, 4, 5)}, r"maps must have shape \(D, H, W\) or \(H, W\); got \(2, 3, 4, 5\)"),
+        ({"names": ["a"]}, "names has 1 entries for 3 maps"),
+        ({"normalize": "global"}, "normalize must be one of map, shared; got 'global'"),
+        ({"cmap": "not-a-map"}, "unknown colormap 'not-a-map'"),
+        ({"clip": 60}, r"clip must be a percentage in \[0, 50\); got 60"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, message):
+    options = {"maps": torch.rand(3, 4, 4)} | kwargs
+    maps = options.pop("maps")
+    with pytest.raises(SettingsError, match=message):
+        render_grid(maps, **options)
+
+
+def test_clip_saturates_outliers():
+    maps = torch.zeros(1, 10, 10)
+    maps[0, 0, 0] = 1000.0  # one outlier
+    maps[0, 5:, :] = 1.0
+    clipped = _tile_pixels(render_grid(maps, clip=2.0), maps.shape, 0)
+    plain = _tile_pixels(render_grid(maps), maps.shape, 0)
+    high = apply_colormap(np.array([[1.0]]), 0.0, 1.0)[0, 0]
+    assert (clipped[-1, -1] == high).all()  # the 1.0 half is now the top colour
+    assert not (plain[-1, -1] == high).all()
+
+
+def test_save_maps_round_trip(tmp_path):
+    maps = torch.randn(3, 5, 6)
+    path = save_maps(maps, tmp_path / "sub" / "maps.npy")
+    assert np.array_equal(np.load(path), maps.numpy())
+    with pytest.raises(SettingsError, match=r"raw maps are saved as \.npy"):
+        save_maps(maps, tmp_path / "maps.txt")
