@@ -1,0 +1,68 @@
+"""The ``featuremaps`` command line. Each subcommand parses, calls the library, prints.
+
+Errors print one line on stderr and exit non-zero: 2 for bad arguments or settings,
+1 for unreadable input or a failure while running. ``FEATUREMAPS_DEBUG=1`` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+from featuremaps.cli import conv, demo, images  # noqa: F401  (registers the subcommands)
+from featuremaps.cli._common import app
+from typer.exceptions import TyperException
+
+from featuremaps.errors import FeatureMapsError, ImageError, SettingsError
+
+__all__ = ["app", "main"]
+
+
+def _fail(prefix: str, message: str, code: int) -> int:
+    sys.stderr.write(f"{prefix}: error: {' '.join(str(message).split())}\n")
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``featuremaps`` console script; returns the exit status."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    command = typer.main.get_command(app)
+    prog = "featuremaps"
+    try:
+        command.main(args=argv, prog_name=prog, standalone_mode=False)
+    except TyperException as error:  # usage errors: bad options, missing arguments
+        ctx = getattr(error, "ctx", None)
+        if type(error).__name__ == "NoArgsIsHelpError":
+            typer.echo(ctx.get_help() if ctx else "")
+            return 0
+        where = ctx.command_path if ctx else prog
+        return _fail(where, f"{error.format_message()} (see '{where} --help')", int(error.exit_code))
+    except typer.Exit as error:
+        return int(error.exit_code)
+    except typer.Abort:
+        return _fail(prog, "aborted", 130)
+    except ImageError as error:
+        return _fail(prog, str(error), 1)
+    except SettingsError as error:
+        return _fail(prog, str(error), 2)
+    except FeatureMapsError as error:
+        return _fail(prog, str(error), 1)
+    except KeyboardInterrupt:
+        return _fail(prog, "interrupted", 130)
+    except Exception as error:  # noqa: BLE001 - the CLI never shows a traceback unless asked
+        if os.environ.get("FEATUREMAPS_DEBUG"):
+            raise
+        if isinstance(error, OSError) and error.filename:
+            return _fail(prog, f"{error.strerror or error}: {error.filename}", 1)
+        detail = f"unexpected {type(error).__name__}: {error} (FEATUREMAPS_DEBUG=1 shows the traceback)"
+        return _fail(prog, detail, 1)
+    return 0
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())

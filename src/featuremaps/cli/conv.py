@@ -1,0 +1,127 @@
+"""``featuremaps conv`` and ``featuremaps banks``: one convolution layer on one image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from featuremaps.cli._common import app, parse_pair, parse_padding, print_json
+from featuremaps.conv import ConvLayer
+from featuremaps.conv.filters import describe_banks
+from featuremaps.conv.geometry import output_size_formula
+from featuremaps.errors import SettingsError
+from featuremaps.images import load_image
+from featuremaps.render.grid import NORMALIZATIONS, render_grid, save_maps
+
+_PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+@app.command("conv")
+def conv_command(
+    image: Annotated[str, typer.Argument(metavar="IMAGE", help="Image file or sample:NAME (see 'featuremaps samples').")],
+    filters: Annotated[str, typer.Option(metavar="NAME[,NAME]|FILE.npy", help="Bank name(s), comma separated (see 'featuremaps banks'), or FILE.npy.")] = "random",
+    depth: Annotated[Optional[int], typer.Option(metavar="N", help="Number of filters (= maps) of a random or gabor bank.")] = None,
+    kernel_size: Annotated[Optional[str], typer.Option(metavar="K|KHxKW", help="K or KHxKW (sizeable banks: gaussian, box, gabor, random).")] = None,
+    stride: Annotated[str, typer.Option(metavar="S|SYxSX", help="Stride: pixels the filter jumps.")] = "1",
+    padding: Annotated[str, typer.Option(metavar="P|PY,PX|T,B,L,R|same|valid", help="Pixels added at the borders.")] = "0",
+    padding_mode: Annotated[str, typer.Option(metavar="zeros|reflect|replicate|circular", help="What the added border pixels hold.")] = "zeros",
+    dilation: Annotated[str, typer.Option(metavar="D|DYxDX", help="Gap between filter taps (1 = none).")] = "1",
+    groups: Annotated[int, typer.Option(metavar="G", help="Split channels and filters into G groups.")] = 1,
+    relu: Annotated[bool, typer.Option("--relu", help="Apply ReLU to the maps.")] = False,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the random bank.")] = 0,
+    gray: Annotated[bool, typer.Option("--gray", help="Convert the image to one gray channel first.")] = False,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="MAPS.png", help="Write the maps as a picture (.png, .jpg, .webp).")] = None,
+    save: Annotated[Optional[Path], typer.Option(metavar="MAPS.npy", help="Write the raw maps [D, H', W'] as .npy.")] = None,
+    cmap: Annotated[str, typer.Option(metavar="NAME", help="Matplotlib colormap of the picture.")] = "viridis",
+    normalize: Annotated[str, typer.Option(metavar="map|shared", help="Colour scale per map ('map') or one for all ('shared').")] = "map",
+    clip: Annotated[float, typer.Option(metavar="PERCENT", help="Percent of values saturated at each end of the colour scale.")] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Run one convolution layer over an image and show or save its feature maps."""
+    if output is not None and output.suffix.lower() not in _PICTURE_SUFFIXES:
+        raise SettingsError(f"-o must end in {', '.join(_PICTURE_SUFFIXES)}; got {str(output)!r}")
+    if normalize not in NORMALIZATIONS:
+        raise SettingsError(f"--normalize must be one of {', '.join(NORMALIZATIONS)}; got {normalize!r}")
+    tensor = load_image(image, mode="gray" if gray else "auto")
+    layer = ConvLayer(
+        tensor.shape[0],
+        Path(filters) if filters.lower().endswith(".npy") else filters,
+        depth=depth,
+        kernel_size=parse_pair(kernel_size, "--kernel-size") if kernel_size else None,
+        stride=parse_pair(stride, "--stride"),
+        padding=parse_padding(padding),
+        padding_mode=padding_mode,  # type: ignore[arg-type]
+        dilation=parse_pair(dilation, "--dilation"),
+        groups=groups,
+        relu=relu,
+        seed=seed,
+    )
+    maps = layer(tensor)
+    size = (tensor.shape[1], tensor.shape[2])
+    concrete = layer.resolved_padding(size)
+    written = {}
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        picture = render_grid(maps, names=layer.filter_names, cmap=cmap, normalize=normalize, clip=clip,  # type: ignore[arg-type]
+                              title=f"{image}: {filters}")
+        picture.save(output)
+        written["picture"] = str(output)
+    if save is not None:
+        written["npy"] = str(save_maps(maps, save))
+    stats = [
+        {"index": i, "name": name, "min": float(m.min()), "max": float(m.max()), "mean": float(m.mean())}
+        for i, (name, m) in enumerate(zip(layer.filter_names, maps))
+    ]
+    report = {
+        "image": image,
+        "input_shape": list(tensor.shape),
+        "output_shape": list(maps.shape),
+        "filters": filters,
+        "depth": layer.depth,
+        "kernel_size": list(layer.kernel_size),
+        "stride": list(layer.stride),
+        "padding": [concrete.top, concrete.bottom, concrete.left, concrete.right],
+        "padding_mode": layer.padding_mode,
+        "dilation": list(layer.dilation),
+        "groups": layer.groups,
+        "formula": list(output_size_formula(layer.geometry, size)),
+        "maps": stats,
+        "written": written,
+    }
+    if as_json:
+        print_json(report)
+        return
+    shape_in = "x".join(str(s) for s in tensor.shape)
+    shape_out = "x".join(str(s) for s in maps.shape)
+    typer.echo(f"input   {shape_in}  ({image})")
+    typer.echo(
+        f"layer   {layer.depth} filters {layer.kernel_size[0]}x{layer.kernel_size[1]}, stride {layer.stride}, "
+        f"padding top/bottom/left/right {report['padding']} ({layer.padding_mode}), dilation {layer.dilation}, "
+        f"groups {layer.groups}"
+    )
+    typer.echo(f"output  {shape_out}  (D x H' x W')")
+    for line in report["formula"]:
+        typer.echo(f"        {line}")
+    for row in stats:
+        typer.echo(f"  map {row['index']:>3} {row['name']:<14} min {row['min']:>9.4g}  max {row['max']:>9.4g}  "
+                   f"mean {row['mean']:>9.4g}")
+    for kind, path in written.items():
+        typer.echo(f"wrote {path}")
+    if not written:
+        typer.echo("(use -o maps.png to draw the maps, --save maps.npy to keep them)")
+
+
+@app.command("banks")
+def banks_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the named filter banks that --filters accepts."""
+    rows = describe_banks()
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        size = "x".join(str(s) for s in row["kernel_size"])  # type: ignore[union-attr]
+        typer.echo(f"{row['name']:<10} {size:<6} {', '.join(row['filters'])}")  # type: ignore[arg-type]

@@ -1,0 +1,21 @@
+"""``featuremaps demo``: write the demo report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from featuremaps.cli._common import app
+
+
+@app.command("demo")
+def demo_command(
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="DIR", help="Folder of the report.")] = Path("demo-output"),
+) -> None:
+    """Write a self-contained HTML report of what featuremaps does (no network needed)."""
+    from featuremaps.demo import build_demo
+
+    page = build_demo(output)
+    typer.echo(str(page.resolve()))

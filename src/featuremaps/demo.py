@@ -1,0 +1,91 @@
+"""``featuremaps demo``: a self-contained HTML report that shows what the library does.
+
+Each section is a function that adds to the report; later features add sections here.
+Everything is computed locally from bundled data: no network.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from featuremaps.conv import ConvLayer
+from featuremaps.conv.geometry import output_size_formula
+from featuremaps.images import load_image, samples
+from featuremaps.render._draw import to_pil
+from featuremaps.render.grid import render_grid
+from featuremaps.render.report import Report
+
+__all__ = ["DEMO_SAMPLE", "build_demo"]
+
+logger = logging.getLogger(__name__)
+
+DEMO_SAMPLE = "cat"
+"""The bundled photo the demo follows through every section."""
+
+
+def _convolution_section(report: Report) -> None:
+    image = load_image(f"sample:{DEMO_SAMPLE}")
+    info = next(s for s in samples() if s.name == DEMO_SAMPLE)
+    section = report.section("One convolution layer: stride, depth and padding")
+    section.text(
+        "An image is an array of pixels, shape C x H x W. A convolution layer holds D filters (small "
+        "matrices); each filter slides over the image and its sums of products form one feature map, "
+        "so D filters give D maps: the depth of the output. The stride is how many pixels the filter "
+        "jumps between two outputs (larger stride, smaller map); padding adds pixels at the borders "
+        "(padding 'same' keeps H' = ceil(H / stride))."
+    )
+    section.figure(to_pil(image), f"Input: sample:{DEMO_SAMPLE}, {info.title} ({info.licence}), "
+                   f"shape {list(image.shape)}", name="input")
+    bank = "sobel_x,sobel_y,laplacian"
+    rows = []
+    for padding in (0, "same"):
+        for stride in (1, 2, 4):
+            layer = ConvLayer(image.shape[0], bank, stride=stride, padding=padding, padding_mode="reflect")
+            maps = layer(image)
+            formula_h, formula_w = output_size_formula(layer.geometry, (image.shape[1], image.shape[2]))
+            shape = "x".join(str(s) for s in maps.shape)
+            rows.append([stride, padding, shape, formula_h, formula_w])
+            section.figure(
+                render_grid(maps, names=layer.filter_names, clip=1.0, scale=0.5, columns=3,
+                            title=f"stride {stride}, padding {padding}"),
+                f"Bank {bank}, stride {stride}, padding {padding!r}{' (reflect)' if padding else ''}: maps {shape}",
+                name=f"conv-stride{stride}-padding{padding}",
+            )
+    section.text(
+        "The same 3 filters at every setting, drawn at the same scale (half a screen pixel per map "
+        "unit): depth stays 3, stride 2 halves each side of the map and stride 4 quarters it, and "
+        "padding decides whether the border pixels get a full window (padding 0 loses a pixel at each "
+        "edge for a 3x3 filter). Reflect padding is used so the borders show no false edges."
+    )
+    section.table(["stride", "padding", "maps D x H' x W'", "height", "width"], rows)
+    for depth in (4, 8):
+        layer = ConvLayer(image.shape[0], "gabor", depth=depth, kernel_size=9, stride=2, padding="same",
+                          padding_mode="reflect")
+        maps = layer(image)
+        section.figure(
+            render_grid(maps, names=layer.filter_names, clip=1.0, tile_size=120, title=f"Gabor bank, depth {depth}"),
+            f"Depth {depth}: {depth} Gabor filters (orientations 180/{depth} degrees apart) give {depth} maps, "
+            f"shape {list(maps.shape)}",
+            name=f"depth-{depth}",
+        )
+    layer = ConvLayer(image.shape[0], "sobel_x", stride=2, padding=1)
+    explanation = layer.explain(image, filter=0, y=60, x=110)
+    section.text("Every value of a map is a sum of products; explain() opens one up:")
+    section.code(str(explanation))
+
+
+SECTIONS: list[Callable[[Report], None]] = [_convolution_section]
+
+
+def build_demo(out_dir: str | Path = "demo-output") -> Path:
+    """Write the demo report into ``out_dir``; return the path of its ``index.html``."""
+    report = Report(
+        "featuremaps demo",
+        intro="How a convolution layer turns an image into feature maps, computed on this machine.",
+    )
+    for add_section in SECTIONS:
+        logger.info("demo: %s", add_section.__name__)
+        add_section(report)
+    return report.write(out_dir)

@@ -1,0 +1,36 @@
+"""The public API: names do not disappear by accident."""
+
+from __future__ import annotations
+
+import featuremaps
+
+PUBLIC = {
+    "ConvGeometry",
+    "ConvLayer",
+    "Explanation",
+    "FeatureMapsError",
+    "ImageError",
+    "Padding",
+    "ReceptiveField",
+    "SettingsError",
+    "conv2d",
+    "conv_output_size",
+    "load_image",
+    "receptive_field",
+    "render_grid",
+    "samples",
+    "save_maps",
+}
+
+
+def test_public_names_are_exported_and_sorted():
+    assert PUBLIC <= set(featuremaps.__all__)
+    assert list(featuremaps.__all__) == sorted(featuremaps.__all__)
+    for name in featuremaps.__all__:
+        assert hasattr(featuremaps, name), name
+
+
+def test_errors_inherit_from_builtins():
+    assert issubclass(featuremaps.ImageError, ValueError)
+    assert issubclass(featuremaps.SettingsError, ValueError)
+    assert issubclass(featuremaps.ImageError, featuremaps.FeatureMapsError)

@@ -1,0 +1,30 @@
+"""The demo report: every picture it links exists and the page says what it shows."""
+
+from __future__ import annotations
+
+import re
+
+from PIL import Image
+
+from featuremaps.demo import build_demo
+
+
+def test_demo_writes_a_self_contained_report(tmp_path):
+    page = build_demo(tmp_path / "demo")
+    html = page.read_text()
+    sources = re.findall(r"src='([^']+)'", html)
+    assert len(sources) >= 8
+    for source in sources:
+        assert not source.startswith("http")
+        path = page.parent / source
+        assert path.is_file()
+        with Image.open(path) as picture:
+            picture.verify()
+    for phrase in ["stride 1, padding 0", "3x75x113", "3x300x451", "Depth 8", "sum of 27 products"]:
+        assert phrase in html
+
+
+def test_demo_command_prints_the_page_path(run_cli, tmp_path):
+    result = run_cli("demo", "-o", str(tmp_path / "d"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str((tmp_path / "d" / "index.html").resolve())
