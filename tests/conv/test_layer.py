@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 import torch
@@ -34,58 +36,69 @@ def _naive_conv(x, weight, bias, stride, padding: Padding, mode, dilation, group
     return torch.from_numpy(out)
 
 
+@dataclass
+class Case:
+    """One random convolution: settings, filters, bias and input."""
+
+    options: dict
+    padding: Padding
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    x: torch.Tensor
+
+    def layer(self, **extra) -> ConvLayer:
+        return ConvLayer(self.x.shape[0], self.weight, bias=self.bias, **self.options, **extra)
+
+
 @st.composite
-def layer_settings(draw):
+def conv_cases(draw) -> Case:
     groups = draw(st.sampled_from([1, 1, 2, 3]))
     channels = groups * draw(st.integers(1, 2))
     depth = groups * draw(st.integers(1, 3))
     kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    padding = tuple(draw(st.integers(0, 2)) for _ in range(4))
-    mode = draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"]))
+    padding = Padding(*(draw(st.integers(0, 2)) for _ in range(4)))
     size = (draw(st.integers(3, 11)), draw(st.integers(3, 11)))
-    use_bias = draw(st.booleans())
-    return groups, channels, depth, kernel, stride, dilation, padding, mode, size, use_bias
-
-
-@given(settings=layer_settings(), seed=st.integers(0, 2**16))
-def test_layer_equals_conv2d_on_the_padded_input_and_a_naive_loop(settings, seed):
-    groups, channels, depth, kernel, stride, dilation, padding, mode, size, use_bias = settings
-    padding_obj = Padding(*padding)
     extent = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
-    assume(extent[0] <= size[0] + padding_obj.height and extent[1] <= size[1] + padding_obj.width)
-    generator = torch.Generator().manual_seed(seed)
+    assume(extent[0] <= size[0] + padding.height and extent[1] <= size[1] + padding.width)
+    options = {
+        "stride": (draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+        "padding": (padding.top, padding.bottom, padding.left, padding.right),
+        "padding_mode": draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"])),
+        "dilation": dilation,
+        "groups": groups,
+    }
+    generator = torch.Generator().manual_seed(draw(st.integers(0, 2**16)))
     weight = torch.randn(depth, channels // groups, *kernel, generator=generator)
-    bias = torch.randn(depth, generator=generator) if use_bias else None
-    x = torch.rand(channels, *size, generator=generator)
-    layer = ConvLayer(channels, weight, stride=stride, padding=padding, padding_mode=mode, dilation=dilation,
-                      groups=groups, bias=bias)
-    maps = layer(x)
-    torch_mode = "constant" if mode == "zeros" else mode
+    bias = torch.randn(depth, generator=generator) if draw(st.booleans()) else None
+    return Case(options, padding, weight, bias, torch.rand(channels, *size, generator=generator))
+
+
+@given(case=conv_cases())
+def test_layer_equals_conv2d_on_the_padded_input_and_a_naive_loop(case):
+    layer = case.layer()
+    maps = layer(case.x)
+    options = case.options
+    torch_mode = "constant" if options["padding_mode"] == "zeros" else options["padding_mode"]
     reference = F.conv2d(
-        F.pad(x[None], padding_obj.for_torch(), mode=torch_mode), weight, bias,
-        stride=stride, dilation=dilation, groups=groups,
+        F.pad(case.x[None], case.padding.for_torch(), mode=torch_mode), case.weight, case.bias,
+        stride=options["stride"], dilation=options["dilation"], groups=options["groups"],
     )[0]
     torch.testing.assert_close(maps, reference)
-    naive = _naive_conv(x, weight, bias, stride, padding_obj, mode, dilation, groups)
+    naive = _naive_conv(case.x, case.weight, case.bias, options["stride"], case.padding, options["padding_mode"],
+                        options["dilation"], options["groups"])
     torch.testing.assert_close(maps.double(), naive, atol=1e-5, rtol=1e-5)
-    assert layer.output_shape(x.shape) == tuple(maps.shape)
-    assert layer.depth == depth == maps.shape[0]
+    assert layer.output_shape(case.x.shape) == tuple(maps.shape)
+    assert layer.depth == case.weight.shape[0] == maps.shape[0]
 
 
-@given(settings=layer_settings(), seed=st.integers(0, 2**16), data=st.data())
-def test_explain_equals_the_map_value(settings, seed, data):
-    groups, channels, depth, kernel, stride, dilation, padding, mode, size, use_bias = settings
-    padding_obj = Padding(*padding)
-    extent = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
-    assume(extent[0] <= size[0] + padding_obj.height and extent[1] <= size[1] + padding_obj.width)
-    generator = torch.Generator().manual_seed(seed)
-    weight = torch.randn(depth, channels // groups, *kernel, generator=generator)
-    layer = ConvLayer(channels, weight, stride=stride, padding=padding, padding_mode=mode, dilation=dilation,
-                      groups=groups, bias=float(seed % 3) if use_bias else None, relu=data.draw(st.booleans()))
-    x = torch.rand(channels, *size, generator=generator)
+@given(case=conv_cases(), data=st.data())
+def test_explain_equals_the_map_value(case, data):
+    layer = case.layer(relu=data.draw(st.booleans()))
+    x, size, channels = case.x, case.x.shape[1:], case.x.shape[0]
     maps = layer(x)
+    depth, kernel = layer.depth, layer.kernel_size
+    groups = layer.groups
     d = data.draw(st.integers(0, depth - 1))
     y = data.draw(st.integers(0, maps.shape[1] - 1))
     xx = data.draw(st.integers(0, maps.shape[2] - 1))
