@@ -6,10 +6,12 @@ positive where the image gets brighter to the right.
 
 Several banks combine with commas: ``"sobel_x,sobel_y,laplacian"`` is a bank of 3.
 
-How a 2-D bank applies to an input with C channels (per group): each filter is
-repeated over the channels and divided by C, so a map is the filter applied to the
-mean of the channels (the image's gray level). An RGB photo and its gray version
-therefore give the same maps. Pass a ``(D, C, kh, kw)`` array for per-channel filters.
+How a bank applies to an input with C channels (per group): the hand-made filters
+(Sobel, Gabor, ...) are repeated over the channels and divided by C, so a map is the
+filter applied to the mean of the channels (the image's gray level); an RGB photo and its
+gray version give the same maps. The ``random`` and ``random_int`` banks draw an
+independent kernel for every channel, like the initial weights of a CNN. Pass a
+``(D, C, kh, kw)`` array for any other per-channel filters.
 """
 
 from __future__ import annotations
@@ -88,11 +90,18 @@ def _gabor(size: tuple[int, int] | None, depth: int | None, seed: int) -> np.nda
     return np.stack(kernels)
 
 
-def _random(size: tuple[int, int] | None, depth: int | None, seed: int) -> np.ndarray:
-    """He-normal filters from a seeded generator (the same seed gives the same filters)."""
+def _random(size: tuple[int, int] | None, depth: int | None, seed: int, channels: int = 1) -> np.ndarray:
+    """He-normal filters ``(D, C, kh, kw)`` from a seeded generator (same seed, same filters)."""
     kh, kw = size or (3, 3)
     generator = np.random.default_rng(seed)
-    return generator.standard_normal((depth or 8, kh, kw)) * math.sqrt(2.0 / (kh * kw))
+    return generator.standard_normal((depth or 8, channels, kh, kw)) * math.sqrt(2.0 / (channels * kh * kw))
+
+
+def _random_int(size: tuple[int, int] | None, depth: int | None, seed: int, channels: int = 1) -> np.ndarray:
+    """Seeded integers in {-1, 0, 1} ``(D, C, kh, kw)``: sums a reader can check by hand."""
+    kh, kw = size or (3, 3)
+    generator = np.random.default_rng(seed)
+    return generator.integers(-1, 2, (depth or 2, channels, kh, kw)).astype(np.float64)
 
 
 def _gabor_names(count: int) -> list[str]:
@@ -113,9 +122,10 @@ BANKS: dict[str, Callable[..., np.ndarray]] = {
     "box": _box,
     "gabor": _gabor,
     "random": _random,
+    "random_int": _random_int,
 }
-"""Every bank by name. ``gabor`` and ``random`` take ``depth``; ``gaussian``, ``box``,
-``gabor`` and ``random`` take any kernel size; the others are 3×3."""
+"""Every bank by name. ``gabor``, ``random`` and ``random_int`` take ``depth``; those and
+``gaussian`` and ``box`` take any kernel size; the others are 3×3."""
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "sobel": ("sobel_x", "sobel_y"),
@@ -126,7 +136,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
 }
 """Shorthands for several banks at once."""
 
-_DEPTH_BANKS = ("gabor", "random")
+_DEPTH_BANKS = ("gabor", "random", "random_int")
+_PER_CHANNEL_BANKS = ("random", "random_int")
 
 
 def bank_names() -> list[str]:
@@ -140,19 +151,22 @@ def bank(
     kernel_size: tuple[int, int] | None = None,
     depth: int | None = None,
     seed: int = 0,
+    channels: int = 1,
 ) -> tuple[np.ndarray, tuple[str, ...]]:
-    """2-D filters ``(D, kh, kw)`` and their names for a bank spec like ``"sobel,gabor"``.
+    """Filters ``(D, channels, kh, kw)`` and their names for a bank spec like ``"sobel,gabor"``.
 
     Args:
         spec: bank names separated by commas (see :data:`BANKS` and :data:`GROUPS`).
         kernel_size: size for the sizeable banks; the fixed 3×3 banks refuse another size.
         depth: number of filters of a ``gabor`` or ``random`` bank; for other banks it
             must equal the bank's own number of filters.
-        seed: seed of the ``random`` bank.
+        seed: seed of the ``random`` banks.
+        channels: input channels per group; hand-made filters are spread over them
+            (divided by ``channels``), random banks draw one kernel per channel.
 
     Example:
         >>> bank("sobel")[0].shape
-        (2, 3, 3)
+        (2, 1, 3, 3)
     """
     parts = [part.strip() for part in spec.split(",") if part.strip()]
     if not parts:
@@ -171,12 +185,12 @@ def bank(
         if any(name in _DEPTH_BANKS for name in names_in_order):
             raise SettingsError(
                 f"depth {depth} is ambiguous for filters {spec!r}: depth sets the number of filters "
-                "of a single 'gabor' or 'random' bank"
+                "of a single 'gabor', 'random' or 'random_int' bank"
             )
         if depth != len(names_in_order):
             raise SettingsError(
                 f"filters {spec!r} are {len(names_in_order)} filters ({', '.join(names_in_order)}), not "
-                f"depth {depth}; depth sets the number of filters of a single 'gabor' or 'random' bank"
+                f"depth {depth}; depth sets the number of filters of a single 'gabor', 'random' or 'random_int' bank"
             )
         depth = None
     fixed_sizes = {getattr(BANKS[name], "fixed_size", None) for name in names_in_order} - {None}
@@ -190,15 +204,19 @@ def bank(
         if fixed is not None and kernel_size is not None and tuple(kernel_size) != fixed:
             raise SettingsError(
                 f"filter bank {name!r} is {fixed[0]}x{fixed[1]}; kernel_size {kernel_size[0]}x{kernel_size[1]} "
-                "is allowed only for gaussian, box, gabor and random"
+                "is allowed only for gaussian, box, gabor, random and random_int"
             )
-        array = make(kernel_size, depth, seed)
+        if name in _PER_CHANNEL_BANKS:
+            array = make(kernel_size, depth, seed, channels)
+        else:
+            flat = make(kernel_size, depth, seed)  # (D, kh, kw)
+            array = np.repeat(flat[:, None], channels, axis=1) / channels
         arrays.append(array)
-        sizes.add(array.shape[1:])
+        sizes.add(array.shape[2:])
         if name == "gabor":
             names.extend(_gabor_names(array.shape[0]))
-        elif name == "random":
-            names.extend(f"random_{i}" for i in range(array.shape[0]))
+        elif name in ("random", "random_int"):
+            names.extend(f"{name}_{i}" for i in range(array.shape[0]))
         else:
             names.append(name)
     if len(sizes) > 1:
@@ -212,7 +230,7 @@ def filters_from_array(
 ) -> FilterBank:
     """Filters from an array ``(D, C/groups, kh, kw)``; ``(D, kh, kw)`` and ``(kh, kw)`` are lifted.
 
-    A 2-D or 3-D array is spread over the channels like a named bank (divided by C/groups).
+    A 2-D or 3-D array is spread over the channels like a hand-made bank (divided by C/groups).
     """
     weights = torch.as_tensor(np.asarray(array) if not isinstance(array, torch.Tensor) else array)
     if not torch.is_floating_point(weights) and weights.dtype not in (torch.int8, torch.int16, torch.int32, torch.int64):
@@ -270,9 +288,9 @@ def bank_for_layer(
         filters = load_filters(filters)
         source = "filter file"
     elif isinstance(filters, str):
-        flat, names = bank(filters, kernel_size=kernel_size, depth=depth, seed=seed)
-        result = filters_from_array(flat, in_channels=in_channels, groups=groups, source=f"bank {filters!r}")
-        weights = result.weights
+        array, names = bank(filters, kernel_size=kernel_size, depth=depth, seed=seed,
+                            channels=in_channels // groups)
+        weights = torch.from_numpy(array)
         if weights.shape[0] % groups != 0:
             raise SettingsError(
                 f"bank {filters!r} has {weights.shape[0]} filters, not divisible by groups={groups}"
@@ -296,6 +314,6 @@ def describe_banks() -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for name in bank_names():
         array, names = bank(name)
-        rows.append({"name": name, "filters": list(names), "kernel_size": list(array.shape[1:])})
+        rows.append({"name": name, "filters": list(names), "kernel_size": list(array.shape[2:])})
     return rows
 
