@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +35,12 @@ def _slug(text: str) -> str:
 
 @dataclass
 class Figure:
-    """A picture (PIL image or file) with a caption; ``name`` is its file name stem."""
+    """A picture with a caption: a PIL image, or a file's bytes and suffix (GIF, MP4, SVG).
 
-    source: Image.Image | Path
+    ``name`` is the stem of its file name in the report folder.
+    """
+
+    source: Image.Image | tuple[bytes, str]
     caption: str
     name: str
 
@@ -61,7 +63,9 @@ class Section:
         return self
 
     def figure(self, source: Image.Image | Path, caption: str, name: str | None = None) -> Section:
-        self.blocks.append(("figure", Figure(source, caption, name or _slug(caption)[:40])))
+        """Add a picture; a file is read now, so it may be deleted before :meth:`Report.write`."""
+        content = source if isinstance(source, Image.Image) else (Path(source).read_bytes(), Path(source).suffix)
+        self.blocks.append(("figure", Figure(content, caption, name or _slug(caption)[:40])))
         return self
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Section:
@@ -119,8 +123,9 @@ class Report:
             filename = f"{stem}.png"
             figure.source.save(directory / filename)
         else:
-            filename = f"{stem}{figure.source.suffix.lower()}"
-            shutil.copyfile(figure.source, directory / filename)
+            data, suffix = figure.source
+            filename = f"{stem}{suffix.lower()}"
+            (directory / filename).write_bytes(data)
         caption = html.escape(figure.caption)
         if filename.endswith(".mp4"):
             media = f"<video src='{filename}' controls loop muted></video>"
