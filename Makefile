@@ -18,11 +18,11 @@ $(VENV)/.torch: | $(PY)
 	touch $@
 
 $(VENV)/.installed-demo: pyproject.toml $(VENV)/.torch
-	$(PIP) install --quiet -e .
+	$(PIP) install --quiet -e ".[video]"
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.torch
-	$(PIP) install --quiet -e ".[test]"
+	$(PIP) install --quiet -e ".[test,video]"
 	touch $@
 
 install: $(VENV)/.installed-test

@@ -7,13 +7,17 @@ Everything is computed locally from bundled data: no network.
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from featuremaps.conv import ConvLayer
 from featuremaps.conv.geometry import output_size_formula
+from featuremaps.illustrate import ConvScene, image_patch, random_grid
+from featuremaps.illustrate.receptive import receptive_field_diagram
 from featuremaps.images import load_image, samples
 from featuremaps.render._draw import to_pil
+from featuremaps.render.animate import render_diagram, save_scene
 from featuremaps.render.grid import render_grid
 from featuremaps.render.report import Report
 
@@ -76,7 +80,45 @@ def _convolution_section(report: Report) -> None:
     section.code(str(explanation))
 
 
-SECTIONS: list[Callable[[Report], None]] = [_convolution_section]
+def _animation_section(report: Report) -> None:
+    section = report.section("Watch the maps form: stride, depth and padding together")
+    section.text(
+        "A 2-channel 7x5 grid of integers, padded by 1 on every side (grey cells), and 3 filters of 3x3 "
+        "integer weights at stride 2. Each frame computes one output value: the window (orange) covers "
+        "the same cells on both channels, each channel's patch is multiplied by that channel's slice of "
+        "the filter, the sums are added with the bias, and the value lands in the map. The window jumps "
+        "2 cells at a time. One frame per output value per filter: 3 x 4 x 3 = 36 frames. Made with "
+        "`featuremaps animate --input-size 7x5 --channels 2 --depth 3 --kernel-size 3 --stride 2 "
+        "--padding 1 -o conv.gif`."
+    )
+    layer = ConvLayer(2, "random_int", depth=3, kernel_size=3, stride=2, padding=1)
+    scene = ConvScene.from_layer(layer, random_grid(7, 5, 2, seed=0))
+    with tempfile.TemporaryDirectory() as scratch:
+        gif = Path(scratch) / "conv.gif"
+        save_scene(scene, gif)
+        section.figure(gif, "The convolution, step by step (36 frames).", name="conv-animation")
+        section.figure(render_diagram(scene), "The whole picture at once: the first window, the windows one "
+                       "stride to the right and one stride down (dashed, with the jumps), and all 3 maps.",
+                       name="conv-diagram")
+    crop = image_patch(f"sample:{DEMO_SAMPLE}", 14, 20, channels=3)
+    image_layer = ConvLayer(3, "sobel", stride=2, padding=(1, 1, 0, 1), padding_mode="reflect", dilation=(1, 2))
+    section.figure(
+        render_diagram(ConvScene.from_layer(image_layer, crop, kind="image")),
+        "A real image: the cat shrunk to 14x20, its R, G and B channels, reflect padding that is not the "
+        "same on every side (1, 1, 0, 1), dilation 1x2 (the taps skip a column) and stride 2: two Sobel maps.",
+        name="conv-image-diagram",
+    )
+    section.text(
+        "Stacked layers see more: each unit of a deeper layer depends on a window of the layer below, "
+        "which depends on a larger window of the input. The receptive field grows by (kernel - 1) x jump "
+        "per layer, and the jump (cumulative stride) multiplies by each stride."
+    )
+    section.figure(receptive_field_diagram("3,3s2,3", 15), "Receptive field of conv 3x3 -> conv 3x3 stride 2 "
+                   "-> conv 3x3: one unit of the last layer sees 9x9 input pixels; neighbouring units' fields are "
+                   "2 pixels apart.", name="receptive-field")
+
+
+SECTIONS: list[Callable[[Report], None]] = [_convolution_section, _animation_section]
 
 
 def build_demo(out_dir: str | Path = "demo-output") -> Path:

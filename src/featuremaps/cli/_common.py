@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import re
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
 
+from featuremaps.conv import ConvLayer
 from featuremaps.errors import SettingsError
 
 app = typer.Typer(
@@ -52,3 +54,38 @@ def parse_padding(text: str) -> int | tuple[int, ...] | str:
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+# Options shared by every command that builds a convolution layer (conv, animate).
+Depth = Annotated[Optional[int], typer.Option(metavar="D", help="Number of filters = number of maps (sets the size "
+                                              "of a random, random_int or gabor bank).")]
+Stride = Annotated[str, typer.Option(metavar="S|SYxSX", help="Pixels the filter jumps.")]
+PaddingOption = Annotated[str, typer.Option("--padding", metavar="P|PY,PX|T,B,L,R|same|valid",
+                                            help="Pixels added at the borders.")]
+PaddingMode = Annotated[str, typer.Option(metavar="zeros|reflect|replicate|circular",
+                                          help="What the added border pixels hold.")]
+Dilation = Annotated[str, typer.Option(metavar="D|DYxDX", help="Gap between filter taps (1 = none).")]
+Groups = Annotated[int, typer.Option(metavar="G", help="Split channels and filters into G groups.")]
+Relu = Annotated[bool, typer.Option("--relu", help="Apply ReLU to the maps.")]
+Seed = Annotated[int, typer.Option(metavar="N", help="Seed of the random banks (and of a generated grid).")]
+
+
+def make_layer(
+    in_channels: int, filters: str, *, depth: int | None, kernel_size: str | None, stride: str, padding: str,
+    padding_mode: str, dilation: str, groups: int, relu: bool, seed: int, bias: float | None = None,
+) -> ConvLayer:
+    """A ConvLayer from the command line's text options."""
+    return ConvLayer(
+        in_channels,
+        Path(filters) if filters.lower().endswith(".npy") else filters,
+        depth=depth,
+        kernel_size=parse_pair(kernel_size, "--kernel-size") if kernel_size else None,
+        stride=parse_pair(stride, "--stride"),
+        padding=parse_padding(padding),
+        padding_mode=padding_mode,  # type: ignore[arg-type]
+        dilation=parse_pair(dilation, "--dilation"),
+        groups=groups,
+        bias=bias,
+        relu=relu,
+        seed=seed,
+    )

@@ -7,8 +7,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from featuremaps.cli._common import app, parse_pair, parse_padding, print_json
-from featuremaps.conv import ConvLayer
+from featuremaps.cli._common import (
+    Depth,
+    Dilation,
+    Groups,
+    PaddingMode,
+    PaddingOption,
+    Relu,
+    Seed,
+    Stride,
+    app,
+    make_layer,
+    print_json,
+)
 from featuremaps.conv.filters import describe_banks
 from featuremaps.conv.geometry import output_size_formula
 from featuremaps.errors import SettingsError
@@ -22,15 +33,16 @@ _PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 def conv_command(
     image: Annotated[str, typer.Argument(metavar="IMAGE", help="Image file or sample:NAME (see 'featuremaps samples').")],
     filters: Annotated[str, typer.Option(metavar="NAME[,NAME]|FILE.npy", help="Bank name(s), comma separated (see 'featuremaps banks'), or FILE.npy.")] = "random",
-    depth: Annotated[Optional[int], typer.Option(metavar="N", help="Number of filters (= maps) of a random or gabor bank.")] = None,
-    kernel_size: Annotated[Optional[str], typer.Option(metavar="K|KHxKW", help="K or KHxKW (sizeable banks: gaussian, box, gabor, random).")] = None,
-    stride: Annotated[str, typer.Option(metavar="S|SYxSX", help="Stride: pixels the filter jumps.")] = "1",
-    padding: Annotated[str, typer.Option(metavar="P|PY,PX|T,B,L,R|same|valid", help="Pixels added at the borders.")] = "0",
-    padding_mode: Annotated[str, typer.Option(metavar="zeros|reflect|replicate|circular", help="What the added border pixels hold.")] = "zeros",
-    dilation: Annotated[str, typer.Option(metavar="D|DYxDX", help="Gap between filter taps (1 = none).")] = "1",
-    groups: Annotated[int, typer.Option(metavar="G", help="Split channels and filters into G groups.")] = 1,
-    relu: Annotated[bool, typer.Option("--relu", help="Apply ReLU to the maps.")] = False,
-    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the random bank.")] = 0,
+    depth: Depth = None,
+    kernel_size: Annotated[Optional[str], typer.Option(metavar="K|KHxKW", help="Filter size (sizeable banks: "
+                                                       "gaussian, box, gabor, random, random_int).")] = None,
+    stride: Stride = "1",
+    padding: PaddingOption = "0",
+    padding_mode: PaddingMode = "zeros",
+    dilation: Dilation = "1",
+    groups: Groups = 1,
+    relu: Relu = False,
+    seed: Seed = 0,
     gray: Annotated[bool, typer.Option("--gray", help="Convert the image to one gray channel first.")] = False,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="MAPS.png", help="Write the maps as a picture (.png, .jpg, .webp).")] = None,
     save: Annotated[Optional[Path], typer.Option(metavar="MAPS.npy", help="Write the raw maps [D, H', W'] as .npy.")] = None,
@@ -45,19 +57,8 @@ def conv_command(
     if normalize not in NORMALIZATIONS:
         raise SettingsError(f"--normalize must be one of {', '.join(NORMALIZATIONS)}; got {normalize!r}")
     tensor = load_image(image, mode="gray" if gray else "auto")
-    layer = ConvLayer(
-        tensor.shape[0],
-        Path(filters) if filters.lower().endswith(".npy") else filters,
-        depth=depth,
-        kernel_size=parse_pair(kernel_size, "--kernel-size") if kernel_size else None,
-        stride=parse_pair(stride, "--stride"),
-        padding=parse_padding(padding),
-        padding_mode=padding_mode,  # type: ignore[arg-type]
-        dilation=parse_pair(dilation, "--dilation"),
-        groups=groups,
-        relu=relu,
-        seed=seed,
-    )
+    layer = make_layer(tensor.shape[0], filters, depth=depth, kernel_size=kernel_size, stride=stride, padding=padding,
+                       padding_mode=padding_mode, dilation=dilation, groups=groups, relu=relu, seed=seed)
     maps = layer(tensor)
     size = (tensor.shape[1], tensor.shape[2])
     concrete = layer.resolved_padding(size)

@@ -1,0 +1,139 @@
+"""``featuremaps animate`` and ``featuremaps receptive-field``: pictures of how convolution works."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from featuremaps.cli._common import (
+    Depth,
+    Dilation,
+    Groups,
+    PaddingMode,
+    PaddingOption,
+    Relu,
+    Seed,
+    Stride,
+    app,
+    make_layer,
+    parse_pair,
+    print_json,
+)
+from featuremaps.errors import SettingsError
+from featuremaps.illustrate.receptive import field_levels, parse_stack, receptive_field_diagram
+from featuremaps.illustrate.scene import ConvScene, image_patch, random_grid
+from featuremaps.render.animate import SCENE_FORMATS, save_scene
+
+MAX_FRAMES = 2000
+
+
+def _size(text: str, option: str) -> tuple[int, int]:
+    value = parse_pair(text, option)
+    return (value, value) if isinstance(value, int) else value
+
+
+@app.command("animate")
+def animate_command(
+    image: Annotated[Optional[str], typer.Argument(metavar="[IMAGE]", help="Image or sample:NAME to shrink to "
+                                                   "--input-size; without it a seeded grid of integers 0..9.")] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="OUT.gif|mp4|png|svg|json",
+                                         help="Animation (.gif, .mp4), diagram (.png, .svg) or scene data (.json).")] = ...,  # type: ignore[assignment]
+    input_size: Annotated[str, typer.Option(metavar="HxW", help="Size of the input grid.")] = "7x7",
+    channels: Annotated[Optional[int], typer.Option(metavar="C", help="Input channels (default 1; 3 for an image).")] = None,
+    depth: Depth = None,
+    filters: Annotated[str, typer.Option(metavar="NAME", help="Filter bank; random_int draws integers -1..1.")] = "random_int",
+    kernel_size: Annotated[str, typer.Option(metavar="K|KHxKW", help="Filter size.")] = "3",
+    stride: Stride = "1",
+    padding: PaddingOption = "0",
+    padding_mode: PaddingMode = "zeros",
+    dilation: Dilation = "1",
+    groups: Groups = 1,
+    bias: Annotated[Optional[float], typer.Option(metavar="B", help="The same bias for every filter.")] = None,
+    relu: Relu = False,
+    seed: Seed = 0,
+    every: Annotated[int, typer.Option(metavar="N", help="Keep every N-th step as a frame (and the last).")] = 1,
+    fps: Annotated[float, typer.Option(metavar="F", help="Frames per second of GIF and MP4.")] = 2.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+) -> None:
+    """Animate a convolution step by step: one frame per output value of every filter."""
+    if output.suffix.lower() not in SCENE_FORMATS:
+        raise SettingsError(f"-o must end in {', '.join(SCENE_FORMATS)}; got {str(output)!r}")
+    height, width = _size(input_size, "--input-size")
+    if image is None:
+        x = random_grid(height, width, channels or 1, seed=seed)
+        kind = "grid"
+    else:
+        x = image_patch(image, height, width, channels=channels or 3)
+        kind = "image"
+    if depth is None and filters in ("random", "random_int"):
+        depth = 2
+    layer = make_layer(x.shape[0], filters, depth=depth, kernel_size=kernel_size, stride=stride, padding=padding,
+                       padding_mode=padding_mode, dilation=dilation, groups=groups, relu=relu, seed=seed, bias=bias)
+    scene = ConvScene.from_layer(layer, x, kind=kind)  # type: ignore[arg-type]
+    suffix = output.suffix.lower()
+    if suffix in (".gif", ".mp4") and len(scene.frame_steps(every)) > MAX_FRAMES:
+        raise SettingsError(
+            f"{len(scene.frame_steps(every))} frames is more than {MAX_FRAMES}; use --every "
+            f"{-(-len(scene) // MAX_FRAMES)} or a smaller input"
+        )
+    frames = save_scene(scene, output, every=every, fps=fps)
+    summary = {
+        "input_shape": list(x.shape),
+        "output_shape": list(scene.output_shape),
+        "steps": len(scene),
+        "frames": frames,
+        "formula": list(scene.formula),
+        "output": str(output),
+    }
+    if as_json:
+        print_json(summary)
+        return
+    depth_, out_h, out_w = scene.output_shape
+    typer.echo(f"{'x'.join(map(str, x.shape))} input -> {depth_}x{out_h}x{out_w} maps, {len(scene)} steps")
+    for line in scene.formula:
+        typer.echo(f"  {line}")
+    typer.echo(f"wrote {output} ({frames} frame{'s' if frames != 1 else ''})")
+
+
+@app.command("receptive-field")
+def receptive_field_command(
+    layers: Annotated[str, typer.Argument(metavar="LAYERS", help="Comma-separated [conv|pool]K[sS][pP][dD], "
+                                          "e.g. '3,3s2,3' or '7s2p3,pool3s2p1'.")],
+    input_size: Annotated[str, typer.Option(metavar="N|HxW", help="Input size.")] = "15",
+    unit: Annotated[Optional[str], typer.Option(metavar="Y,X", help="Unit of the last layer (default: centre).")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="OUT.png|svg", help="Write the diagram.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the levels as JSON.")] = False,
+) -> None:
+    """Show which input pixels one unit of a stack of layers sees, layer by layer."""
+    stack = parse_stack(layers)
+    size = _size(input_size, "--input-size")
+    position = None
+    if unit is not None:
+        value = parse_pair(unit, "--unit")
+        position = (value, value) if isinstance(value, int) else value
+    levels = field_levels(stack, size, position)
+    if output is not None:
+        if output.suffix.lower() not in (".png", ".svg"):
+            raise SettingsError(f"-o must end in .png or .svg; got {str(output)!r}")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        picture = receptive_field_diagram(stack, size, unit=position, svg=output.suffix.lower() == ".svg")
+        if isinstance(picture, str):
+            output.write_text(picture, encoding="utf-8")
+        else:
+            picture.save(output)
+    rows = [
+        {"name": lv.name, "size": list(lv.size), "region": list(lv.region),
+         "receptive_field": list(lv.field.size), "jump": list(lv.field.jump), "start": list(lv.field.start)}
+        for lv in levels
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        typer.echo(f"{row['name']:<28} {row['size'][0]}x{row['size'][1]:<5} RF {row['receptive_field'][0]}x"
+                   f"{row['receptive_field'][1]:<4} jump {row['jump'][0]}x{row['jump'][1]:<3} "
+                   f"unit sees rows {row['region'][0]}..{row['region'][2]}, cols {row['region'][1]}..{row['region'][3]}")
+    if output is not None:
+        typer.echo(f"wrote {output}")
