@@ -6,7 +6,7 @@ Each error also inherits from the builtin it resembles, so callers can catch eit
 
 from __future__ import annotations
 
-__all__ = ["FeatureMapsError", "ImageError", "SettingsError"]
+__all__ = ["CheckpointError", "FeatureMapsError", "ImageError", "LayerError", "ModelError", "SettingsError"]
 
 
 class FeatureMapsError(Exception):
@@ -24,3 +24,15 @@ class ImageError(FeatureMapsError, ValueError):
         self.source = source
         self.reason = reason
         super().__init__(f"{source}: {reason}")
+
+
+class ModelError(SettingsError):
+    """A model name or weights name that does not exist, or weights that cannot be fetched."""
+
+
+class LayerError(SettingsError):
+    """A layer selection that matches no layer of the model; the message lists valid names."""
+
+
+class CheckpointError(FeatureMapsError, ValueError):
+    """A weights file that cannot be read safely or does not fit the architecture."""

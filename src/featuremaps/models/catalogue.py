@@ -1,0 +1,431 @@
+"""The layer catalogue: every module of a model, in forward order, with its output shape,
+its settings, its cumulative stride (jump) and its receptive field on the input.
+
+How the receptive field is computed: one forward pass on a zero image of the model's input
+size runs under a ``TorchFunctionMode`` that follows every tensor through every torch call
+(functional ops such as ``x + identity`` and ``torch.cat`` included). Each tensor carries
+the field of its units: size, jump and start of the input region unit (0, 0) sees.
+
+- convolution and pooling (any padding, stride, dilation, ``ceil_mode``): composed exactly;
+  ``F.pad`` shifts the start; transposed convolutions and resizing divide the jump;
+- operations that combine tensors of the same spatial size (residual additions,
+  concatenation, multiplication, normalisation, activations) take the union of their
+  inputs' fields: where branches make paths differ, the largest region wins (the catalogue
+  marks such layers ``merged``);
+- anything that mixes all positions (flatten, linear, global pooling, attention over all
+  tokens) makes the field global: such units see the whole input;
+- a map multiplied or shifted by a summary of the whole image (squeeze-excitation gates)
+  keeps its local field, and the layer is marked ``global_context``.
+
+A module that runs several times in one forward (torchvision's ResNet blocks reuse one
+ReLU) has one entry per call: ``layer1.0.relu`` for the first, ``layer1.0.relu:1`` for the next.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from featuremaps.models.preprocess import model_info
+
+__all__ = ["LayerInfo", "LayerList", "list_layers"]
+
+
+@dataclass(frozen=True)
+class _Field:
+    """Receptive field of the units of a tensor, per axis (height, width), in input pixels."""
+
+    size: tuple[float, float]
+    jump: tuple[float, float]
+    start: tuple[float, float]
+    merged: bool = False
+    axes: tuple[int, int] = (2, 3)  # which tensor dimensions are height and width (NCHW: 2, 3)
+    context: bool = False  # also gated by a global summary (squeeze-excitation)
+
+    def moved(self, axes: tuple[int, int]) -> _Field:
+        return replace(self, axes=axes)
+
+
+_GLOBAL = "global"
+_IDENTITY = _Field((1.0, 1.0), (1.0, 1.0), (0.0, 0.0))
+
+
+def _pair(value: Any, default: int) -> tuple[int, int]:
+    if value is None or (isinstance(value, (list, tuple)) and len(value) == 0):
+        return (default, default)
+    if isinstance(value, int):
+        return (value, value)
+    values = list(value)
+    return (int(values[0]), int(values[-1])) if len(values) in (1, 2) else (int(values[0]), int(values[1]))
+
+
+def _window(field_: _Field, kernel, stride, before, dilation) -> _Field:
+    size, jump, start = [], [], []
+    for axis in (0, 1):
+        extent = dilation[axis] * (kernel[axis] - 1) + 1
+        size.append(field_.size[axis] + (extent - 1) * field_.jump[axis])
+        start.append(field_.start[axis] - before[axis] * field_.jump[axis])
+        jump.append(field_.jump[axis] * stride[axis])
+    return replace(field_, size=(size[0], size[1]), jump=(jump[0], jump[1]), start=(start[0], start[1]))
+
+
+def _union(fields: list[_Field]) -> _Field:
+    if len(fields) == 1:
+        return fields[0]
+    size, start, jump = [], [], []
+    for axis in (0, 1):
+        first = min(f.start[axis] for f in fields)
+        last = max(f.start[axis] + f.size[axis] - 1 for f in fields)
+        start.append(first)
+        size.append(last - first + 1)
+        jump.append(max(f.jump[axis] for f in fields))
+    differ = len({(f.size, f.start, f.jump) for f in fields}) > 1
+    return _Field((size[0], size[1]), (jump[0], jump[1]), (start[0], start[1]),
+                  any(f.merged for f in fields) or differ, fields[0].axes, any(f.context for f in fields))
+
+
+def _tensors(value: Any) -> Iterator[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _tensors(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors(item)
+
+
+def _permutation(args: tuple, kwargs: dict) -> list[int]:
+    if "dims" in kwargs:
+        return list(kwargs["dims"])
+    rest = args[1:]
+    return list(rest[0]) if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else [int(d) for d in rest]
+
+
+def _argument(args: tuple, kwargs: dict, index: int, name: str, default: Any) -> Any:
+    if name in kwargs:
+        return kwargs[name]
+    return args[index] if len(args) > index else default
+
+
+_POOLS = (F.max_pool2d, F.max_pool2d_with_indices, torch.max_pool2d, F.avg_pool2d, F.lp_pool2d)
+_ADAPTIVE_POOLS = (F.adaptive_avg_pool2d, F.adaptive_max_pool2d, F.adaptive_max_pool2d_with_indices)
+
+
+class _FieldTracer(TorchFunctionMode):
+    """Follows the receptive field of every tensor through every torch function call."""
+
+    def __init__(self, image: torch.Tensor) -> None:
+        super().__init__()
+        self._fields: dict[int, tuple[torch.Tensor, _Field | str | None]] = {id(image): (image, _IDENTITY)}
+
+    def field_of(self, tensor: torch.Tensor) -> _Field | str | None:
+        entry = self._fields.get(id(tensor))
+        return entry[1] if entry is not None and entry[0] is tensor else None
+
+    def _known(self, tensor: torch.Tensor) -> bool:
+        entry = self._fields.get(id(tensor))
+        return entry is not None and entry[0] is tensor
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        inputs = [t for t in _tensors((args, kwargs)) if self._known(t)]
+        if inputs:
+            result = self._propagate(func, args, kwargs, inputs, out)
+            for tensor in _tensors(out):
+                self._fields[id(tensor)] = (tensor, result)
+        return out
+
+    def _propagate(self, func, args, kwargs, inputs: list[torch.Tensor], out: Any) -> _Field | str | None:
+        fields = [self.field_of(t) for t in inputs]
+        if any(f is None for f in fields):
+            return None
+        outputs = list(_tensors(out))
+        if not outputs:
+            return None
+        result = outputs[0]
+        local = [(t, f) for t, f in zip(inputs, fields) if isinstance(f, _Field)]
+        if len(local) < len(fields):  # some inputs are global summaries
+            if not local:
+                return _GLOBAL
+            gated = self._generic(result, [t for t, _ in local], [f for _, f in local])
+            # a map gated by a global summary (squeeze-excitation) keeps its local field, marked
+            return replace(gated, context=True) if isinstance(gated, _Field) else _GLOBAL
+        source = inputs[0]
+        field_ = fields[0]
+        if not isinstance(field_, _Field):
+            return None
+        try:
+            if func in (torch.permute, torch.Tensor.permute):
+                dims = [d % source.ndim for d in _permutation(args, kwargs)]
+                return field_.moved((dims.index(field_.axes[0]), dims.index(field_.axes[1])))
+            if field_.axes != (2, 3) or result.ndim != 4 or source.ndim != 4:
+                return self._generic(result, inputs, fields)
+            return self._spatial(func, args, kwargs, source, field_, result, inputs, fields)
+        except (TypeError, ValueError, IndexError):
+            return None
+
+    @staticmethod
+    def _generic(result: torch.Tensor, inputs: list[torch.Tensor], fields: list) -> _Field | str | None:
+        """Ops that keep the spatial grid combine their inputs' fields; ops that drop it are global."""
+        same = [
+            f for t, f in zip(inputs, fields)
+            if isinstance(f, _Field) and t.ndim == result.ndim
+            and all(result.shape[a] == t.shape[a] for a in f.axes)
+        ]
+        if same:
+            return _union(same)
+        return _GLOBAL if result.ndim < max(t.ndim for t in inputs) else None
+
+    def _spatial(self, func, args, kwargs, source, field_, result, inputs, fields) -> _Field | str | None:
+        name = getattr(func, "__name__", "")
+        in_size = tuple(source.shape[-2:])
+        out_size = tuple(result.shape[-2:])
+        if func in (torch.conv2d, F.conv2d):
+            weight = _argument(args, kwargs, 1, "weight", None)
+            kernel = tuple(weight.shape[-2:])
+            stride = _pair(_argument(args, kwargs, 3, "stride", 1), 1)
+            dilation = _pair(_argument(args, kwargs, 5, "dilation", 1), 1)
+            padding = _argument(args, kwargs, 4, "padding", 0)
+            if padding == "same":
+                before = tuple(dilation[a] * (kernel[a] - 1) // 2 for a in (0, 1))
+            else:
+                before = (0, 0) if padding == "valid" else _pair(padding, 0)
+            return _window(field_, kernel, stride, before, dilation)
+        if func in _ADAPTIVE_POOLS:
+            if out_size == in_size:
+                return field_
+            if out_size == (1, 1):
+                return _GLOBAL
+            kernel = tuple(math.ceil(i / o) for i, o in zip(in_size, out_size))
+            stride = tuple(max(1, i // o) for i, o in zip(in_size, out_size))
+            return _window(field_, kernel, stride, (0, 0), (1, 1))
+        if func in _POOLS:
+            kernel = _pair(_argument(args, kwargs, 1, "kernel_size", 1), 1)
+            stride = _pair(_argument(args, kwargs, 2, "stride", None) or kernel, 1)
+            padding = _pair(_argument(args, kwargs, 3, "padding", 0), 0)
+            is_avg = func is F.avg_pool2d
+            dilation = (1, 1) if is_avg else _pair(_argument(args, kwargs, 4, "dilation", 1), 1)
+            return _window(field_, kernel, stride, padding, dilation)
+        if func is F.pad or name == "pad":
+            pad = list(_argument(args, kwargs, 1, "pad", ()))
+            left, top = (pad[0] if len(pad) > 0 else 0), (pad[2] if len(pad) > 2 else 0)
+            return replace(field_, start=(field_.start[0] - top * field_.jump[0],
+                                          field_.start[1] - left * field_.jump[1]))
+        if func is F.conv_transpose2d or name == "conv_transpose2d":
+            weight = _argument(args, kwargs, 1, "weight", None)
+            kernel = tuple(weight.shape[-2:])
+            stride = _pair(_argument(args, kwargs, 3, "stride", 1), 1)
+            padding = _pair(_argument(args, kwargs, 4, "padding", 0), 0)
+            dilation = _pair(_argument(args, kwargs, 7, "dilation", 1), 1)
+            size, jump, start = [], [], []
+            for a in (0, 1):
+                reach = dilation[a] * (kernel[a] - 1) / stride[a]
+                size.append(field_.size[a] + reach * field_.jump[a])
+                start.append(field_.start[a] + field_.jump[a] * (padding[a] - dilation[a] * (kernel[a] - 1)) / stride[a])
+                jump.append(field_.jump[a] / stride[a])
+            return replace(field_, size=(size[0], size[1]), jump=(jump[0], jump[1]), start=(start[0], start[1]))
+        if func is F.interpolate or name in ("interpolate", "upsample", "upsample_bilinear2d", "upsample_nearest2d"):
+            scale = tuple(o / i for o, i in zip(out_size, in_size))
+            return replace(field_, jump=(field_.jump[0] / scale[0], field_.jump[1] / scale[1]))
+        return self._generic(result, inputs, fields)  # elementwise, normalisation, residual add, concat
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One module call in the forward pass.
+
+    Attributes:
+        name: module name (``layer1.0.conv1``), with ``:k`` for its k-th repeated call.
+        module: the module's name without the call suffix.
+        call: 0 for the first call of the module, k for the k-th repeat.
+        type: class name (``Conv2d``).
+        depth: nesting level (0 for a child of the model).
+        output_shape: output shape without the batch dimension (first tensor of a tuple).
+        kernel_size, stride, padding, dilation, groups: the module's own settings, for
+            convolutions and pooling (None otherwise).
+        jump: cumulative stride on the input ``(y, x)``; None when global or unknown.
+        receptive_field: size ``(h, w)`` of the input region one unit sees (the whole
+            input when global); None when unknown.
+        start: input coordinates of unit (0, 0)'s region (negative: it starts in padding).
+        global_field: True when each unit depends on the whole input.
+        merged: True when branches with different fields meet upstream (largest kept).
+        global_context: True when the maps are also scaled by a summary of the whole
+            image (squeeze-excitation); the receptive field given is the local one.
+        parameters: number of parameters in the module (and its children).
+    """
+
+    name: str
+    module: str
+    call: int
+    type: str
+    depth: int
+    output_shape: tuple[int, ...]
+    kernel_size: tuple[int, int] | None = None
+    stride: tuple[int, int] | None = None
+    padding: Any = None
+    dilation: tuple[int, int] | None = None
+    groups: int | None = None
+    jump: tuple[float, float] | None = None
+    receptive_field: tuple[float, float] | None = None
+    start: tuple[float, float] | None = None
+    global_field: bool = False
+    merged: bool = False
+    global_context: bool = False
+    parameters: int = 0
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def is_spatial(self) -> bool:
+        """True when the output is a stack of maps ``(C, H, W)``."""
+        return len(self.output_shape) == 3
+
+    def region(self, y: int, x: int) -> tuple[float, float, float, float]:
+        """Input box ``(top, left, bottom, right)`` (inclusive) seen by unit ``(y, x)``."""
+        if self.jump is None or self.receptive_field is None or self.start is None:
+            raise ValueError(f"layer {self.name} has no local receptive field")
+        top = self.start[0] + y * self.jump[0]
+        left = self.start[1] + x * self.jump[1]
+        return top, left, top + self.receptive_field[0] - 1, left + self.receptive_field[1] - 1
+
+    def to_dict(self) -> dict[str, Any]:
+        def plain(value: Any) -> Any:
+            if isinstance(value, tuple):
+                return [plain(v) for v in value]
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            return value
+
+        return {
+            "name": self.name, "type": self.type, "depth": self.depth, "output_shape": list(self.output_shape),
+            "stride": plain(self.jump), "receptive_field": plain(self.receptive_field), "start": plain(self.start),
+            "global": self.global_field, "merged": self.merged, "global_context": self.global_context,
+            "kernel_size": plain(self.kernel_size),
+            "layer_stride": plain(self.stride), "padding": plain(self.padding), "dilation": plain(self.dilation),
+            "groups": self.groups, "parameters": self.parameters,
+        }
+
+
+def _settings(module: nn.Module) -> dict[str, Any]:
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        return {"kernel_size": tuple(module.kernel_size), "stride": tuple(module.stride),
+                "padding": module.padding if isinstance(module.padding, str) else tuple(module.padding),
+                "dilation": tuple(module.dilation), "groups": module.groups}
+    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+        kernel = _pair(module.kernel_size, 1)
+        return {"kernel_size": kernel, "stride": _pair(module.stride, 1) if module.stride else kernel,
+                "padding": _pair(module.padding, 0),
+                "dilation": _pair(getattr(module, "dilation", 1), 1)}
+    return {}
+
+
+class LayerList(list):
+    """A list of :class:`LayerInfo`; ``stopped_at`` is ``(layer, error)`` when the forward pass failed there."""
+
+    stopped_at: tuple[str, str] | None = None
+
+
+def _first_tensor(value: Any) -> torch.Tensor | None:
+    return next(_tensors(value), None)
+
+
+def list_layers(model: nn.Module, input_size: tuple[int, ...] | None = None, *, strict: bool = True) -> LayerList:
+    """Every module call of ``model`` in forward order, with shapes, strides and receptive fields.
+
+    Args:
+        model: any ``nn.Module`` taking one image batch.
+        input_size: ``(C, H, W)``; default: the model's own (``model.featuremaps_info``) or 3x224x224.
+        strict: raise when the forward pass fails at this size; with False, return the
+            layers that ran, with ``stopped_at`` set (a classifier of fixed size fails on
+            another input size, but every layer before it still works).
+
+    Example:
+        >>> [(l.name, l.output_shape, l.jump, l.receptive_field) for l in list_layers(load_model("resnet18"))
+        ...  if l.name == "layer1"]
+        [('layer1', (64, 56, 56), (4.0, 4.0), (43.0, 43.0))]
+    """
+    size = tuple(input_size) if input_size is not None else model_info(model).input_size
+    if len(size) != 3 or not all(isinstance(v, int) and v >= 1 for v in size):
+        from featuremaps.errors import SettingsError
+
+        raise SettingsError(f"input_size must be (C, H, W) of positive ints; got {input_size!r}")
+    try:
+        device = next(model.parameters()).device
+    except StopIteration:
+        device = torch.device("cpu")
+    image = torch.zeros(1, *size, device=device)
+    names = {module: name for name, module in model.named_modules() if name}
+    calls: dict[str, int] = {}
+    order: list[tuple[str, str, int, nn.Module]] = []
+    outputs: dict[str, tuple[tuple[int, ...], Any]] = {}
+    tracer = _FieldTracer(image)
+
+    def before(module: nn.Module, args: Any) -> None:
+        name = names[module]
+        call = calls.get(name, 0)
+        calls[name] = call + 1
+        order.append((name if call == 0 else f"{name}:{call}", name, call, module))
+
+    def after(module: nn.Module, args: Any, output: Any) -> None:
+        name = names[module]
+        call = calls[name] - 1
+        key = name if call == 0 else f"{name}:{call}"
+        tensor = _first_tensor(output)
+        if tensor is not None:
+            outputs[key] = (tuple(tensor.shape[1:]), tracer.field_of(tensor))
+
+    handles = []
+    modes = {module: module.training for module in model.modules()}
+    failure: tuple[str, str] | None = None
+    try:
+        for module in names:
+            handles.append(module.register_forward_pre_hook(before))
+            handles.append(module.register_forward_hook(after))
+        model.eval()
+        with torch.inference_mode(), tracer:
+            try:
+                model(image)
+            except Exception as error:  # noqa: BLE001 - reported with the layer where it happened
+                unfinished = [key for key, *_ in order if key not in outputs]
+                where = unfinished[-1] if unfinished else "(after the last layer)"
+                failure = (where, f"{type(error).__name__}: {' '.join(str(error).split())}")
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, training in modes.items():
+            module.train(training)
+    if failure is not None and strict:
+        from featuremaps.errors import SettingsError
+
+        raise SettingsError(
+            f"{model_info(model).name} cannot run on an input of {'x'.join(map(str, size))}: layer {failure[0]} "
+            f"failed ({failure[1]}); the layers before it work at this size (strict=False lists them)"
+        )
+    layers = LayerList()
+    layers.stopped_at = failure
+    for key, name, call, module in order:
+        if key not in outputs:
+            continue  # the forward pass failed inside it
+        shape, traced = outputs[key]
+        settings = _settings(module)
+        common = {
+            "name": key, "module": name, "call": call, "type": type(module).__name__, "depth": name.count("."),
+            "output_shape": shape, "parameters": sum(p.numel() for p in module.parameters()), **settings,
+        }
+        if traced == _GLOBAL:
+            layers.append(LayerInfo(**common, receptive_field=(float(size[1]), float(size[2])), global_field=True))
+        elif isinstance(traced, _Field):
+            layers.append(LayerInfo(**common, jump=traced.jump, receptive_field=traced.size, start=traced.start,
+                                    merged=traced.merged, global_context=traced.context,
+                                    extra={"channels_last": traced.axes == (1, 2)}))
+        else:
+            layers.append(LayerInfo(**common))
+    return layers

@@ -1,0 +1,167 @@
+"""Weights files: read and write them without ever running code from them.
+
+Formats:
+
+- ``.safetensors``: tensors only, by design. featuremaps stores its architecture record as
+  JSON in the file's metadata (key ``featuremaps``).
+- ``.pt`` / ``.pth``: read with ``torch.load(weights_only=True)``, which accepts tensors
+  and plain containers and refuses any other pickled object (so a malicious file's
+  payload never runs). A featuremaps ``.pt`` is ``{"featuremaps": {...}, "state_dict": {...}}``.
+- A checkpoint directory: ``model.safetensors`` + ``featuremaps.json`` (written by training).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from featuremaps.errors import CheckpointError
+
+__all__ = ["CHECKPOINT_SUFFIXES", "load_weights_into", "read_checkpoint", "save_checkpoint"]
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
+METADATA_KEY = "featuremaps"
+DIRECTORY_WEIGHTS = "model.safetensors"
+DIRECTORY_METADATA = "featuremaps.json"
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """Read a weights file or checkpoint directory: ``(state_dict, featuremaps record or None)``.
+
+    Raises:
+        CheckpointError: missing file, unknown format, corrupt data, or pickled objects.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return _read_directory(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: weights file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        return _read_safetensors(path)
+    if suffix in (".pt", ".pth"):
+        return _read_torch(path)
+    raise CheckpointError(f"{path}: unknown weights format {suffix!r}; use {', '.join(CHECKPOINT_SUFFIXES)}")
+
+
+def _read_directory(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    weights, metadata = path / DIRECTORY_WEIGHTS, path / DIRECTORY_METADATA
+    if not weights.is_file() or not metadata.is_file():
+        raise CheckpointError(
+            f"{path}: not a featuremaps checkpoint directory (needs {DIRECTORY_WEIGHTS} and {DIRECTORY_METADATA})"
+        )
+    state, _ = _read_safetensors(weights)
+    try:
+        record = json.loads(metadata.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{metadata}: not valid JSON ({error})") from None
+    return state, record
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    try:
+        state = load_file(str(path), device="cpu")
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from None
+    record = None
+    if METADATA_KEY in metadata:
+        try:
+            record = json.loads(metadata[METADATA_KEY])
+        except json.JSONDecodeError as error:
+            raise CheckpointError(f"{path}: its featuremaps metadata is not valid JSON ({error})") from None
+    return state, record
+
+
+def _read_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        if found is None:
+            raise CheckpointError(f"{path}: not a readable PyTorch weights file (corrupt pickle data)") from None
+        raise CheckpointError(
+            f"{path}: refused: the file holds pickled Python objects ({found.group(1)}), not only tensors, and "
+            "loading it could run code. featuremaps loads weights with weights_only=True; save a state_dict "
+            "or use .safetensors"
+        ) from None
+    except (RuntimeError, OSError, EOFError, ValueError) as error:
+        raise CheckpointError(f"{path}: not a readable PyTorch weights file ({error})") from None
+    if isinstance(data, Mapping) and "state_dict" in data:
+        record = data.get(METADATA_KEY)
+        data = data["state_dict"]
+    else:
+        record = None
+    if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise CheckpointError(f"{path}: expected a state_dict (a mapping of names to tensors)")
+    return dict(data), record if isinstance(record, dict) else None
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, record: Mapping[str, Any] | None = None) -> Path:
+    """Write ``model``'s weights and its featuremaps record as ``.safetensors``, ``.pt`` or a directory.
+
+    A path without one of the suffixes is a checkpoint directory. The record defaults to
+    the architecture of a model built by ``load_model``, so ``load_model(path)`` rebuilds it;
+    a plain ``nn.Module`` is saved as weights only.
+    """
+    path = Path(path)
+    if record is None and hasattr(model, "featuremaps_info"):
+        from featuremaps.models.registry import architecture_record
+
+        record = architecture_record(model)
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        metadata = {METADATA_KEY: json.dumps(record)} if record is not None else None
+        save_file(_untie(state), str(path), metadata=metadata)
+    elif suffix in (".pt", ".pth"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({METADATA_KEY: dict(record) if record else None, "state_dict": state}, path)
+    else:
+        path.mkdir(parents=True, exist_ok=True)
+        save_file(_untie(state), str(path / DIRECTORY_WEIGHTS))
+        (path / DIRECTORY_METADATA).write_text(json.dumps(dict(record or {}), indent=2))
+    return path
+
+
+def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses tensors that share memory; give each its own copy."""
+    seen: set[int] = set()
+    result = {}
+    for name, tensor in state.items():
+        pointer = tensor.untyped_storage().data_ptr() if tensor.numel() else -1
+        result[name] = tensor.clone() if pointer in seen else tensor
+        seen.add(pointer)
+    return result
+
+
+def load_weights_into(model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str, name: str) -> None:
+    """Load ``state`` strictly, stripping a ``module.`` prefix (DataParallel); say what does not fit."""
+    if state and all(key.startswith("module.") for key in state):
+        state = {key.removeprefix("module."): value for key, value in state.items()}
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    mismatched = [
+        f"{key} {tuple(state[key].shape)} vs {tuple(expected[key].shape)}"
+        for key in expected if key in state and tuple(state[key].shape) != tuple(expected[key].shape)
+    ]
+    if missing or unexpected or mismatched:
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
+            if items:
+                shown = ", ".join(items[:4]) + (f", ... ({len(items)} in all)" if len(items) > 4 else "")
+                parts.append(f"{label}: {shown}")
+        raise CheckpointError(f"{source}: the weights do not fit {name}; " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)

@@ -1,0 +1,335 @@
+"""``load_model``: built-in CNNs, any torchvision model, timm models and local checkpoints.
+
+Names:
+
+- ``tinyvgg``, ``lenet5`` (also ``builtin:tinyvgg``): the built-in CNNs.
+- any torchvision model name (``resnet18``, ``vgg16``, ``fcn_resnet50``; also
+  ``torchvision:resnet18``), built with ``torchvision.models.get_model``.
+- ``timm:NAME`` when timm is installed (the ``timm`` extra).
+- a path: a ``.safetensors`` / ``.pt`` / ``.pth`` file or checkpoint directory that records
+  its architecture (written by featuremaps).
+
+``weights``: ``None`` (untrained: random initialisation, seeded), ``"DEFAULT"`` or a
+weights name (``"IMAGENET1K_V1"``, ``"ResNet18_Weights.IMAGENET1K_V1"``), downloaded by
+torchvision when online, or a path to a weights file for the named architecture.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import os
+import urllib.error
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from featuremaps.errors import CheckpointError, ModelError
+from featuremaps.models.builtin import LeNet5, TinyVGG
+from featuremaps.models.checkpoint import CHECKPOINT_SUFFIXES, load_weights_into, read_checkpoint
+from featuremaps.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, ModelInfo
+
+__all__ = ["BUILTIN_MODELS", "available_models", "load_model", "register_builtin"]
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    """A built-in architecture: how to build it and what input it expects."""
+
+    build: Callable[[int | None], nn.Module]
+    info: ModelInfo
+    description: str
+    weights_file: Path | None = None  # a trained model shipped with the package
+
+
+BUILTIN_MODELS: dict[str, BuiltinModel] = {
+    "tinyvgg": BuiltinModel(
+        build=lambda n: TinyVGG(num_classes=n or 10),
+        info=ModelInfo(name="tinyvgg", source="builtin", input_size=(3, 64, 64), resize=64),
+        description="TinyVGG as in CNN Explainer: 64x64 RGB, 2 blocks of two 3x3 convs + max-pool",
+    ),
+    "lenet5": BuiltinModel(
+        build=lambda n: LeNet5(num_classes=n or 10),
+        info=ModelInfo(name="lenet5", source="builtin", input_size=(1, 32, 32), resize=32),
+        description="LeNet-5: 32x32 gray, 5x5 convs, tanh, average pooling",
+    ),
+}
+
+
+def register_builtin(name: str, model: BuiltinModel) -> None:
+    """Add a built-in model (used for the trained models the package ships)."""
+    BUILTIN_MODELS[name] = model
+
+
+@lru_cache(maxsize=1)
+def _torchvision_names() -> tuple[str, ...]:
+    from torchvision import models
+
+    return tuple(models.list_models())
+
+
+def _timm_available() -> bool:
+    try:
+        import timm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def available_models(*, include_timm: bool = False) -> list[dict[str, str]]:
+    """Every model name ``load_model`` accepts: built-ins, torchvision, and timm on request."""
+    rows = [{"name": name, "source": "builtin", "description": m.description} for name, m in BUILTIN_MODELS.items()]
+    from torchvision import models
+
+    segmentation = set(models.list_models(module=models.segmentation))
+    detection = set(models.list_models(module=models.detection))
+    for name in _torchvision_names():
+        kind = "segmentation" if name in segmentation else "detection" if name in detection else "classification"
+        rows.append({"name": name, "source": "torchvision", "description": kind})
+    if include_timm and _timm_available():
+        import timm
+
+        rows.extend({"name": f"timm:{name}", "source": "timm", "description": ""} for name in timm.list_models())
+    return rows
+
+
+def _seeded(seed: int | None, build: Callable[[], nn.Module]) -> nn.Module:
+    if seed is None:
+        return build()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def _is_path(text: str) -> bool:
+    return text.lower().endswith(CHECKPOINT_SUFFIXES) or os.sep in text or Path(text).is_dir()
+
+
+def load_model(
+    name_or_path: str | os.PathLike,
+    weights: str | os.PathLike | None = None,
+    num_classes: int | None = None,
+    *,
+    seed: int | None = 0,
+) -> nn.Module:
+    """Build a model by name or from a checkpoint, in eval mode, with ``model.featuremaps_info``.
+
+    Args:
+        name_or_path: see the module docstring.
+        weights: None (untrained), ``"DEFAULT"``, a weights name, or a weights file.
+        num_classes: outputs of the classifier (untrained models only, unless it matches).
+        seed: seed of the random initialisation of untrained weights (None: global RNG).
+
+    Raises:
+        ModelError: unknown model or weights name, or weights that cannot be downloaded.
+        CheckpointError: a weights file that is unsafe, unreadable or does not fit.
+
+    Example:
+        >>> load_model("tinyvgg").featuremaps_info.input_size
+        (3, 64, 64)
+    """
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+                                    or num_classes < 1):
+        raise ModelError(f"num_classes must be an int >= 1; got {num_classes!r}")
+    text = os.fspath(name_or_path)
+    if _is_path(text) and not text.startswith(("timm:", "builtin:", "torchvision:")):
+        model = _from_checkpoint(Path(text), num_classes, seed)
+    elif text.startswith("timm:"):
+        model = _from_timm(text.removeprefix("timm:"), weights, num_classes, seed)
+    else:
+        name = text.removeprefix("builtin:").removeprefix("torchvision:")
+        if name in BUILTIN_MODELS:
+            model = _from_builtin(name, weights, num_classes, seed)
+        elif name in _torchvision_names():
+            model = _from_torchvision(name, weights, num_classes, seed)
+        else:
+            raise ModelError(_unknown_name_message(text))
+    return model.eval()
+
+
+def _unknown_name_message(name: str) -> str:
+    candidates = [*BUILTIN_MODELS, *_torchvision_names()]
+    close = difflib.get_close_matches(name.lower(), candidates, n=5, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    timm_hint = "" if name.startswith("timm:") else " (timm models: timm:NAME)"
+    return f"unknown model {name!r}{hint} See 'featuremaps models' for the {len(candidates)} names{timm_hint}."
+
+
+def _load_file_weights(model: nn.Module, weights: str | os.PathLike, name: str) -> str:
+    state, _ = read_checkpoint(weights)
+    load_weights_into(model, state, source=os.fspath(weights), name=name)
+    return os.fspath(weights)
+
+
+def _weights_is_file(weights: str | os.PathLike | None) -> bool:
+    return weights is not None and _is_path(os.fspath(weights))
+
+
+def _from_builtin(name: str, weights: Any, num_classes: int | None, seed: int | None) -> nn.Module:
+    spec = BUILTIN_MODELS[name]
+    model = _seeded(seed, lambda: spec.build(num_classes))
+    info = ModelInfo.from_dict(spec.info.to_dict())
+    if spec.weights_file is not None and weights in (None, "DEFAULT"):
+        state, record = read_checkpoint(spec.weights_file)
+        load_weights_into(model, state, source=str(spec.weights_file), name=name)
+        info = ModelInfo.from_dict((record or {}).get("model", spec.info.to_dict()))
+        info.weights = "DEFAULT"
+    elif _weights_is_file(weights):
+        info.weights = _load_file_weights(model, weights, name)
+    elif weights is not None:
+        raise ModelError(f"{name} has no downloadable weights; pass a weights file or leave weights out")
+    info.num_classes = num_classes or info.num_classes or _output_features(model)
+    model.featuremaps_info = info  # type: ignore[assignment]
+    return model
+
+
+def _output_features(model: nn.Module) -> int | None:
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return last[-1].out_features if last else None
+
+
+def _resolve_torchvision_weights(name: str, weights: str) -> Any:
+    from torchvision import models
+
+    try:
+        enum = models.get_model_weights(name)
+    except (ValueError, KeyError):
+        raise ModelError(f"torchvision has no weights for {name}") from None
+    key = weights.split(".")[-1]
+    if key == "DEFAULT":
+        return enum.DEFAULT
+    if key in enum.__members__:
+        return enum[key]
+    raise ModelError(f"unknown weights {weights!r} for {name}; choose DEFAULT or one of {', '.join(enum.__members__)}")
+
+
+def _torchvision_info(name: str, weights_enum: Any, weights_label: str | None) -> ModelInfo:
+    """Preprocessing from the weights' transforms (or the DEFAULT weights' for untrained models)."""
+    from torchvision import models
+
+    reference = weights_enum
+    if reference is None:
+        try:
+            reference = models.get_model_weights(name).DEFAULT
+        except (ValueError, KeyError, AttributeError):
+            reference = None
+    size, resize, mean, std = 224, 256, IMAGENET_MEAN, IMAGENET_STD
+    if reference is not None:
+        transform = reference.transforms()
+        crop = getattr(transform, "crop_size", None) or getattr(transform, "resize_size", None) or [size]
+        resize_size = getattr(transform, "resize_size", None) or [resize]
+        size, resize = int(crop[0]), int(resize_size[0])
+        mean, std = tuple(getattr(transform, "mean", mean)), tuple(getattr(transform, "std", std))
+    categories = list(weights_enum.meta.get("categories") or []) if weights_enum is not None else None
+    return ModelInfo(
+        name=name, source="torchvision", weights=weights_label, input_size=(3, size, size), resize=resize,
+        mean=mean, std=std, class_names=categories or None,
+        transforms=weights_enum.transforms() if weights_enum is not None else None,
+    )
+
+
+def _from_torchvision(name: str, weights: Any, num_classes: int | None, seed: int | None) -> nn.Module:
+    from torchvision import models
+
+    if weights is None or _weights_is_file(weights):
+        options: dict[str, Any] = {"num_classes": num_classes} if num_classes is not None else {}
+        if "weights_backbone" in inspect.signature(models.get_model_builder(name)).parameters:
+            options["weights_backbone"] = None  # untrained means untrained: no ImageNet backbone download
+        try:
+            model = _seeded(seed, lambda: models.get_model(name, weights=None, **options))
+        except TypeError as error:
+            raise ModelError(f"{name} cannot be built with num_classes={num_classes} ({error})") from None
+        info = _torchvision_info(name, None, None)
+        if weights is not None:
+            info.weights = _load_file_weights(model, weights, name)
+    else:
+        enum = _resolve_torchvision_weights(name, os.fspath(weights))
+        categories = enum.meta.get("categories") or []
+        if num_classes is not None and categories and num_classes != len(categories):
+            raise ModelError(f"weights {enum} have {len(categories)} classes; num_classes={num_classes} does not fit")
+        try:
+            model = models.get_model(name, weights=enum)
+        except (urllib.error.URLError, OSError, RuntimeError) as error:
+            raise ModelError(_download_message(name, enum, error)) from None
+        info = _torchvision_info(name, enum, str(enum))
+    info.num_classes = num_classes or (len(info.class_names) if info.class_names else _output_features(model))
+    model.featuremaps_info = info  # type: ignore[assignment]
+    return model
+
+
+def _download_message(name: str, enum: Any, error: BaseException) -> str:
+    filename = str(enum.url).rsplit("/", 1)[-1]
+    cache = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    reason = getattr(error, "reason", None) or error
+    return (
+        f"cannot download weights {enum} for {name} ({reason}). Pretrained weights need the network; "
+        f"offline, copy {filename} to {cache} (torchvision looks there first), or pass a local file: "
+        f"--weights path/to/weights.pth"
+    )
+
+
+def _from_timm(name: str, weights: Any, num_classes: int | None, seed: int | None) -> nn.Module:
+    if not _timm_available():
+        raise ModelError("timm models need the timm extra: pip install 'featuremaps[timm]'")
+    import timm
+
+    if not timm.is_model(name.split(".")[0]):
+        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+        hint = f"; did you mean {', '.join('timm:' + c for c in close)}?" if close else ""
+        raise ModelError(f"unknown timm model {name!r}{hint}")
+    pretrained = weights is not None and not _weights_is_file(weights)
+    if pretrained and os.fspath(weights) != "DEFAULT":
+        raise ModelError(f"timm weights are chosen by tag in the name (timm:{name}.TAG); use weights='DEFAULT'")
+    options = {"num_classes": num_classes} if num_classes is not None else {}
+    try:
+        model = _seeded(seed, lambda: timm.create_model(name, pretrained=pretrained, **options))
+    except (OSError, RuntimeError) as error:
+        raise ModelError(f"cannot download timm weights for {name} ({type(error).__name__}); pretrained weights "
+                         "need the network, or pass a local file: --weights path/to/weights.safetensors") from None
+    config = timm.data.resolve_data_config({}, model=model)
+    size = tuple(int(v) for v in config["input_size"])
+    crop_pct = float(config.get("crop_pct", 0.875))
+    info = ModelInfo(
+        name=f"timm:{name}", source="timm", weights="DEFAULT" if pretrained else None, input_size=size,  # type: ignore[arg-type]
+        resize=int(round(size[1] / crop_pct)), mean=tuple(config["mean"]), std=tuple(config["std"]),
+        num_classes=num_classes or getattr(model, "num_classes", None),
+    )
+    if _weights_is_file(weights):
+        info.weights = _load_file_weights(model, weights, f"timm:{name}")
+    model.featuremaps_info = info  # type: ignore[assignment]
+    return model
+
+
+def _from_checkpoint(path: Path, num_classes: int | None, seed: int | None) -> nn.Module:
+    state, record = read_checkpoint(path)
+    if not record or "model" not in record:
+        raise CheckpointError(
+            f"{path}: holds weights but no featuremaps record of the architecture; name the architecture "
+            f"and pass the file as weights, e.g. load_model('resnet18', weights='{path}')"
+        )
+    info = ModelInfo.from_dict(record["model"])
+    if num_classes is not None and info.num_classes is not None and num_classes != info.num_classes:
+        raise ModelError(f"{path} has {info.num_classes} classes; num_classes={num_classes} does not fit")
+    model = load_model(info.name, weights=None, num_classes=info.num_classes, seed=seed)
+    load_weights_into(model, state, source=str(path), name=info.name)
+    info.source, info.weights = "checkpoint", str(path)
+    model.featuremaps_info = info  # type: ignore[assignment]
+    return model
+
+
+def architecture_record(model: nn.Module) -> dict[str, Any]:
+    """What a checkpoint records so :func:`load_model` can rebuild ``model`` from the file alone."""
+    from featuremaps.models.preprocess import model_info
+
+    info = model_info(model)
+    if info.source == "module":
+        raise ModelError(f"{type(model).__name__} was not built by load_model; featuremaps cannot record it")
+    data = info.to_dict()
+    if info.source == "checkpoint":
+        data["source"] = "builtin" if data["name"] in BUILTIN_MODELS else "torchvision"
+    return {"model": data}

@@ -1,0 +1,133 @@
+"""The layer catalogue against hand-computed strides and receptive fields, and gradient support."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from featuremaps.models import list_layers, load_model
+
+
+def _table(model, names, input_size=None):
+    layers = {layer.name: layer for layer in list_layers(model, input_size)}
+    return {name: (layers[name].output_shape, layers[name].jump[0], layers[name].receptive_field[0])
+            for name in names}
+
+
+def test_tinyvgg_by_hand():
+    # conv 3x3 adds 2 x jump; a 2x2 pool adds 1 x jump and doubles the jump
+    assert _table(load_model("tinyvgg"), ["conv1_1", "conv1_2", "pool1", "conv2_1", "conv2_2", "pool2"]) == {
+        "conv1_1": ((10, 62, 62), 1, 3), "conv1_2": ((10, 60, 60), 1, 5), "pool1": ((10, 30, 30), 2, 6),
+        "conv2_1": ((10, 28, 28), 2, 10), "conv2_2": ((10, 26, 26), 2, 14), "pool2": ((10, 13, 13), 4, 16),
+    }
+
+
+def test_resnet18_by_hand():
+    # conv1 7x7/2: 7; maxpool 3x3/2: 7 + 2*2 = 11; layer1: four 3x3 convs at jump 4: 11 + 4*8 = 43;
+    # layer2: 3x3/2 at jump 4 (+8), three 3x3 at jump 8 (+16 each): 99; layer3: +16 + 3*32 = 211; layer4: 435
+    assert _table(load_model("resnet18"), ["conv1", "maxpool", "layer1", "layer2", "layer3", "layer4"]) == {
+        "conv1": ((64, 112, 112), 2, 7), "maxpool": ((64, 56, 56), 4, 11), "layer1": ((64, 56, 56), 4, 43),
+        "layer2": ((128, 28, 28), 8, 99), "layer3": ((256, 14, 14), 16, 211), "layer4": ((512, 7, 7), 32, 435),
+    }
+
+
+def test_vgg16_by_hand():
+    expected_rf = [3, 5, 6, 10, 14, 16, 24, 32, 40, 44, 60, 76, 92, 100, 132, 164, 196, 212]
+    layers = [l for l in list_layers(load_model("vgg16")) if l.type in ("Conv2d", "MaxPool2d")]
+    assert [int(l.receptive_field[0]) for l in layers] == expected_rf
+    assert [int(l.jump[0]) for l in layers if l.type == "MaxPool2d"] == [2, 4, 8, 16, 32]
+    assert layers[-1].output_shape == (512, 7, 7)
+
+
+def test_a_reused_module_has_one_entry_per_call():
+    layers = {l.name: l for l in list_layers(load_model("resnet18"))}
+    first, second = layers["layer1.0.relu"], layers["layer1.0.relu:1"]
+    assert (first.call, second.call, first.module, second.module) == (0, 1, "layer1.0.relu", "layer1.0.relu")
+    assert first.receptive_field[0] == 19 and second.receptive_field[0] == 27 and second.merged
+
+
+def test_classifier_layers_see_the_whole_image():
+    layers = {l.name: l for l in list_layers(load_model("resnet18"))}
+    assert layers["fc"].global_field and layers["fc"].output_shape == (1000,) and layers["fc"].jump is None
+    assert layers["avgpool"].global_field
+
+
+class _Branches(nn.Module):
+    """Two paths of different reach, added and concatenated, with a functional pad and pool."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 2, 3, stride=2, padding=1)
+        self.wide = nn.Conv2d(2, 2, 5, padding=2, dilation=1)
+        self.narrow = nn.Conv2d(2, 2, 1)
+        self.head = nn.Conv2d(4, 1, 3, padding=(0, 1))
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = torch.nn.functional.pad(x, (1, 0, 2, 0))
+        x = torch.nn.functional.avg_pool2d(x, 2, stride=1)
+        mixed = self.wide(x) + self.narrow(x)
+        return self.head(torch.cat([mixed, x], dim=1))
+
+
+def test_receptive_field_equals_the_gradient_support_through_branches():
+    model = _Branches()
+    for p in model.parameters():
+        nn.init.constant_(p, 0.1)
+    layers = {l.name: l for l in list_layers(model, (1, 40, 40))}
+    head = layers["head"]
+    x = torch.rand(1, 1, 40, 40, requires_grad=True)
+    y, xx = 6, 9
+    model(x)[0, 0, y, xx].backward()
+    rows, cols = torch.nonzero(x.grad[0, 0], as_tuple=True)
+    top, left, bottom, right = head.region(y, xx)
+    assert (rows.min(), cols.min(), rows.max(), cols.max()) == (max(top, 0), max(left, 0), bottom, right)
+    assert head.merged and layers["wide"].receptive_field != layers["narrow"].receptive_field
+
+
+class _ChannelsLastGated(nn.Module):
+    """ConvNeXt-style channels-last pointwise layer and a squeeze-excitation gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.mlp = nn.Linear(4, 4)
+        self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(4, 4, 1), nn.Sigmoid())
+        self.out = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        x = self.conv(x)
+        x = self.mlp(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        x = x * self.gate(x)
+        return self.out(x)
+
+
+def test_permutes_keep_the_field_and_gates_are_marked_as_global_context():
+    layers = {l.name: l for l in list_layers(_ChannelsLastGated(), (3, 16, 16))}
+    assert layers["mlp"].output_shape == (16, 16, 4) and layers["mlp"].receptive_field[0] == 3
+    assert layers["mlp"].extra["channels_last"]
+    assert layers["gate"].global_field
+    assert layers["out"].receptive_field[0] == 5 and layers["out"].global_context
+
+
+def test_timm_model_catalogue():
+    pytest.importorskip("timm")
+    layers = {l.name: l for l in list_layers(load_model("timm:resnet18"))}
+    assert layers["layer4"].receptive_field[0] == 435 and layers["layer4"].jump[0] == 32
+
+
+def test_catalogue_restores_train_mode():
+    model = load_model("tinyvgg").train()
+    list_layers(model)
+    assert all(m.training for m in model.modules())
+
+
+def test_strict_catalogue_names_the_failing_layer():
+    from featuremaps.errors import SettingsError
+
+    with pytest.raises(SettingsError, match=r"tinyvgg cannot run on an input of 3x96x96: layer fc failed "
+                                            r"\(RuntimeError: mat1 and mat2"):
+        list_layers(load_model("tinyvgg"), (3, 96, 96))
+    partial = list_layers(load_model("tinyvgg"), (3, 96, 96), strict=False)
+    assert partial.stopped_at[0] == "fc" and partial[-1].name == "flatten"
