@@ -5,6 +5,18 @@ from __future__ import annotations
 import featuremaps
 
 PUBLIC = {
+    "CheckpointError",
+    "LayerError",
+    "LayerInfo",
+    "ModelError",
+    "ModelInfo",
+    "available_models",
+    "extract",
+    "list_layers",
+    "load_model",
+    "render_overlay",
+    "render_receptive_field",
+    "save_checkpoint",
     "ConvGeometry",
     "ConvLayer",
     "Explanation",

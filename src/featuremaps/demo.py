@@ -118,7 +118,55 @@ def _animation_section(report: Report) -> None:
                    "2 pixels apart.", name="receptive-field")
 
 
-SECTIONS: list[Callable[[Report], None]] = [_convolution_section, _animation_section]
+def _model_section(report: Report) -> None:
+    from featuremaps.extract import extract
+    from featuremaps.models import list_layers, load_model
+    from featuremaps.render.overlay import display_image, rank_maps, render_overlay, render_receptive_field
+    from featuremaps.render.overview import describe_layer, render_overview
+
+    image = f"sample:{DEMO_SAMPLE}"
+    section = report.section("Every layer of a CNN, from low to high level")
+    model = load_model("tinyvgg")
+    weights = model.featuremaps_info.weights
+    section.text(
+        "Maps pass from layer to layer: each convolution combines all maps of the layer below, pooling "
+        "halves their size, and the receptive field (the input region one unit sees) grows, so deeper maps "
+        "respond to larger, more complex patterns. Shown here: TinyVGG (as in CNN Explainer) on the sample "
+        "photo resized to its 64x64 input"
+        + (", with its trained weights." if weights else ", with untrained (random) weights for now.")
+    )
+    layers = list_layers(model)
+    section.table(
+        ["layer", "type", "output C x H x W", "stride (jump)", "receptive field"],
+        [[l.name, l.type, "x".join(map(str, l.output_shape)),
+          "-" if l.jump is None else int(l.jump[0]),
+          "whole image" if l.global_field else int(l.receptive_field[0])] for l in layers],
+    )
+    maps = extract(model, image, "Conv2d,MaxPool2d")
+    by_name = {l.name: l for l in layers}
+    picture = display_image(model, image)
+    section.figure(render_overview(picture, maps, by_name, max_maps=10, title="TinyVGG: low to high"),
+                   "Each row is a layer: its 10 maps, most active first.", name="tinyvgg-overview")
+    best = rank_maps(maps["pool2"])[0]
+    section.figure(render_overlay(picture, maps["pool2"][best], layer=by_name["pool2"],
+                                  title=f"pool2 channel {best}"),
+                   f"The most active map of pool2 over the input; the box is what its strongest unit sees "
+                   f"({describe_layer(by_name['pool2'])}).", name="tinyvgg-overlay")
+    section.figure(render_receptive_field(picture, by_name["conv2_2"], 12, 12, channel=0,
+                                          value=float(maps["conv2_2"][0, 12, 12])),
+                   "The receptive field of one unit of conv2_2: 14x14 input pixels.", name="tinyvgg-unit")
+    resnet = load_model("resnet18")
+    resnet_maps = extract(resnet, image, "conv1,maxpool,layer1,layer2,layer3,layer4")
+    resnet_layers = {l.name: l for l in list_layers(resnet)}
+    section.figure(
+        render_overview(display_image(resnet, image), resnet_maps, resnet_layers, max_maps=8,
+                        title="ResNet-18 (torchvision, untrained): low to high"),
+        "torchvision's ResNet-18 at 224x224, untrained weights (no download here): strides 2, 4, 4, 8, 16, 32 "
+        "and receptive fields 7, 11, 43, 99, 211, 435 pixels.", name="resnet18-overview",
+    )
+
+
+SECTIONS: list[Callable[[Report], None]] = [_convolution_section, _animation_section, _model_section]
 
 
 def build_demo(out_dir: str | Path = "demo-output") -> Path:

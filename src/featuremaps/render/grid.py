@@ -104,7 +104,10 @@ def render_grid(
     header = f"{depth} map{'s' if depth != 1 else ''}, each {height}x{width}"
     heading = f"{title}  ({header})" if title else header
     bar_h = 44 if normalize == "shared" else 0
-    canvas = Image.new("RGB", (max(columns * cell_w + _PAD, 360), 30 + rows * cell_h + bar_h + _PAD), _BACKGROUND)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    heading_w = text_size(measure, heading, 14)[0] + 2 * _PAD
+    canvas = Image.new("RGB", (max(columns * cell_w + _PAD, 360, heading_w), 30 + rows * cell_h + bar_h + _PAD),
+                       _BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     draw.text((_PAD, 8), heading, fill=_INK, font=font(14))
     shared = _value_range(array, clip)

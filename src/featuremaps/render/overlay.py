@@ -1,0 +1,128 @@
+"""Maps on the image: a map upsampled and blended over the input, and a unit's receptive field.
+
+Pictures are drawn on the model's input as the model saw it (resized and cropped, not
+normalised: see :func:`display_image`), so a unit's receptive field lands on the right pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+from torch import nn
+
+from featuremaps.errors import SettingsError
+from featuremaps.images import ImageSource
+from featuremaps.models.catalogue import LayerInfo
+from featuremaps.models.preprocess import model_info, preprocess
+from featuremaps.render._draw import apply_colormap, font, format_number, to_pil
+
+__all__ = ["display_image", "rank_maps", "render_overlay", "render_receptive_field"]
+
+_BOX = (255, 40, 120)
+_MIN_SIDE = 448
+
+
+def _zoom(height: int, width: int) -> int:
+    """Integer factor that brings small inputs to about 448 pixels, so boxes and text stay legible."""
+    return max(1, -(-_MIN_SIDE // max(height, width)))
+
+
+def display_image(model: nn.Module, image: ImageSource) -> torch.Tensor:
+    """The model's input for ``image`` before normalisation: ``(C, H, W)`` in [0, 1]."""
+    info = model_info(model)
+    return preprocess(replace(info, mean=None, std=None, transforms=None), image).clamp(0, 1)
+
+
+def rank_maps(maps: torch.Tensor) -> list[int]:
+    """Channel indices of ``maps`` ``(C, H, W)``, most active first.
+
+    Activity is the mean of the positive part, ``mean(max(x, 0))``: what passes a ReLU,
+    which for maps after a ReLU is simply their mean.
+    """
+    if maps.ndim != 3:
+        raise SettingsError(f"maps must be (C, H, W); got {tuple(maps.shape)}")
+    activity = maps.float().clamp(min=0).mean(dim=(1, 2))
+    return torch.argsort(activity, descending=True, stable=True).tolist()
+
+
+def _unit_box(layer: LayerInfo, y: int, x: int, height: int, width: int) -> tuple[float, float, float, float]:
+    top, left, bottom, right = layer.region(y, x)
+    return max(top, 0), max(left, 0), min(bottom, height - 1), min(right, width - 1)
+
+
+def render_overlay(
+    image: torch.Tensor, feature_map: torch.Tensor, *, alpha: float = 0.55, cmap: str = "inferno",
+    layer: LayerInfo | None = None, title: str | None = None,
+) -> Image.Image:
+    """``feature_map`` ``(h, w)`` upsampled (bilinear) to ``image`` ``(C, H, W)``, colour-mapped, blended.
+
+    With ``layer`` (its catalogue entry), the receptive field of the map's most active
+    unit is outlined.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise SettingsError(f"alpha must be in [0, 1]; got {alpha}")
+    if feature_map.ndim != 2:
+        raise SettingsError(f"feature_map must be (h, w); got {tuple(feature_map.shape)}")
+    _, height, width = image.shape
+    resized = F.interpolate(feature_map[None, None].float().cpu(), size=(height, width), mode="bilinear",
+                            align_corners=False)[0, 0].numpy()
+    colours = apply_colormap(resized, float(resized.min()), float(resized.max()), cmap).astype(np.float64)
+    base = np.asarray(to_pil(image).convert("RGB"), dtype=np.float64)
+    blended = Image.fromarray((base * (1 - alpha) + colours * alpha).round().astype(np.uint8))
+    zoom = _zoom(height, width)
+    blended = blended.resize((width * zoom, height * zoom), Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(blended)
+    if layer is not None and layer.jump is not None:
+        flat = int(torch.argmax(feature_map))
+        y, x = divmod(flat, feature_map.shape[1])
+        top, left, bottom, right = _unit_box(layer, y, x, height, width)
+        draw.rectangle((left * zoom, top * zoom, (right + 1) * zoom - 1, (bottom + 1) * zoom - 1), outline=_BOX,
+                       width=3)
+        label = f"most active unit ({y}, {x}) = {format_number(float(feature_map[y, x]))}: its receptive field"
+        draw.text((left * zoom + 5, top * zoom + 4), label, fill=(255, 255, 255), font=font(14), stroke_width=2,
+                  stroke_fill=(0, 0, 0))
+    if title:
+        draw.text((6, blended.height - 24), title, fill=(255, 255, 255), font=font(16), stroke_width=2,
+                  stroke_fill=(0, 0, 0))
+    return blended
+
+
+def render_receptive_field(
+    image: torch.Tensor, layer: LayerInfo, y: int, x: int, *, channel: int | None = None,
+    value: float | None = None,
+) -> Image.Image:
+    """The input region unit ``(y, x)`` of ``layer`` sees, outlined on ``image`` ``(C, H, W)``."""
+    if layer.jump is None or layer.receptive_field is None:
+        raise SettingsError(f"layer {layer.name} has no local receptive field (its units see the whole image)")
+    if len(layer.output_shape) != 3 or not (0 <= y < layer.output_shape[1] and 0 <= x < layer.output_shape[2]):
+        raise SettingsError(f"unit ({y}, {x}) is outside {layer.name}'s maps of shape {list(layer.output_shape)}")
+    _, height, width = image.shape
+    zoom = _zoom(height, width)
+    picture = to_pil(image).convert("RGB").resize((width * zoom, height * zoom), Image.Resampling.BICUBIC)
+    top, left, bottom, right = (v * zoom for v in _unit_box(layer, y, x, height, width))
+    box = (left, top, right + zoom - 1, bottom + zoom - 1)
+    mask = Image.new("L", picture.size, 150)
+    ImageDraw.Draw(mask).rectangle(box, fill=0)
+    picture = Image.composite(Image.new("RGB", picture.size, (0, 0, 0)), picture, mask)
+    draw = ImageDraw.Draw(picture)
+    full = layer.region(y, x)
+    draw.rectangle(box, outline=_BOX, width=3)
+    cx, cy = (full[1] + full[3] + 1) / 2 * zoom, (full[0] + full[2] + 1) / 2 * zoom
+    draw.ellipse((cx - 4, cy - 4, cx + 4, cy + 4), fill=_BOX)
+    size = f"{int(layer.receptive_field[0])}x{int(layer.receptive_field[1])}"
+    lines = [
+        f"{layer.name}{f', channel {channel}' if channel is not None else ''}, unit (y={y}, x={x})"
+        + (f" = {format_number(value)}" if value is not None else ""),
+        f"sees input rows {int(full[0])}..{int(full[2])}, cols {int(full[1])}..{int(full[3])}: {size} pixels"
+        + (" (part of it padding)" if (top, left, bottom, right) != tuple(v * zoom for v in full) else ""),
+    ]
+    canvas = Image.new("RGB", (picture.width, picture.height + 46), (255, 255, 255))
+    canvas.paste(picture, (0, 0))
+    text = ImageDraw.Draw(canvas)
+    for k, line in enumerate(lines):
+        text.text((4, picture.height + 5 + 20 * k), line, fill=(30, 30, 30), font=font(14))
+    return canvas

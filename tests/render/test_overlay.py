@@ -1,0 +1,61 @@
+"""Overlay, receptive field on the image, ranking and the overview page."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from featuremaps.errors import SettingsError
+from featuremaps.extract import extract
+from featuremaps.models import list_layers, load_model
+from featuremaps.render.overlay import display_image, rank_maps, render_overlay, render_receptive_field
+from featuremaps.render.overview import describe_layer, render_overview
+
+
+def test_rank_maps_by_mean_positive_activation():
+    maps = torch.zeros(3, 4, 4)
+    maps[0] = -5.0  # negative everywhere: nothing passes a ReLU
+    maps[1, 0, 0] = 1.0
+    maps[2] = 0.5
+    assert rank_maps(maps) == [2, 1, 0]
+
+
+def test_overlay_is_the_image_size_zoomed_and_coloured():
+    image = torch.zeros(3, 32, 48)
+    feature = torch.zeros(4, 6)
+    feature[2, 3] = 1.0
+    picture = render_overlay(image, feature, alpha=1.0)
+    assert picture.size == (48 * 10, 32 * 10)  # zoomed to about 448 px
+    pixels = np.asarray(picture)
+    assert pixels[16 * 10 + 5, 24 * 10 + 5].sum() > pixels[2, 2].sum()  # bright where the map is high
+    with pytest.raises(SettingsError, match=r"alpha must be in \[0, 1\]; got 2"):
+        render_overlay(image, feature, alpha=2)
+
+
+def test_receptive_field_box_is_drawn_where_the_catalogue_says():
+    model = load_model("tinyvgg")
+    layer = {l.name: l for l in list_layers(model)}["conv2_2"]  # RF 14, jump 2, start 0
+    image = torch.ones(3, 64, 64)
+    picture = np.asarray(render_receptive_field(image, layer, 5, 7))
+    zoom = 7
+    inside = picture[(5 * 2 + 7) * zoom, (7 * 2 + 7) * zoom]  # centre of rows 10..23, cols 14..27
+    outside = picture[2 * zoom, 60 * zoom]
+    assert inside.sum() > outside.sum()  # the rest of the image is veiled
+    box = (picture == (255, 40, 120)).all(axis=2)
+    rows, cols = np.nonzero(box)
+    assert (rows.min(), cols.min()) == (10 * zoom, 14 * zoom)
+    assert (rows.max() + 1, cols.max() + 1) == (24 * zoom, 28 * zoom)
+    with pytest.raises(SettingsError, match=r"unit \(30, 0\) is outside conv2_2's maps of shape \[10, 26, 26\]"):
+        render_receptive_field(image, layer, 30, 0)
+
+
+def test_overview_has_a_row_per_spatial_layer():
+    model = load_model("tinyvgg")
+    maps = extract(model, "sample:cat", "conv1_1,pool1,pool2,fc")
+    layers = {l.name: l for l in list_layers(model)}
+    small = render_overview(display_image(model, "sample:cat"), dict(list(maps.items())[:1]), layers)
+    full = render_overview(display_image(model, "sample:cat"), maps, layers)
+    assert full.height > small.height and full.width == small.width
+    assert describe_layer(layers["pool2"]) == "pool2 (MaxPool2d) 10x13x13, stride 4, RF 16"
+    assert describe_layer(layers["fc"]).endswith("sees the whole image")
