@@ -14,13 +14,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import os
+
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
-from torchvision.transforms import v2 as transforms
 
-from featuremaps.images import ImageSource, load_image
+from featuremaps.errors import SettingsError
+from featuremaps.images import ImageSource, load_image, open_pil
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ModelInfo", "model_info", "prepare_batch", "preprocess"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ModelInfo", "model_info", "prepare_batch", "preprocess", "resize_crop"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -39,6 +43,7 @@ class ModelInfo:
         mean, std: per-channel normalisation, or None.
         class_names: output class names, when known.
         num_classes: outputs of the classifier, when known.
+        options: constructor options of a built-in architecture (``{"width": 32}``).
         transforms: the weights' own preprocessing (not saved in checkpoints).
     """
 
@@ -51,6 +56,7 @@ class ModelInfo:
     std: tuple[float, ...] | None = None
     class_names: list[str] | None = None
     num_classes: int | None = None
+    options: dict[str, Any] | None = None
     transforms: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,20 +84,69 @@ def model_info(model: nn.Module) -> ModelInfo:
     return ModelInfo(name=type(model).__name__, source="module")
 
 
-def preprocess(info: ModelInfo, image: ImageSource) -> torch.Tensor:
-    """Decode and preprocess one image into model input ``(C, H, W)``."""
+def _as_pil(image: ImageSource, channels: int) -> Image.Image:
+    """The image as an 8-bit PIL image in the model's colour mode (``RGB`` or ``L``).
+
+    Files and bytes go through the safe decoder; 8-bit RGB and gray images are used as they
+    are; anything else (alpha, CMYK, 16-bit, arrays, tensors) goes through ``load_image``'s
+    rules first.
+    """
+    mode = "RGB" if channels == 3 else "L"
+    pil = None
+    if isinstance(image, Image.Image):
+        pil = image
+    elif isinstance(image, (str, os.PathLike, bytes, bytearray)):
+        pil = open_pil(image)
+    if pil is None or pil.mode not in ("RGB", "L"):
+        tensor = load_image(pil if pil is not None else image, mode="rgb" if channels == 3 else "gray")
+        array = (tensor.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()  # (H, W, C)
+        pil = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    return pil if pil.mode == mode else pil.convert(mode)
+
+
+def resize_crop(pil: Image.Image, resize: int, size: tuple[int, int]) -> Image.Image:
+    """Shorter side to ``resize`` (bilinear, antialiased), then the centre ``(H, W)`` crop."""
+    width, height = pil.size
+    scale = resize / min(width, height)
+    new = (max(size[1], round(width * scale)), max(size[0], round(height * scale)))
+    if new != (width, height):
+        pil = pil.resize(new, Image.Resampling.BILINEAR)
+    left, top = (new[0] - size[1]) // 2, (new[1] - size[0]) // 2
+    return pil.crop((left, top, left + size[1], top + size[0]))
+
+
+def preprocess_uint8(info: ModelInfo, image: ImageSource) -> torch.Tensor:
+    """The resized, cropped image as uint8 ``(C, H, W)``; :func:`normalise` finishes it.
+
+    ``normalise(preprocess_uint8(info, x)) == preprocess(info, x)`` exactly. Only for models
+    without weights transforms (``info.transforms is None``).
+    """
     channels, height, width = info.input_size
-    tensor = load_image(image, mode="rgb" if channels == 3 else "gray" if channels == 1 else "auto")
-    if info.transforms is not None:
-        return info.transforms(tensor)
-    resize = info.resize or min(height, width)
-    steps: list[Any] = [
-        transforms.Resize(resize, interpolation=transforms.InterpolationMode.BILINEAR, antialias=True),
-        transforms.CenterCrop((height, width)),
-    ]
+    pil = resize_crop(_as_pil(image, channels), info.resize or min(height, width), (height, width))
+    tensor = torch.from_numpy(np.asarray(pil).copy())
+    return tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()  # (C, H, W)
+
+
+def normalise(info: ModelInfo, images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(C, H, W)`` or ``(N, C, H, W)`` -> model input: scale to [0, 1], then mean/std."""
+    tensor = images.float().div_(255.0)
     if info.mean is not None and info.std is not None:
-        steps.append(transforms.Normalize(list(info.mean), list(info.std)))
-    return transforms.Compose(steps)(tensor)
+        shape = (-1, 1, 1) if tensor.ndim == 3 else (1, -1, 1, 1)
+        tensor = (tensor - torch.tensor(info.mean).view(shape)) / torch.tensor(info.std).view(shape)
+    return tensor
+
+
+def preprocess(info: ModelInfo, image: ImageSource) -> torch.Tensor:
+    """Decode and preprocess one image into model input ``(C, H, W)``.
+
+    With the weights' own transforms (torchvision weights) those are applied to the decoded
+    image; otherwise the image is resized (shorter side to ``info.resize``), centre-cropped to
+    the input size with Pillow, scaled to [0, 1] and normalised with ``mean``/``std``.
+    """
+    channels, height, width = info.input_size
+    if info.transforms is not None:
+        return info.transforms(load_image(image, mode="rgb" if channels == 3 else "gray"))
+    return normalise(info, preprocess_uint8(info, image)).contiguous()
 
 
 def prepare_batch(
@@ -107,8 +162,6 @@ def prepare_batch(
             return images.unsqueeze(0), True
         if images.ndim == 4:
             return images, False
-        from featuremaps.errors import SettingsError
-
         raise SettingsError(f"a tensor input must be (C, H, W) or (N, C, H, W); got {tuple(images.shape)}")
     info = model_info(model)
     if isinstance(images, (list, tuple)):

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import json
 import os
 import urllib.error
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,7 @@ __all__ = ["BUILTIN_MODELS", "available_models", "load_model", "register_builtin
 class BuiltinModel:
     """A built-in architecture: how to build it and what input it expects."""
 
-    build: Callable[[int | None], nn.Module]
+    build: Callable[[int | None, dict[str, Any]], nn.Module]
     info: ModelInfo
     description: str
     weights_file: Path | None = None  # a trained model shipped with the package
@@ -49,13 +51,14 @@ class BuiltinModel:
 
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
     "tinyvgg": BuiltinModel(
-        build=lambda n: TinyVGG(num_classes=n or 10),
-        info=ModelInfo(name="tinyvgg", source="builtin", input_size=(3, 64, 64), resize=64),
+        build=lambda n, options: TinyVGG(num_classes=n or 10, **options),
+        info=ModelInfo(name="tinyvgg", source="builtin", input_size=(3, 64, 64), resize=64,
+                       mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
         description="TinyVGG as in CNN Explainer: 64x64 RGB, 2 blocks of two 3x3 convs + max-pool",
     ),
     "lenet5": BuiltinModel(
-        build=lambda n: LeNet5(num_classes=n or 10),
-        info=ModelInfo(name="lenet5", source="builtin", input_size=(1, 32, 32), resize=32),
+        build=lambda n, options: LeNet5(num_classes=n or 10, **options),
+        info=ModelInfo(name="lenet5", source="builtin", input_size=(1, 32, 32), resize=32, mean=(0.5,), std=(0.25,)),
         description="LeNet-5: 32x32 gray, 5x5 convs, tanh, average pooling",
     ),
 }
@@ -64,6 +67,32 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
 def register_builtin(name: str, model: BuiltinModel) -> None:
     """Add a built-in model (used for the trained models the package ships)."""
     BUILTIN_MODELS[name] = model
+
+
+SHIPPED_MODELS = Path(str(resources.files("featuremaps") / "assets" / "models"))
+"""Trained models inside the package: ``assets/models/<name>/`` checkpoint directories."""
+
+_SHIPPED = {
+    "shapes": "TinyVGG (width 32) trained on the shapes dataset: circle, square, triangle, star",
+    "shapes-seg": "per-pixel head on builtin:shapes' maps, trained on shapes scenes: background + 4 shapes",
+}
+
+
+def _shipped_only(num_classes: int | None, options: dict[str, Any]) -> nn.Module:
+    raise ModelError("a shipped model is loaded from its checkpoint; it has no untrained form")
+
+
+def _register_shipped() -> None:
+    for name, description in _SHIPPED.items():
+        folder = SHIPPED_MODELS / name
+        if (folder / "model.safetensors").is_file() and (folder / "featuremaps.json").is_file():
+            record = json.loads((folder / "featuremaps.json").read_text())
+            info = ModelInfo.from_dict(record["model"])
+            register_builtin(name, BuiltinModel(build=_shipped_only, info=info, description=description,
+                                                weights_file=folder))
+
+
+_register_shipped()
 
 
 @lru_cache(maxsize=1)
@@ -116,6 +145,7 @@ def load_model(
     num_classes: int | None = None,
     *,
     seed: int | None = 0,
+    options: dict[str, Any] | None = None,
 ) -> nn.Module:
     """Build a model by name or from a checkpoint, in eval mode, with ``model.featuremaps_info``.
 
@@ -124,6 +154,7 @@ def load_model(
         weights: None (untrained), ``"DEFAULT"``, a weights name, or a weights file.
         num_classes: outputs of the classifier (untrained models only, unless it matches).
         seed: seed of the random initialisation of untrained weights (None: global RNG).
+        options: constructor options of a built-in architecture (``{"width": 32}`` for TinyVGG).
 
     Raises:
         ModelError: unknown model or weights name, or weights that cannot be downloaded.
@@ -144,7 +175,9 @@ def load_model(
     else:
         name = text.removeprefix("builtin:").removeprefix("torchvision:")
         if name in BUILTIN_MODELS:
-            model = _from_builtin(name, weights, num_classes, seed)
+            model = _from_builtin(name, weights, num_classes, seed, options or {})
+        elif options:
+            raise ModelError(f"options are for built-in models; {name} takes none")
         elif name in _torchvision_names():
             model = _from_torchvision(name, weights, num_classes, seed)
         else:
@@ -170,16 +203,21 @@ def _weights_is_file(weights: str | os.PathLike | None) -> bool:
     return weights is not None and _is_path(os.fspath(weights))
 
 
-def _from_builtin(name: str, weights: Any, num_classes: int | None, seed: int | None) -> nn.Module:
+def _from_builtin(name: str, weights: Any, num_classes: int | None, seed: int | None,
+                  options: dict[str, Any]) -> nn.Module:
     spec = BUILTIN_MODELS[name]
-    model = _seeded(seed, lambda: spec.build(num_classes))
-    info = ModelInfo.from_dict(spec.info.to_dict())
     if spec.weights_file is not None and weights in (None, "DEFAULT"):
-        state, record = read_checkpoint(spec.weights_file)
-        load_weights_into(model, state, source=str(spec.weights_file), name=name)
-        info = ModelInfo.from_dict((record or {}).get("model", spec.info.to_dict()))
-        info.weights = "DEFAULT"
-    elif _weights_is_file(weights):
+        model = load_model(spec.weights_file, num_classes=num_classes)  # a shipped, trained model
+        model.featuremaps_info.name, model.featuremaps_info.weights = f"builtin:{name}", "DEFAULT"
+        model.featuremaps_info.source = "builtin"
+        return model
+    try:
+        model = _seeded(seed, lambda: spec.build(num_classes, options))
+    except TypeError as error:
+        raise ModelError(f"{name} does not take options {options}: {error}") from None
+    info = ModelInfo.from_dict(spec.info.to_dict())
+    info.options = dict(options) or None
+    if _weights_is_file(weights):
         info.weights = _load_file_weights(model, weights, name)
     elif weights is not None:
         raise ModelError(f"{name} has no downloadable weights; pass a weights file or leave weights out")
@@ -307,6 +345,10 @@ def _from_timm(name: str, weights: Any, num_classes: int | None, seed: int | Non
 
 def _from_checkpoint(path: Path, num_classes: int | None, seed: int | None) -> nn.Module:
     state, record = read_checkpoint(path)
+    if record and "head" in record:
+        return _head_from_checkpoint(path, state, record)
+    if record and "segmentation" in record:
+        return _segmenter_from_checkpoint(path, state, record)
     if not record or "model" not in record:
         raise CheckpointError(
             f"{path}: holds weights but no featuremaps record of the architecture; name the architecture "
@@ -315,10 +357,51 @@ def _from_checkpoint(path: Path, num_classes: int | None, seed: int | None) -> n
     info = ModelInfo.from_dict(record["model"])
     if num_classes is not None and info.num_classes is not None and num_classes != info.num_classes:
         raise ModelError(f"{path} has {info.num_classes} classes; num_classes={num_classes} does not fit")
-    model = load_model(info.name, weights=None, num_classes=info.num_classes, seed=seed)
+    model = load_model(info.name, weights=None, num_classes=info.num_classes, seed=seed, options=info.options)
     load_weights_into(model, state, source=str(path), name=info.name)
     info.source, info.weights = "checkpoint", str(path)
     model.featuremaps_info = info  # type: ignore[assignment]
+    return model
+
+
+def _head_from_checkpoint(path: Path, state: dict[str, torch.Tensor], record: dict[str, Any]) -> nn.Module:
+    from featuremaps.recognize.head import FeatureHead, make_head
+
+    spec = record["head"]
+    backbone_info = ModelInfo.from_dict(spec["backbone"])
+    backbone = _architecture_only(backbone_info)
+    head = make_head(spec["kind"], spec["features"], len(record["model"]["class_names"]), spec.get("hidden", 256))
+    model = FeatureHead(backbone, spec["layer"], spec["pool"], head, spec["features"], spec)
+    load_weights_into(model, state, source=str(path), name=f"a head on {backbone_info.name}")
+    info = ModelInfo.from_dict(record["model"])
+    info.source, info.weights = "checkpoint", str(path)
+    model.featuremaps_info = info  # type: ignore[assignment]
+    return model.eval()
+
+
+def _segmenter_from_checkpoint(path: Path, state: dict[str, torch.Tensor], record: dict[str, Any]) -> nn.Module:
+    from featuremaps.segment.head import PixelHead
+
+    spec = record["segmentation"]
+    backbone_info = ModelInfo.from_dict(spec["backbone"])
+    backbone = _architecture_only(backbone_info)
+    model = PixelHead(backbone, spec["layers"], len(record["model"]["class_names"]), spec["features"],
+                      hidden=spec.get("hidden", 64), colour=spec.get("colour", True),
+                      scales=spec.get("scales", (1.0,)), class_maps=spec.get("class_maps", False), spec=spec)
+    load_weights_into(model, state, source=str(path), name=f"a segmentation head on {backbone_info.name}")
+    info = ModelInfo.from_dict(record["model"])
+    info.source, info.weights = "checkpoint", str(path)
+    model.featuremaps_info = info  # type: ignore[assignment]
+    return model.eval()
+
+
+def _architecture_only(info: ModelInfo) -> nn.Module:
+    """The backbone's architecture (its weights come from the checkpoint that embeds it)."""
+    name = info.name.removeprefix("builtin:")
+    if name in BUILTIN_MODELS and BUILTIN_MODELS[name].weights_file is not None:
+        name = BUILTIN_MODELS[name].info.name  # a shipped model: build its architecture, untrained
+    model = load_model(name, num_classes=info.num_classes, options=info.options)
+    model.featuremaps_info = ModelInfo.from_dict(info.to_dict())  # type: ignore[assignment]
     return model
 
 
@@ -329,7 +412,11 @@ def architecture_record(model: nn.Module) -> dict[str, Any]:
     info = model_info(model)
     if info.source == "module":
         raise ModelError(f"{type(model).__name__} was not built by load_model; featuremaps cannot record it")
-    data = info.to_dict()
-    if info.source == "checkpoint":
-        data["source"] = "builtin" if data["name"] in BUILTIN_MODELS else "torchvision"
-    return {"model": data}
+    record: dict[str, Any] = {"model": info.to_dict()}
+    spec = getattr(model, "head_spec", None)
+    if spec is not None:
+        record["head"] = dict(spec)
+    segmentation = getattr(model, "segmentation_spec", None)
+    if segmentation is not None:
+        record["segmentation"] = dict(segmentation)
+    return record
