@@ -1,0 +1,228 @@
+"""``featuremaps train``, ``evaluate`` and ``predict``: recognition from feature maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from featuremaps.cli._common import app, print_json
+from featuremaps.errors import SettingsError
+
+_stderr = Console(stderr=True)
+
+
+def _progress_bar() -> Progress:
+    return Progress(
+        TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f} {task.fields[acc]} {task.fields[speed]:.0f} img/s {task.fields[val]}"),
+        TimeRemainingColumn(), console=_stderr, transient=False,
+    )
+
+
+@app.command("train")
+def train_command(
+    dataset: Annotated[str, typer.Option(metavar="shapes|digits|DIR", help="Training data: the synthetic shapes, "
+                                         "scikit-learn digits, or a folder with one sub-folder per class.")],
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="CKPT_DIR", help="Checkpoint directory to "
+                                         "write.")],
+    model: Annotated[str, typer.Option(metavar="NAME", help="Built-in CNN to train end to end.")] = "tinyvgg",
+    width: Annotated[Optional[int], typer.Option(metavar="N", help="Filters per conv of TinyVGG (default 10).")] = None,
+    backbone: Annotated[Optional[str], typer.Option(metavar="MODEL", help="Train a head on this model's frozen "
+                                                    "maps instead.")] = None,
+    backbone_weights: Annotated[Optional[str], typer.Option(metavar="W", help="Weights of the backbone "
+                                                            "(default untrained).")] = None,
+    layer: Annotated[Optional[str], typer.Option(metavar="LAYER", help="Backbone layer whose maps feed the "
+                                                 "head.")] = None,
+    head: Annotated[str, typer.Option(metavar="linear|mlp", help="Head on the frozen maps.")] = "linear",
+    pool: Annotated[str, typer.Option(metavar="avg|max|avgmax|flatten", help="How maps become a vector.")] = "avg",
+    epochs: Annotated[int, typer.Option(metavar="N", help="Passes over the data.")] = 5,
+    batch_size: Annotated[Optional[int], typer.Option(metavar="B", help="Images per step (default 64; 8 for "
+                                                      "segmentation).")] = None,
+    lr: Annotated[Optional[float], typer.Option(metavar="LR", help="Learning rate (default 3e-3 CNN, 1e-3 "
+                                                "head).")] = None,
+    samples: Annotated[int, typer.Option(metavar="N", help="Shapes images per epoch (fresh each epoch).")] = 4000,
+    val_fraction: Annotated[float, typer.Option(metavar="F", help="Share kept for validation.")] = 0.2,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed of data, initialisation and shuffling.")] = 0,
+    device: Annotated[str, typer.Option(metavar="cpu|cuda", help="Where to train.")] = "cpu",
+    task: Annotated[str, typer.Option(metavar="classification|segmentation", help="What to train.")] = "classification",
+    layers: Annotated[Optional[str], typer.Option(metavar="L1,L2", help="Segmentation: backbone layers whose "
+                                                  "maps feed the per-pixel head.")] = None,
+    scenes: Annotated[int, typer.Option(metavar="N", help="Segmentation: shapes scenes to train on.")] = 800,
+    size: Annotated[int, typer.Option(metavar="PIXELS", help="Segmentation: image size.")] = 128,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the checkpoint record as JSON.")] = False,
+) -> None:
+    """Train a classifier (a built-in CNN end to end, or a head on a backbone layer's frozen maps) or,
+    with --task segmentation, a per-pixel head on frozen hypercolumns."""
+    from featuremaps.recognize.train import TrainConfig, train_classifier
+
+    if task == "segmentation":
+        _train_segmentation(dataset, output, backbone or "builtin:shapes", backbone_weights, layers, scenes, size,
+                            epochs, batch_size or 8, lr or 1e-3, seed, device, as_json)
+        return
+    if task != "classification":
+        raise SettingsError(f"--task must be classification or segmentation; got {task!r}")
+
+    options = {"width": width} if width is not None else None
+    config = TrainConfig(dataset=dataset, model=model, options=options, backbone=backbone,
+                         backbone_weights=backbone_weights, layer=layer, head=head, pool=pool, epochs=epochs,
+                         batch_size=batch_size or 64, lr=lr, seed=seed, samples=samples, val_fraction=val_fraction,
+                         device=device)
+    tasks: dict[int, int] = {}
+    with _progress_bar() as bar:
+        def on_progress(stats) -> None:  # noqa: ANN001 - EpochStats
+            if stats.epoch not in tasks:
+                tasks[stats.epoch] = bar.add_task("train", total=stats.batches, epoch=f"{stats.epoch}/{stats.epochs}",
+                                                  loss=0.0, acc="", speed=0.0, val="")
+            val = f"val {stats.val_accuracy:.1%}" if stats.val_accuracy is not None else ""
+            bar.update(tasks[stats.epoch], completed=stats.batch, loss=stats.loss, acc=f"acc {stats.accuracy:.1%}",
+                       speed=stats.images_per_second, val=val)
+
+        result = train_classifier(config, output, on_progress=on_progress)
+    if result.skipped:
+        _stderr.print(f"skipped {len(result.skipped)} unreadable files, e.g. {result.skipped[0][0]}: "
+                      f"{result.skipped[0][1]}")
+    if as_json:
+        print_json({"checkpoint": str(result.checkpoint), **result.record})
+        return
+    metrics = result.record["metrics"]
+    typer.echo(f"val accuracy {metrics['val_accuracy']:.1%} (train {metrics['train_accuracy']:.1%}); "
+               f"wrote {result.checkpoint}")
+
+
+def _train_segmentation(dataset: str, output: Path, backbone: str, backbone_weights: Optional[str],
+                        layers: Optional[str], scenes: int, size: int, epochs: int, batch_size: int, lr: float,
+                        seed: int, device: str, as_json: bool) -> None:
+    from featuremaps.segment.train import SegmentTrainConfig, train_segmenter
+
+    config = SegmentTrainConfig(dataset=dataset, backbone=backbone, backbone_weights=backbone_weights,
+                                layers=tuple(layers.split(",")) if layers else None, scenes=scenes, size=size,
+                                epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+    tasks: dict[int, int] = {}
+    with _progress_bar() as bar:
+        def on_progress(stats: dict) -> None:
+            if stats["epoch"] not in tasks:
+                tasks[stats["epoch"]] = bar.add_task("train", total=stats["batches"],
+                                                     epoch=f"{stats['epoch']}/{stats['epochs']}", loss=0.0, acc="",
+                                                     speed=0.0, val="")
+            val = f"val mIoU {stats['val_miou']:.3f}" if "val_miou" in stats else ""
+            bar.update(tasks[stats["epoch"]], completed=stats["batch"], loss=stats["loss"], acc="",
+                       speed=stats["images_per_second"], val=val)
+
+        result = train_segmenter(config, output, on_progress=on_progress)
+    if as_json:
+        print_json({"checkpoint": str(result.checkpoint), **result.record})
+        return
+    metrics = result.record["metrics"]
+    typer.echo(f"val mIoU {metrics['val_miou']:.3f}, pixel accuracy {metrics['val_pixel_accuracy']:.1%}; "
+               f"wrote {result.checkpoint}")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    checkpoint: Annotated[str, typer.Argument(metavar="CKPT", help="Checkpoint directory or builtin:shapes.")],
+    dataset: Annotated[str, typer.Option(metavar="shapes|digits|DIR", help="Data to score on.")],
+    samples: Annotated[Optional[int], typer.Option(metavar="N", help="Shapes images (default 1000) or scenes "
+                                                   "(default 100) to draw.")] = None,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the shapes (use one not trained on).")] = 2024,
+    split: Annotated[str, typer.Option(metavar="all|validation", help="For digits and folders: every image or "
+                                       "the validation split.")] = "all",
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="CONFUSION.png",
+                                                   help="Write the confusion matrix picture.")] = None,
+    task: Annotated[str, typer.Option(metavar="classification|segmentation", help="What to score.")] = "classification",
+    clusters: Annotated[Optional[int], typer.Option(metavar="K", help="Segmentation: score K clusters of CKPT's "
+                                                    "maps (matched to classes) instead of a trained head.")] = None,
+    size: Annotated[int, typer.Option(metavar="PIXELS", help="Segmentation: scene size.")] = 128,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Score a classifier (accuracy, per-class precision and recall, confusion matrix) or, with
+    --task segmentation, a segmenter (mIoU, pixel accuracy, IoU per class)."""
+    if task == "segmentation":
+        _evaluate_segmentation(checkpoint, dataset, samples or 100, seed, size, clusters, as_json)
+        return
+    if task != "classification":
+        raise SettingsError(f"--task must be classification or segmentation; got {task!r}")
+    from featuremaps.data.datasets import digits_dataset, folder_dataset, load_dataset, shapes_dataset
+    from featuremaps.models import load_model
+    from featuremaps.recognize.evaluate import evaluate
+    from featuremaps.render.confusion import render_confusion
+
+    net = load_model(checkpoint)
+    info = net.featuremaps_info
+    channels, height, width = info.input_size
+    if dataset == "shapes":
+        data = shapes_dataset(samples or 1000, seed, 64)
+    elif split == "validation":
+        data = load_dataset(dataset, seed=seed, size=(height, width), channels=channels)[1]
+    else:
+        data = digits_dataset(height) if dataset == "digits" else folder_dataset(dataset, (height, width), channels)
+    result = evaluate(net, data)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        render_confusion(result.confusion, result.class_names, title=f"{info.name} on {dataset}").save(output)
+    if as_json:
+        print_json({"checkpoint": checkpoint, "dataset": dataset, **result.to_dict(),
+                    "confusion_picture": str(output) if output else None})
+        return
+    typer.echo(f"accuracy {result.accuracy:.1%} on {result.samples} images ({dataset})")
+    for name, p, r, s in zip(result.class_names, result.precision, result.recall, result.support):
+        typer.echo(f"  {name:<16} precision {p:6.1%}  recall {r:6.1%}  ({s} images)")
+    if output is not None:
+        typer.echo(f"wrote {output}")
+
+
+def _evaluate_segmentation(checkpoint: str, dataset: str, scenes: int, seed: int, size: int,
+                           clusters: Optional[int], as_json: bool) -> None:
+    from featuremaps.models import load_model
+    from featuremaps.segment.data import mask_folder, scenes_dataset
+    from featuremaps.segment.train import evaluate_clusters, evaluate_segmenter
+
+    net = load_model(checkpoint)
+    data = scenes_dataset(scenes, seed, size) if dataset == "shapes" else mask_folder(dataset)
+    scores = evaluate_clusters(net, data, k=clusters) if clusters else evaluate_segmenter(net, data)
+    result = scores.to_dict(data.class_names)
+    if as_json:
+        print_json({"checkpoint": checkpoint, "dataset": dataset, "images": len(data),
+                    "method": f"{clusters} clusters, Hungarian-matched" if clusters else "trained head", **result})
+        return
+    typer.echo(f"mIoU {scores.miou:.3f}, pixel accuracy {scores.pixel_accuracy:.1%} on {len(data)} images")
+    for name, value in result["iou"].items():  # type: ignore[union-attr]
+        typer.echo(f"  {name:<16} IoU {value:.3f}")
+
+
+@app.command("predict")
+def predict_command(
+    images: Annotated[list[str], typer.Argument(metavar="IMAGE...", help="Image files or sample:NAME.")],
+    checkpoint: Annotated[str, typer.Option(metavar="CKPT|builtin:shapes", help="The classifier.")] = "builtin:shapes",
+    top_k: Annotated[int, typer.Option(metavar="K", help="Classes to list per image.")] = 3,
+    cam: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Write a class activation map per image.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Name the object in each image, with probabilities (and where the maps saw it, with --cam)."""
+    from featuremaps.models import load_model
+    from featuremaps.recognize.predict import class_activation_map, predict
+    from featuremaps.render.overlay import display_image, render_overlay
+
+    net = load_model(checkpoint)
+    results = predict(net, images, top_k=top_k)
+    rows = [result.to_dict() for result in results]
+    if cam is not None:
+        cam.mkdir(parents=True, exist_ok=True)
+        for image, result, row in zip(images, results, rows):
+            heat, layer, index = class_activation_map(net, image)
+            label, probability = result.labels[0]
+            picture = render_overlay(display_image(net, image), heat, alpha=0.5, cmap="jet",
+                                     title=f"{label} {probability:.0%}: where {layer} saw it")
+            stem = Path(image.removeprefix("sample:")).stem
+            path = cam / f"{stem}_cam.png"
+            picture.save(path)
+            row["cam"] = str(path)
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        best = ", ".join(f"{p['label']} {p['probability']:.1%}" for p in row["predictions"])
+        typer.echo(f"{row['path']}: {best}" + (f"  (CAM: {row['cam']})" if "cam" in row else ""))

@@ -1,0 +1,1 @@
+"""Object recognition from feature maps: training, evaluation, prediction and class activation maps."""

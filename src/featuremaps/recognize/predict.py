@@ -1,0 +1,118 @@
+"""Prediction (top-k classes with probabilities) and class activation maps (Grad-CAM)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from featuremaps.errors import LayerError, SettingsError
+from featuremaps.extract import catalogue_for, select_layers
+from featuremaps.images import ImageSource
+from featuremaps.models.preprocess import model_info, preprocess
+
+__all__ = ["Prediction", "class_activation_map", "default_cam_layer", "predict"]
+
+
+@dataclass
+class Prediction:
+    """The best ``k`` classes for one image, most probable first."""
+
+    source: str
+    labels: list[tuple[str, float]]
+    class_index: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"path": self.source, "predictions": [{"label": label, "probability": round(p, 6)}
+                                                     for label, p in self.labels]}
+
+
+def _names(model: nn.Module) -> list[str]:
+    info = model_info(model)
+    if info.class_names:
+        return list(info.class_names)
+    return [str(i) for i in range(info.num_classes or 1000)]
+
+
+def _device(model: nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, images: Sequence[ImageSource], *, top_k: int = 3) -> list[Prediction]:
+    """Top-``k`` classes of each image. Images are resized to the model's recorded input size."""
+    if top_k < 1:
+        raise SettingsError(f"top_k must be >= 1; got {top_k}")
+    info = model_info(model)
+    names = _names(model)
+    model.eval()
+    results = []
+    for image in images:
+        x = preprocess(info, image)[None].to(_device(model))
+        probabilities = F.softmax(model(x)[0].float(), dim=0).cpu()
+        values, indices = probabilities.topk(min(top_k, len(probabilities)))
+        labels = [(names[i] if i < len(names) else str(i), float(v)) for v, i in zip(values, indices.tolist())]
+        results.append(Prediction(str(image), labels, int(indices[0])))
+    return results
+
+
+def default_cam_layer(model: nn.Module) -> str:
+    """The last layer whose output is still maps with a local receptive field (the last conv stage)."""
+    info = model_info(model)
+    catalogue = catalogue_for(model, info.input_size)
+    local = [e for e in catalogue if e.is_spatial and not e.global_field and e.jump is not None]
+    if not local:
+        raise LayerError(f"{info.name} has no layer with feature maps for a class activation map")
+    return local[-1].name
+
+
+def class_activation_map(
+    model: nn.Module, image: ImageSource, *, class_index: int | None = None, layer: str | None = None
+) -> tuple[torch.Tensor, str, int]:
+    """Grad-CAM: where ``layer``'s maps drove the score of ``class_index`` (default: the predicted class).
+
+    ``cam = ReLU(sum_k w_k A_k)``, ``w_k`` the mean gradient of the class score over map ``A_k``.
+
+    Returns:
+        ``(cam (h, w) in [0, 1], layer name, class index)``.
+    """
+    info = model_info(model)
+    x = preprocess(info, image)[None].to(_device(model))
+    name = layer or default_cam_layer(model)
+    entry = select_layers(catalogue_for(model, tuple(x.shape[1:])), name, model_name=info.name)[0]
+    module = dict(model.named_modules())[entry.module]
+    calls, stash = [0], {}
+
+    def hook(_module: nn.Module, _args: object, output: torch.Tensor) -> torch.Tensor | None:
+        call = calls[0]
+        calls[0] += 1
+        if call != entry.call:
+            return None
+        stash["maps"] = output
+        return output.clone()  # later in-place ops change the clone, never the maps we differentiate
+
+    modes = {m: m.training for m in model.modules()}
+    handle = module.register_forward_hook(hook)
+    try:
+        model.eval()
+        with torch.enable_grad():
+            logits = model(x)
+            index = int(logits[0].argmax()) if class_index is None else class_index
+            if not 0 <= index < logits.shape[1]:
+                raise SettingsError(f"class_index must be in 0..{logits.shape[1] - 1}; got {index}")
+            maps = stash["maps"]
+            (gradient,) = torch.autograd.grad(logits[0, index], maps)
+    finally:
+        handle.remove()
+        for m, training in modes.items():
+            m.train(training)
+    weights = gradient[0].mean(dim=(1, 2))  # (C,)
+    cam = F.relu((weights[:, None, None] * maps[0]).sum(dim=0)).detach().cpu()  # (h, w)
+    peak = float(cam.max())
+    return (cam / peak if peak > 0 else cam), entry.name, index

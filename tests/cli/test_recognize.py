@@ -1,0 +1,81 @@
+"""``train``, ``evaluate``, ``predict`` and ``segment`` through the entry point."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+def _red_star(path, size=128):
+    image = Image.new("RGB", (size, size), (255, 255, 255))
+    r, c = size * 0.35, size / 2
+    points = [(c + (r if k % 2 == 0 else r * 0.45) * math.cos(-math.pi / 2 + k * math.pi / 5),
+               c + (r if k % 2 == 0 else r * 0.45) * math.sin(-math.pi / 2 + k * math.pi / 5)) for k in range(10)]
+    ImageDraw.Draw(image).polygon(points, fill=(220, 20, 20))
+    image.save(path)
+    return path
+
+
+def test_predict_names_a_star_it_never_saw(run_cli, tmp_path):
+    star = _red_star(tmp_path / "star.png")
+    result = run_cli("predict", str(star), "--checkpoint", "builtin:shapes", "--top-k", "2", "--cam",
+                     str(tmp_path / "cams"), "--json")
+    assert result.returncode == 0, result.stderr
+    entry = json.loads(result.stdout)[0]
+    assert entry["path"] == str(star) and entry["predictions"][0]["label"] == "star"
+    assert entry["predictions"][0]["probability"] > 0.8 and len(entry["predictions"]) == 2
+    assert (tmp_path / "cams" / "star_cam.png").is_file()
+
+
+def test_train_and_evaluate_on_a_users_folder(run_cli, tmp_path):
+    rng = np.random.default_rng(0)
+    for name, colour in (("dark", 30), ("light", 220)):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(12):
+            pixels = np.clip(colour + rng.normal(0, 20, (40, 40, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "data" / name / f"{i}.png")
+    result = run_cli("train", "--dataset", str(tmp_path / "data"), "--model", "tinyvgg", "--epochs", "4",
+                     "--batch-size", "8", "--seed", "1", "-o", str(tmp_path / "ckpt"), "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["model"]["class_names"] == ["dark", "light"] and record["kind"] == "cnn"
+    assert "epoch 4/4" in result.stderr  # the progress bar
+    result = run_cli("evaluate", str(tmp_path / "ckpt"), "--dataset", str(tmp_path / "data"), "-o",
+                     str(tmp_path / "confusion.png"), "--json")
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert scores["accuracy"] >= 0.9 and len(scores["per_class"]) == 2
+    assert (tmp_path / "confusion.png").is_file()
+
+
+def test_bad_dataset_folder_exits_2(run_cli, tmp_path):
+    (tmp_path / "one" / "cats").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "one" / "cats" / "a.png")
+    result = run_cli("train", "--dataset", str(tmp_path / "one"), "-o", str(tmp_path / "ckpt"))
+    assert result.returncode == 2
+    assert "needs at least 2 classes with images; found 1: 'cats'" in result.stderr
+
+
+def test_segment_with_clusters_and_truth(run_cli, tmp_path):
+    image = np.zeros((60, 80, 3), np.uint8)
+    image[15:45, 20:60] = (255, 200, 0)
+    Image.fromarray(image).save(tmp_path / "block.png")
+    truth = np.zeros((60, 80), np.uint8)
+    truth[15:45, 20:60] = 1
+    (tmp_path / "truth").mkdir()
+    Image.fromarray(truth).save(tmp_path / "truth" / "block.png")
+    result = run_cli("segment", str(tmp_path / "block.png"), "--model", "builtin:shapes", "--clusters", "2",
+                     "--truth", str(tmp_path / "truth"), "-o", str(tmp_path / "out"), "--json")
+    assert result.returncode == 0, result.stderr
+    entry = json.loads(result.stdout)[0]
+    mask = np.asarray(Image.open(entry["mask"]))
+    assert mask.shape == (60, 80) and entry["size"] == [60, 80]
+    assert entry["scores"]["miou"] > 0.8 and (tmp_path / "out" / "block_overlay.png").is_file()
+
+
+def test_segment_needs_a_model_or_a_checkpoint(run_cli, tmp_path):
+    result = run_cli("segment", "sample:cat", "-o", str(tmp_path))
+    assert result.returncode == 2 and "give either --model M [--clusters K] or --checkpoint CKPT" in result.stderr

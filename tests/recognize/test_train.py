@@ -1,0 +1,108 @@
+"""Training: learns above chance in seconds, deterministic, checkpoints that round-trip, heads on frozen maps."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from featuremaps.errors import LayerError, SettingsError
+from featuremaps.models import load_model
+from featuremaps.recognize.evaluate import evaluate
+from featuremaps.recognize.predict import predict
+from featuremaps.recognize.train import TrainConfig, train_classifier
+
+
+@pytest.fixture(scope="module")
+def lenet_on_digits(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "lenet"
+    config = TrainConfig(dataset="digits", model="lenet5", epochs=4, batch_size=32, seed=7)
+    return train_classifier(config, path)
+
+
+def test_a_small_run_learns_well_above_chance(lenet_on_digits):
+    metrics = lenet_on_digits.record["metrics"]
+    assert metrics["val_accuracy"] > 0.8  # chance is 0.1
+    assert [h.epoch for h in lenet_on_digits.history] == [1, 2, 3, 4]
+    assert lenet_on_digits.history[-1].loss < lenet_on_digits.history[0].loss
+
+
+def test_checkpoint_is_a_directory_with_the_record(lenet_on_digits):
+    path = lenet_on_digits.checkpoint
+    record = json.loads((path / "featuremaps.json").read_text())
+    assert (path / "model.safetensors").is_file()
+    assert record["task"] == "classification" and record["kind"] == "cnn"
+    assert record["model"]["class_names"] == [str(d) for d in range(10)]
+    assert record["model"]["input_size"] == [1, 32, 32] and record["model"]["mean"] == [0.5]
+    assert record["data"]["dataset"] == "digits" and record["training"]["seed"] == 7
+    assert 0.8 < record["metrics"]["val_accuracy"] <= 1.0
+
+
+def test_checkpoint_round_trip_gives_identical_predictions(lenet_on_digits):
+    again = load_model(lenet_on_digits.checkpoint)
+    x = torch.rand(5, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(lenet_on_digits.model(x), again(x))
+    images = [np.full((20, 20), v, np.uint8) for v in (0, 128, 255)]
+    first = [p.labels for p in predict(lenet_on_digits.model, images)]
+    assert first == [p.labels for p in predict(again, images)]
+
+
+def test_training_is_deterministic_under_the_seed():
+    config = TrainConfig(dataset="shapes", samples=64, epochs=2, batch_size=16, seed=3, options={"width": 4})
+    a, b = train_classifier(config).model, train_classifier(config).model
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    c = train_classifier(TrainConfig(dataset="shapes", samples=64, epochs=2, batch_size=16, seed=4,
+                                     options={"width": 4})).model
+    assert not torch.equal(a.conv1_1.weight, c.conv1_1.weight)
+
+
+def _colour_folder(root):
+    rng = np.random.default_rng(1)
+    for name, colour in (("red", (220, 40, 40)), ("green", (40, 200, 60)), ("blue", (40, 60, 220))):
+        (root / name).mkdir(parents=True)
+        for i in range(14):
+            pixels = np.clip(np.array(colour) + rng.normal(0, 25, (40, 50, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.jpg")
+    (root / "red" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    return root
+
+
+def test_a_head_on_frozen_maps_of_an_image_folder(tmp_path):
+    root = _colour_folder(tmp_path / "colours")
+    config = TrainConfig(dataset=str(root), backbone="resnet18", layer="layer1", head="mlp", pool="avg", epochs=15,
+                         batch_size=8, seed=0, val_fraction=0.3)
+    result = train_classifier(config, tmp_path / "head")
+    assert result.record["kind"] == "head" and result.record["head"]["layer"] == "layer1"
+    assert len(result.skipped) == 1 and result.record["data"]["skipped"] == 1
+    assert result.record["metrics"]["val_accuracy"] >= 0.9
+    model = load_model(tmp_path / "head")
+    assert model.featuremaps_info.class_names == ["blue", "green", "red"]
+    best = predict(model, [np.full((60, 60, 3), (230, 30, 30), np.uint8)])[0]
+    assert best.labels[0][0] == "red"
+    from featuremaps.data.datasets import folder_dataset
+
+    scores = evaluate(model, folder_dataset(root, (224, 224)))
+    assert scores.accuracy >= 0.9 and scores.confusion.sum() == 42
+
+
+def test_head_needs_exactly_one_layer():
+    with pytest.raises(LayerError, match=r"--layer must name one layer; 'relu\*' matches 4: relu1_1"):
+        train_classifier(TrainConfig(dataset="shapes", samples=8, epochs=1, backbone="tinyvgg", layer="relu*"))
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"epochs": 0}, "epochs must be an int >= 1; got 0"),
+        ({"backbone": "resnet18"}, "a head on frozen maps needs --layer"),
+        ({"backbone": "resnet18", "layer": "layer1", "head": "svm"}, "head must be one of linear, mlp; got 'svm'"),
+        ({"device": "tpu"}, "device must be cpu or cuda; got 'tpu'"),
+    ],
+)
+def test_bad_training_settings(options, message):
+    with pytest.raises(SettingsError, match=message):
+        TrainConfig(**options)
