@@ -1,0 +1,122 @@
+"""Hypercolumns: for every pixel, the values of chosen layers' maps at that pixel, stacked.
+
+Maps are smaller than the image (stride) and, without padding, shifted (TinyVGG's 3x3
+convolutions lose a pixel at each border). A plain resize would misplace them. Here each
+layer's unit ``i`` sits at the centre of its receptive field, ``start + i * jump +
+(size - 1) / 2`` input pixels (from the layer catalogue), and the maps are sampled
+bilinearly at every pixel position; pixels beyond the first or last unit take the border
+unit's value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from featuremaps.errors import LayerError
+from featuremaps.extract import capture, catalogue_for, select_layers
+from featuremaps.models.catalogue import LayerInfo
+from featuremaps.models.preprocess import model_info
+from featuremaps.show import default_layers
+
+__all__ = ["align_maps", "default_segmentation_layers", "hypercolumns"]
+
+
+def default_segmentation_layers(model: nn.Module, input_size: Sequence[int]) -> list[str]:
+    """Up to three stages with a stride of at most 8: fine and coarser maps together."""
+    catalogue = catalogue_for(model, tuple(input_size))
+    stages = [e for e in default_layers(catalogue) if e.jump is not None and max(e.jump) <= 8
+              and e.type not in ("MaxPool2d", "AvgPool2d")]
+    if not stages:
+        raise LayerError(f"{model_info(model).name} has no layer with a stride of at most 8 for segmentation")
+    if len(stages) > 3:
+        stages = [stages[0], stages[len(stages) // 2], stages[-1]]
+    return [e.name for e in stages]
+
+
+def align_maps(maps: torch.Tensor, layer: LayerInfo, size: tuple[int, int]) -> torch.Tensor:
+    """Sample maps ``(N, C, h, w)`` at every pixel of an ``(H, W)`` input: ``(N, C, H, W)``."""
+    if layer.jump is None or layer.start is None or layer.receptive_field is None:
+        raise LayerError(f"layer {layer.name} has no local receptive field; it cannot be placed on pixels")
+    height, width = size
+    h, w = maps.shape[-2:]
+    coords = []
+    for axis, (count, pixels) in enumerate(((h, height), (w, width))):
+        centre0 = layer.start[axis] + (layer.receptive_field[axis] - 1) / 2
+        unit = (torch.arange(pixels, dtype=torch.float32) - centre0) / layer.jump[axis]  # unit index per pixel
+        coords.append(2 * unit / max(count - 1, 1) - 1 if count > 1 else torch.zeros(pixels))
+    grid_y, grid_x = torch.meshgrid(coords[0], coords[1], indexing="ij")
+    grid = torch.stack([grid_x, grid_y], dim=-1)[None].expand(maps.shape[0], -1, -1, -1)  # (N, H, W, 2)
+    return F.grid_sample(maps.float(), grid.to(maps.device), mode="bilinear", padding_mode="border",
+                         align_corners=True)
+
+
+def hypercolumns(
+    model: nn.Module, batch: torch.Tensor, layers: Sequence[str], *, colour: torch.Tensor | None = None,
+    position: bool = False,
+) -> torch.Tensor:
+    """Per-pixel features ``(N, F, H, W)`` for model input ``batch`` ``(N, C, H, W)``.
+
+    Args:
+        layers: layer names (see ``featuremaps layers``); their maps are aligned and stacked.
+        colour: optional ``(N, 3 or 1, H, W)`` image in [0, 1] to append (colour helps to
+            separate regions).
+        position: append the pixel's ``y / H`` and ``x / W``.
+    """
+    size = (int(batch.shape[2]), int(batch.shape[3]))
+    catalogue = catalogue_for(model, tuple(batch.shape[1:]))
+    selected = select_layers(catalogue, list(layers), model_name=model_info(model).name)
+    maps = capture(model, batch, selected)
+    parts = [align_maps(maps[entry.name], entry, size) for entry in selected]
+    if colour is not None:
+        parts.append(colour.float().to(batch.device))
+    if position:
+        y = torch.linspace(0, 1, size[0], device=batch.device)[None, None, :, None].expand(batch.shape[0], 1, -1, size[1])
+        x = torch.linspace(0, 1, size[1], device=batch.device)[None, None, None, :].expand(batch.shape[0], 1, size[0], -1)
+        parts += [y, x]
+    return torch.cat(parts, dim=1)
+
+
+def dense_classifier(model: nn.Module, input_size: Sequence[int]) -> tuple[LayerInfo, nn.Linear] | None:
+    """The spatial layer and the linear classifier on its flattened maps, if the model ends that way.
+
+    A ``Linear`` whose inputs are exactly the flattened maps ``(C, h, w)`` of the last spatial
+    layer (TinyVGG, LeNet-5) is a ``C x h x w`` convolution in disguise: applied at every window
+    position of a larger image it gives dense class scores (as in fully convolutional networks).
+    """
+    catalogue = catalogue_for(model, tuple(input_size))
+    modules = dict(model.named_modules())
+    spatial = None
+    for entry in catalogue:
+        if entry.is_spatial and not entry.global_field and entry.jump is not None:
+            spatial = entry
+        module = modules.get(entry.module)
+        if isinstance(module, nn.Linear) and spatial is not None:
+            channels, h, w = spatial.output_shape
+            return (spatial, module) if module.in_features == channels * h * w else None
+    return None
+
+
+def class_maps(spatial_maps: torch.Tensor, spatial: LayerInfo, linear: nn.Linear, window: tuple[int, int, int],
+               size: tuple[int, int]) -> torch.Tensor:
+    """Class probabilities of every window ``(N, K, H, W)``, each placed at its window's centre pixel.
+
+    Args:
+        spatial_maps: the maps ``(N, C, h', w')`` the classifier reads, at any input size.
+        spatial: their catalogue entry (jump, start, receptive field) at that size.
+        window: ``(C, h, w)``: the maps' shape at the classifier's own input size.
+    """
+    channels, h, w = window
+    kernel = linear.weight.view(linear.out_features, channels, h, w)
+    logits = F.conv2d(spatial_maps.float(), kernel.float(), linear.bias.float() if linear.bias is not None else None)
+    placed = LayerInfo(
+        name=f"{spatial.name}+classifier", module=spatial.module, call=spatial.call, type="Conv2d", depth=0,
+        output_shape=(linear.out_features, int(logits.shape[2]), int(logits.shape[3])), jump=spatial.jump,
+        receptive_field=(spatial.receptive_field[0] + (h - 1) * spatial.jump[0],  # type: ignore[index]
+                         spatial.receptive_field[1] + (w - 1) * spatial.jump[1]),  # type: ignore[index]
+        start=spatial.start,
+    )
+    return align_maps(F.softmax(logits, dim=1), placed, size)
