@@ -1,0 +1,70 @@
+"""Where a dataset's images are: a folder tree, or a text, CSV or Parquet file listing paths.
+
+The list is sorted (folders) or kept in file order (lists), and each image's index in it is
+its identity in the store: shards are fixed ranges of indices, so a resumed run meets the
+same images in the same shards.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from featuremaps.data.datasets import IMAGE_SUFFIXES
+from featuremaps.errors import SettingsError
+
+__all__ = ["list_sources"]
+
+_LIST_SUFFIXES = (".txt", ".csv", ".parquet")
+
+
+def _resolve(entries: list[str], base: Path) -> list[str]:
+    """Relative paths in a list file are relative to the list file's folder."""
+    return [str(p if (p := Path(entry)).is_absolute() else base / p) for entry in entries]
+
+
+def list_sources(source: str | Path) -> list[str]:
+    """Image paths of ``source``.
+
+    - a folder: every file with an image suffix below it, sorted;
+    - ``.txt``: one path per line (blank lines and ``#`` comments skipped);
+    - ``.csv``: the ``path`` column (or the first column when there is no header named ``path``);
+    - ``.parquet``: the ``path`` column.
+
+    Raises:
+        SettingsError: a missing source, an unknown list format, a list without paths.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise SettingsError(f"{source}: source not found (a folder of images or a .txt/.csv/.parquet list)")
+    if source.is_dir():
+        paths = sorted(str(p) for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise SettingsError(f"{source}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder tree")
+        return paths
+    suffix = source.suffix.lower()
+    if suffix == ".txt":
+        entries = [line.strip() for line in source.read_text().splitlines()]
+        entries = [e for e in entries if e and not e.startswith("#")]
+    elif suffix == ".csv":
+        with source.open(newline="") as handle:
+            rows = list(csv.reader(handle))
+        if not rows:
+            raise SettingsError(f"{source}: empty CSV")
+        header = [cell.strip().lower() for cell in rows[0]]
+        column = header.index("path") if "path" in header else 0
+        body = rows[1:] if "path" in header else rows
+        entries = [row[column].strip() for row in body if len(row) > column and row[column].strip()]
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(source)
+        if "path" not in table.column_names:
+            raise SettingsError(f"{source}: a Parquet list needs a 'path' column; it has {', '.join(table.column_names)}")
+        entries = [str(v) for v in table.column("path").to_pylist() if v]
+    else:
+        raise SettingsError(f"{source}: a source is a folder or a list file ({', '.join(_LIST_SUFFIXES)}); "
+                            f"got {suffix or 'a file without suffix'}")
+    if not entries:
+        raise SettingsError(f"{source}: the list names no images")
+    return _resolve(entries, source.parent)

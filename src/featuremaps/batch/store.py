@@ -1,0 +1,337 @@
+"""The store: what a dataset extraction writes, shard by shard, so that a killed run resumes exactly.
+
+Layout::
+
+    STORE/manifest.json                  config, its fingerprint, layers, shard size, status
+    STORE/sources.parquet                index, path: the image list (the index is the image's id)
+    STORE/features/<layer>/shard-00000.parquet
+                                         one row per readable image and layer: index, path, layer,
+                                         vector (fixed-size list of float32 or float16; absent with
+                                         pool none), width, height, sha256 (one folder per layer, as
+                                         each layer's vectors have their own length)
+    STORE/parts/shard-00000.stats.npz    the shard's per-channel sums (merged at the end)
+    STORE/parts/shard-00000.topk.parquet the shard's best K images per channel
+    STORE/parts/shard-00000.errors.parquet  index, path, reason for each unreadable image
+    STORE/parts/shard-00000.done         written last: the shard is complete
+    STORE/maps/<layer>.zarr              with pool none: Zarr v3 array (N, C, H, W), one chunk per image
+    STORE/stats.parquet                  layer, channel, mean, std, max, fraction_positive, count
+    STORE/topk.parquet                   layer, channel, rank, value, index, path, y, x
+    STORE/errors.parquet                 index, path, reason
+
+Shard ``i`` holds images ``i * shard_size ... (i + 1) * shard_size - 1``. Each of its files
+is written to a temporary name, flushed with fsync and renamed into place; the ``.done``
+marker comes last, so its presence means the shard is complete. ``resume`` skips complete
+shards and recomputes the rest; everything is deterministic, so the values are the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from featuremaps.batch.stats import ChannelStats
+from featuremaps.batch.topk import TopK
+from featuremaps.errors import SettingsError
+
+__all__ = ["STORE_VERSION", "Manifest", "ShardResult", "Store"]
+
+STORE_VERSION = 1
+_FINGERPRINT_KEYS = ("model", "weights", "layers", "preprocessing", "pool", "precision", "top_k", "featuremaps")
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        handle = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def atomic_write(path: Path, write: Any) -> Path:
+    """Call ``write(temp_path)``, fsync the file, rename it to ``path``, fsync the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    temp_path = Path(temp)
+    try:
+        write(temp_path)
+        with open(temp_path, "rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(temp_path, path)
+    except BaseException:
+        temp_path.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _write_table(table: pa.Table, path: Path) -> Path:
+    return atomic_write(path, lambda temp: pq.write_table(table, temp))
+
+
+@dataclass
+class Manifest:
+    """What the store holds and how it was made."""
+
+    config: dict[str, Any]
+    layers: list[dict[str, Any]]
+    images: int
+    shard_size: int
+    sources_sha256: str
+    status: str = "running"
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        canonical = json.dumps({k: self.config.get(k) for k in _FINGERPRINT_KEYS}, sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
+    def shards(self) -> int:
+        return -(-self.images // self.shard_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"store_version": STORE_VERSION, "fingerprint": self.fingerprint, "config": self.config,
+                "layers": self.layers, "images": self.images, "shard_size": self.shard_size, "shards": self.shards,
+                "sources_sha256": self.sources_sha256, "status": self.status, "summary": self.summary}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        return cls(data["config"], data["layers"], data["images"], data["shard_size"], data["sources_sha256"],
+                   data.get("status", "running"), data.get("summary", {}))
+
+    def differences(self, other: Manifest) -> list[str]:
+        """What makes ``other`` a different job (empty when a resume may go on)."""
+        found = [f"{key}: {self.config.get(key)!r} in the store, {other.config.get(key)!r} now"
+                 for key in _FINGERPRINT_KEYS if self.config.get(key) != other.config.get(key)]
+        if self.sources_sha256 != other.sources_sha256 or self.images != other.images:
+            found.append(f"sources: {self.images} images in the store, {other.images} now (or other paths)")
+        if self.shard_size != other.shard_size:
+            found.append(f"shard size: {self.shard_size} in the store, {other.shard_size} now")
+        return found
+
+
+def sources_digest(paths: Iterable[str]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+@dataclass
+class ShardResult:
+    """Everything one shard produced, ready to be written."""
+
+    shard: int
+    rows: list[dict[str, Any]]
+    errors: list[tuple[int, str, str]]
+    stats: dict[str, ChannelStats]
+    topk: dict[str, TopK]
+
+
+class Store:
+    """A store folder: create or resume it, write shards, finalise, read results."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    # --- paths -----------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    def features_path(self, shard: int, layer: str) -> Path:
+        return self.root / "features" / _folder(layer) / f"shard-{shard:05d}.parquet"
+
+    def done_path(self, shard: int) -> Path:
+        return self.part_path(shard, "done")
+
+    def part_path(self, shard: int, kind: str) -> Path:
+        return self.root / "parts" / f"shard-{shard:05d}.{kind}"
+
+    def maps_path(self, layer: str) -> Path:
+        return self.root / "maps" / f"{_folder(layer)}.zarr"
+
+    # --- lifecycle -------------------------------------------------------------------
+    def open(self, manifest: Manifest, sources: list[str], *, resume: bool) -> list[int]:
+        """Create the store, or check a resume; return the shards still to do."""
+        if self.manifest_path.exists():
+            if not resume:
+                raise SettingsError(f"{self.root}: a store is already there; pass --resume to continue it, or "
+                                    "choose another --out (nothing was changed)")
+            existing = self.manifest()
+            differences = existing.differences(manifest)
+            if differences:
+                raise SettingsError(f"{self.root}: cannot resume with another config; "
+                                    + "; ".join(differences))
+        elif self.root.exists() and any(self.root.iterdir()):
+            raise SettingsError(f"{self.root}: the folder is not empty and holds no store; choose another --out")
+        else:
+            self.root.mkdir(parents=True, exist_ok=True)
+            table = pa.table({"index": pa.array(range(len(sources)), pa.int64()), "path": pa.array(sources)})
+            _write_table(table, self.root / "sources.parquet")
+        manifest.status = "running"
+        self.write_manifest(manifest)
+        return [shard for shard in range(manifest.shards) if not self.done_path(shard).exists()]
+
+    def manifest(self) -> Manifest:
+        if not self.manifest_path.exists():
+            raise SettingsError(f"{self.root}: not a featuremaps store (no manifest.json)")
+        return Manifest.from_dict(json.loads(self.manifest_path.read_text()))
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        text = json.dumps(manifest.to_dict(), indent=2)
+        atomic_write(self.manifest_path, lambda temp: temp.write_text(text))
+
+    def sources(self) -> list[str]:
+        return pq.read_table(self.root / "sources.parquet").column("path").to_pylist()
+
+    # --- shards ----------------------------------------------------------------------
+    def write_shard(self, result: ShardResult, *, half: bool, pooled: bool) -> None:
+        """Write a shard's parts and features, then its ``.done`` marker."""
+        arrays: dict[str, np.ndarray] = {}
+        for layer, stats in result.stats.items():
+            arrays.update(stats.to_arrays(layer))
+        atomic_write(self.part_path(result.shard, "stats.npz"), lambda temp: _save_npz(temp, arrays))
+        topk_rows: dict[str, list] = {k: [] for k in ("layer", "channel", "rank", "value", "index", "y", "x")}
+        for layer, top in result.topk.items():
+            for channel in range(top.values.shape[0]):
+                for rank in range(top.k):
+                    if int(top.images[channel, rank]) < 0:
+                        continue
+                    for key, value in (("layer", layer), ("channel", channel), ("rank", rank),
+                                       ("value", float(top.values[channel, rank])),
+                                       ("index", int(top.images[channel, rank])),
+                                       ("y", int(top.ys[channel, rank])), ("x", int(top.xs[channel, rank]))):
+                        topk_rows[key].append(value)
+        _write_table(pa.table(topk_rows, schema=_TOPK_SCHEMA), self.part_path(result.shard, "topk.parquet"))
+        errors = pa.table({"index": pa.array([e[0] for e in result.errors], pa.int64()),
+                           "path": pa.array([e[1] for e in result.errors], pa.string()),
+                           "reason": pa.array([e[2] for e in result.errors], pa.string())})
+        _write_table(errors, self.part_path(result.shard, "errors.parquet"))
+        for layer in result.stats:
+            rows = [row for row in result.rows if row["layer"] == layer]
+            _write_table(_features_table(rows, half=half, pooled=pooled), self.features_path(result.shard, layer))
+        atomic_write(self.done_path(result.shard), lambda temp: temp.write_text(str(len(result.rows))))
+
+    def finalise(self, manifest: Manifest, summary: dict[str, Any]) -> None:
+        """Merge the shards' statistics, top-k and errors; mark the store complete."""
+        sources = self.sources()
+        stats_rows: dict[str, list] = {k: [] for k in ("layer", "channel", "mean", "std", "max", "fraction_positive",
+                                                       "count")}
+        merged_top: dict[str, TopK] = {}
+        errors = []
+        for layer in manifest.layers:
+            name = layer["name"]
+            total = ChannelStats.empty(layer["channels"])
+            for shard in range(manifest.shards):
+                with np.load(self.part_path(shard, "stats.npz"), allow_pickle=False) as data:
+                    if f"{name}.count" in data.files:
+                        total = total.merge(ChannelStats.from_arrays(dict(data), name))
+            for key, values in total.summary().items():
+                stats_rows[key].extend(float(v) for v in values)
+            stats_rows["layer"].extend([name] * layer["channels"])
+            stats_rows["channel"].extend(range(layer["channels"]))
+            stats_rows["count"].extend(int(v) for v in total.count)
+        _write_table(pa.table(stats_rows), self.root / "stats.parquet")
+        k = int(manifest.config.get("top_k") or 0)
+        for shard in range(manifest.shards):
+            errors.append(pq.read_table(self.part_path(shard, "errors.parquet")))
+            if k:
+                table = pq.read_table(self.part_path(shard, "topk.parquet")).to_pydict()
+                for layer in manifest.layers:
+                    name = layer["name"]
+                    part = TopK.empty(layer["channels"], k)
+                    for i in (j for j, lay in enumerate(table["layer"]) if lay == name):
+                        c, r = table["channel"][i], table["rank"][i]
+                        part.values[c, r] = table["value"][i]
+                        part.images[c, r] = table["index"][i]
+                        part.ys[c, r], part.xs[c, r] = table["y"][i], table["x"][i]
+                    merged_top[name] = merged_top[name].merge(part) if name in merged_top else part
+        rows: dict[str, list] = {key: [] for key in ("layer", "channel", "rank", "value", "index", "path", "y", "x")}
+        for name, top in merged_top.items():
+            for channel in range(top.values.shape[0]):
+                for rank in range(top.k):
+                    index = int(top.images[channel, rank])
+                    if index < 0:
+                        continue
+                    for key, value in (("layer", name), ("channel", channel), ("rank", rank),
+                                       ("value", float(top.values[channel, rank])), ("index", index),
+                                       ("path", sources[index]), ("y", int(top.ys[channel, rank])),
+                                       ("x", int(top.xs[channel, rank]))):
+                        rows[key].append(value)
+        _write_table(pa.table(rows, schema=_FINAL_TOPK_SCHEMA), self.root / "topk.parquet")
+        all_errors = pa.concat_tables(errors) if errors else pa.table({"index": [], "path": [], "reason": []})
+        _write_table(all_errors.sort_by("index"), self.root / "errors.parquet")
+        manifest.status, manifest.summary = "complete", summary
+        self.write_manifest(manifest)
+
+    # --- reading ---------------------------------------------------------------------
+    def features(self, layer: str) -> pa.Table:
+        """The feature rows of ``layer`` from every finished shard, in image order."""
+        folder = self.root / "features" / _folder(layer)
+        files = sorted(folder.glob("shard-*.parquet"))
+        if not files:
+            names = sorted(p.name for p in (self.root / "features").glob("*")) if (self.root / "features").exists() \
+                else []
+            raise SettingsError(f"{self.root}: no features for layer {layer!r}; layers: {', '.join(names) or 'none'}")
+        return pa.concat_tables(pq.read_table(f) for f in files).sort_by("index")
+
+    def table(self, name: str) -> pa.Table:
+        path = self.root / f"{name}.parquet"
+        if not path.exists():
+            raise SettingsError(f"{self.root}: no {name}.parquet; the extraction has not finished (run it again "
+                                "with --resume)")
+        return pq.read_table(path)
+
+
+_TOPK_SCHEMA = pa.schema([("layer", pa.string()), ("channel", pa.int32()), ("rank", pa.int32()),
+                          ("value", pa.float32()), ("index", pa.int64()), ("y", pa.int32()), ("x", pa.int32())])
+_FINAL_TOPK_SCHEMA = pa.schema([("layer", pa.string()), ("channel", pa.int32()), ("rank", pa.int32()),
+                                ("value", pa.float32()), ("index", pa.int64()), ("path", pa.string()),
+                                ("y", pa.int32()), ("x", pa.int32())])
+
+
+def _folder(layer: str) -> str:
+    """A layer name as a folder name (``layer1.0.relu:1`` -> ``layer1.0.relu_1``)."""
+    return layer.replace(":", "_").replace("/", "_")
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def _features_table(rows: list[dict[str, Any]], *, half: bool, pooled: bool) -> pa.Table:
+    columns: dict[str, Any] = {
+        "index": pa.array([r["index"] for r in rows], pa.int64()),
+        "path": pa.array([r["path"] for r in rows], pa.string()),
+        "layer": pa.array([r["layer"] for r in rows], pa.string()),
+    }
+    if pooled:
+        dtype = np.float16 if half else np.float32
+        size = len(rows[0]["vector"]) if rows else 0
+        flat = np.concatenate([np.asarray(r["vector"], dtype=dtype) for r in rows]) if rows else np.zeros(0, dtype)
+        values = pa.array(flat, pa.float16() if half else pa.float32())
+        columns["vector"] = pa.FixedSizeListArray.from_arrays(values, size) if rows else pa.array(
+            [], pa.list_(pa.float16() if half else pa.float32(), max(size, 1)))
+    columns.update({
+        "width": pa.array([r["width"] for r in rows], pa.int32()),
+        "height": pa.array([r["height"] for r in rows], pa.int32()),
+        "sha256": pa.array([r["sha256"] for r in rows], pa.string()),
+    })
+    return pa.table(columns)

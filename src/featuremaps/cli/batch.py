@@ -1,0 +1,82 @@
+"""``featuremaps extract`` and ``featuremaps microscope``: feature maps of whole datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from featuremaps.cli._common import app, print_json
+
+_stderr = Console(stderr=True)
+
+
+@app.command("extract")
+def extract_command(
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="A folder of images, or a .txt/.csv/.parquet "
+                                          "list of paths.")],
+    model: Annotated[str, typer.Option("--model", "-m", metavar="MODEL", help="Model name or checkpoint.")],
+    layers: Annotated[str, typer.Option(metavar="L1,L2", help="Layers to extract (names, patterns or types).")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="STORE", help="The store folder to write.")],
+    weights: Annotated[Optional[str], typer.Option(metavar="W", help="Weights (default: untrained).")] = None,
+    pool: Annotated[str, typer.Option(metavar="avg|max|avgmax|none", help="Pooling of each map into a vector; none "
+                                      "keeps the full maps in Zarr.")] = "avg",
+    batch_size: Annotated[int, typer.Option(metavar="B", help="Images per forward.")] = 32,
+    workers: Annotated[int, typer.Option(metavar="N", help="Decoding processes.")] = 1,
+    device: Annotated[str, typer.Option(metavar="cpu|cuda", help="Where the model runs.")] = "cpu",
+    precision: Annotated[str, typer.Option(metavar="fp32|bf16|fp16", help="Compute precision (bf16/fp16 store "
+                                           "float16 vectors).")] = "fp32",
+    top_k: Annotated[int, typer.Option(metavar="K", help="Best images kept per channel (for the microscope).")] = 8,
+    shard_size: Annotated[int, typer.Option(metavar="N", help="Images per shard (the unit of resume).")] = 256,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model (CUDA).")] = False,
+    engine: Annotated[str, typer.Option(metavar="local|ray", help="Run here, or on Ray Data.")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(metavar="ADDR", help="Ray cluster (ray://HEAD:10001 or "
+                                                       "auto); default: a local Ray.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a killed or interrupted run.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Extract feature maps of every image of a dataset into a store (resumable, bounded memory)."""
+    from featuremaps.batch import ExtractConfig, run_extract
+
+    config = ExtractConfig(model=model, weights=weights, layers=tuple(x for x in layers.split(",") if x), pool=pool,
+                           batch_size=batch_size, workers=workers, device=device, precision=precision, top_k=top_k,
+                           shard_size=shard_size, compile=compile, engine=engine, ray_address=ray_address)
+    state: dict[str, object] = {}
+
+    def on_progress(done: int, total: int) -> None:
+        import time
+
+        if "bar" not in state:  # start the bar with the first batch, after the store checks passed
+            bar = Progress(TextColumn("extract"), BarColumn(), MofNCompleteColumn(),
+                           TextColumn("{task.fields[speed]:.1f} img/s"), TimeRemainingColumn(), console=_stderr)
+            bar.start()
+            state.update(bar=bar, task=bar.add_task("extract", total=total, speed=0.0), start=time.perf_counter())
+        bar = state["bar"]
+        elapsed = time.perf_counter() - float(state["start"])  # type: ignore[arg-type]
+        bar.update(state["task"], completed=done, speed=done / max(elapsed, 1e-6))  # type: ignore[union-attr]
+
+    try:
+        summary = run_extract(source, out, config, resume=resume, on_progress=on_progress)
+    finally:
+        if "bar" in state:
+            state["bar"].stop()  # type: ignore[union-attr]
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    skipped = f", {summary.shards_skipped} of {summary.shards} shards already done" if summary.shards_skipped else ""
+    typer.echo(f"{summary.images} images: {summary.readable} read, {summary.errors} errors (see errors.parquet); "
+               f"{summary.images_per_second:.1f} images/s overall{skipped}; store {summary.store}")
+
+
+@app.command("microscope")
+def microscope_command(
+    store: Annotated[Path, typer.Argument(metavar="STORE", help="A finished extraction store.")],
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="SITE", help="Folder of the static site.")],
+) -> None:
+    """Write a static site: for each channel, the dataset patches that excite it most."""
+    from featuremaps.batch.microscope import build_microscope
+
+    typer.echo(str(build_microscope(store, output).resolve()))
