@@ -1,0 +1,181 @@
+"""The web explorer: ``create_app()`` builds a FastAPI app with a JSON API and one static page.
+
+Stable routes: ``GET /api/health`` and ``POST /api/images`` (multipart field ``file``). The
+OpenAPI schema is at ``/openapi.json`` and its docs at ``/docs`` (Swagger UI served from the
+swagger-ui-bundle package, so nothing comes from a CDN). The page is ``/`` with its files
+under ``/static``; with a store, its microscope site is under ``/microscope/``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, File, Request, UploadFile
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+import featuremaps
+from featuremaps.web.limits import Busy, UploadLimit, WorkLimiter
+from featuremaps.web.service import Explorer, ExplorerSettings, error_status
+
+__all__ = ["create_app"]
+
+
+class ConvRequest(BaseModel):
+    image: str = "sample:cat"
+    filters: str = "sobel"
+    depth: int | None = None
+    kernel_size: int = 3
+    stride: int = 1
+    padding: int | str = 0
+    padding_mode: str = "zeros"
+    dilation: int = 1
+    seed: int = 0
+
+
+class SceneRequest(BaseModel):
+    height: int = 7
+    width: int = 7
+    channels: int = 1
+    depth: int = 2
+    kernel_size: int = 3
+    stride: int = 1
+    padding: int = 0
+    padding_mode: str = "zeros"
+    dilation: int = 1
+
+
+class MapsRequest(BaseModel):
+    image: str = "sample:cat"
+    model: str = "resnet18"
+    layer: str = "layer1"
+    max_maps: int = Field(32, ge=1, le=256)
+
+
+class OverlayRequest(BaseModel):
+    image: str = "sample:cat"
+    model: str = "resnet18"
+    layer: str = "layer1"
+    channel: int = 0
+
+
+class PredictRequest(BaseModel):
+    image: str = "sample:cat"
+    model: str | None = None
+    top_k: int = 3
+
+
+class SegmentRequest(BaseModel):
+    image: str = "sample:cat"
+    method: str = "clusters"
+    clusters: int = 4
+    model: str | None = None
+
+
+def _static_dir() -> Path:
+    return Path(str(resources.files("featuremaps") / "web" / "static"))
+
+
+def create_app(settings: ExplorerSettings | None = None) -> FastAPI:
+    """A new app with its own state (caches, work queue); nothing is shared between apps."""
+    settings = settings or ExplorerSettings()
+    explorer = Explorer(settings)
+    limiter = WorkLimiter(settings.concurrency, settings.queue)
+    app = FastAPI(title="featuremaps explorer", version=featuremaps.__version__, docs_url=None, redoc_url=None,
+                  description="Feature maps of convolution layers and real CNNs, recognition and segmentation.")
+    app.state.explorer, app.state.limiter = explorer, limiter
+
+    async def work(job: Any) -> Any:
+        try:
+            return await limiter.run(job)
+        except Busy as busy:
+            raise _HTTPError(503, "the server is busy; retry shortly", {"Retry-After": str(busy.retry_after)})
+        except Exception as error:  # noqa: BLE001 - every failure becomes a JSON error with a reason
+            raise _HTTPError(error_status(error), str(error)) from error
+
+    @app.exception_handler(_HTTPError)
+    async def http_error(_request: Request, error: _HTTPError) -> JSONResponse:
+        return JSONResponse({"error": error.message}, status_code=error.status, headers=error.headers)
+
+    @app.get("/api/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "version": featuremaps.__version__, "load": limiter.load}
+
+    @app.get("/api/config")
+    async def config() -> dict[str, Any]:
+        return explorer.model_list()
+
+    @app.post("/api/images")
+    async def upload(file: UploadFile = File(...)) -> dict[str, Any]:
+        data = await file.read()
+        return await work(lambda: explorer.add_image(data))
+
+    @app.get("/api/images/{image_id}.png")
+    async def image_png(image_id: str) -> Response:
+        data = await work(lambda: explorer.image_png(image_id))
+        return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    @app.post("/api/conv")
+    async def conv(request: ConvRequest) -> dict[str, Any]:
+        return await work(lambda: explorer.conv(request.image, request.model_dump()))
+
+    @app.post("/api/scene")
+    async def scene(request: SceneRequest) -> dict[str, Any]:
+        return await work(lambda: explorer.scene(request.model_dump()))
+
+    @app.get("/api/models/{name}/layers")
+    async def layers(name: str) -> list[dict[str, Any]]:
+        return await work(lambda: explorer.layers(name))
+
+    @app.post("/api/maps")
+    async def maps(request: MapsRequest) -> dict[str, Any]:
+        return await work(lambda: explorer.maps(request.image, request.model, request.layer, request.max_maps))
+
+    @app.post("/api/overlay")
+    async def overlay(request: OverlayRequest) -> dict[str, Any]:
+        return await work(lambda: explorer.overlay(request.image, request.model, request.layer, request.channel))
+
+    @app.post("/api/predict")
+    async def predict(request: PredictRequest) -> dict[str, Any]:
+        return await work(lambda: explorer.predict(request.image, request.model, request.top_k))
+
+    @app.post("/api/segment")
+    async def segment(request: SegmentRequest) -> dict[str, Any]:
+        return await work(lambda: explorer.segment(request.image, request.method, request.clusters, request.model))
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="featuremaps API",
+                                   swagger_js_url="/swagger/swagger-ui-bundle.js",
+                                   swagger_css_url="/swagger/swagger-ui.css", swagger_favicon_url="/static/favicon.svg")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(_static_dir() / "index.html")
+
+    app.mount("/static", StaticFiles(directory=_static_dir()), name="static")
+    try:
+        import swagger_ui_bundle
+
+        app.mount("/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
+    except ImportError:  # /docs then has no styles; /openapi.json still works
+        pass
+    if settings.store:
+        from featuremaps.batch.microscope import build_microscope
+
+        site = Path(tempfile.mkdtemp(prefix="featuremaps-microscope-"))
+        build_microscope(settings.store, site)
+        app.mount("/microscope", StaticFiles(directory=site, html=True), name="microscope")
+    app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
+    return app
+
+
+class _HTTPError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}

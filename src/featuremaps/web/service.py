@@ -1,0 +1,272 @@
+"""What the explorer computes, with the library's own functions; the routes only call these.
+
+Every picture goes back as a PNG data URL. Images are referred to by an id the server gave
+(an upload) or by ``sample:NAME``; models by a name from the allowed list. Nothing the client
+sends is used as a path.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from featuremaps.conv import ConvLayer
+from featuremaps.conv.filters import bank_names
+from featuremaps.conv.geometry import output_size_formula
+from featuremaps.errors import FeatureMapsError, ImageError, SettingsError
+from featuremaps.extract import capture, catalogue_for, select_layers
+from featuremaps.illustrate import ConvScene, random_grid
+from featuremaps.images import MAX_PIXELS, load_image, samples
+from featuremaps.models import available_models, load_model
+from featuremaps.models.preprocess import model_info, prepare_batch
+from featuremaps.render._draw import apply_colormap, to_pil
+from featuremaps.render.overlay import display_image, rank_maps, render_overlay
+from featuremaps.web.limits import LRUCache
+
+__all__ = ["Explorer", "ExplorerSettings"]
+
+MAX_SIDE = 512
+"""Images are shrunk so their longer side is at most this many pixels for the playground."""
+MODEL_CHOICES = ("builtin:shapes", "tinyvgg", "lenet5", "resnet18", "resnet50", "vgg16", "mobilenet_v3_small",
+                 "efficientnet_b0", "convnext_tiny", "densenet121", "googlenet")
+
+
+@dataclass
+class ExplorerSettings:
+    """Server settings; ``models`` adds names (a ``--model``) and ``checkpoint`` a file the server may load."""
+
+    model: str | None = None
+    checkpoint: str | None = None
+    store: str | None = None
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = MAX_PIXELS
+    concurrency: int = 2
+    queue: int = 8
+    image_cache: int = 64
+    model_cache: int = 4
+    extra_models: list[str] = field(default_factory=list)
+
+
+def png_url(picture: Image.Image) -> str:
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", optimize=False, compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+TILE_SIDE = 256
+"""Longest side of a map tile sent to the page (tiles are shown at about 110 pixels)."""
+
+
+def map_tile(values: np.ndarray, cmap: str = "viridis", scale: int = 1) -> str:
+    """One map as a coloured PNG data URL: shrunk (area average) to at most TILE_SIDE pixels,
+    colours stretched over its 0.5-99.5 percentiles."""
+    height, width = values.shape
+    factor = -(-max(height, width) // TILE_SIDE)
+    if factor > 1:
+        tensor = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))[None, None]
+        values = F.avg_pool2d(tensor, factor, ceil_mode=True)[0, 0].numpy()
+    low, high = np.percentile(values, [0.5, 99.5]) if values.size > 16 else (values.min(), values.max())
+    picture = Image.fromarray(apply_colormap(values, float(low), float(high), cmap))
+    if scale > 1:
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+    return png_url(picture)
+
+
+def _int(value: Any, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SettingsError(f"{name} must be an integer from {low} to {high}; got {value!r}")
+    return value
+
+
+class Explorer:
+    """State of one app: bounded caches of images, models and results."""
+
+    def __init__(self, settings: ExplorerSettings) -> None:
+        self.settings = settings
+        self.images: LRUCache[str, torch.Tensor] = LRUCache(settings.image_cache)
+        self.models: LRUCache[str, torch.nn.Module] = LRUCache(settings.model_cache)
+        names = {row["name"] for row in available_models()}
+        self.allowed = names | {f"builtin:{n}" for n in names} | set(settings.extra_models)
+        self.choices = [m for m in MODEL_CHOICES if m in self.allowed or m.removeprefix("builtin:") in names]
+        if settings.model:
+            self.allowed.add(settings.model)
+            self.choices.insert(0, settings.model)
+        if settings.checkpoint:
+            self.allowed.add("checkpoint")
+            self.choices.insert(0, "checkpoint")
+
+    # --- images ----------------------------------------------------------------------
+    def add_image(self, data: bytes) -> dict[str, Any]:
+        tensor = load_image(data, mode="rgb", max_pixels=self.settings.max_pixels)
+        image_id = secrets.token_hex(8)
+        self.images.put(image_id, self._shrink(tensor))
+        _, height, width = tensor.shape
+        return {"id": image_id, "width": width, "height": height}
+
+    @staticmethod
+    def _shrink(tensor: torch.Tensor) -> torch.Tensor:
+        _, height, width = tensor.shape
+        scale = MAX_SIDE / max(height, width)
+        if scale >= 1:
+            return tensor
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        return F.interpolate(tensor[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+
+    def image(self, image_id: str) -> torch.Tensor:
+        if image_id.startswith("sample:"):
+            names = [s.name for s in samples()]
+            if image_id.removeprefix("sample:") not in names:
+                raise ImageError(image_id, f"no such sample; available: {', '.join(names)}")
+            return self.images.get_or_create(image_id, lambda: self._shrink(load_image(image_id, mode="rgb")))
+        tensor = self.images.get(image_id)
+        if tensor is None:
+            raise SettingsError(f"unknown image id {image_id!r}; upload the image again (the server keeps the "
+                                f"{self.settings.image_cache} most recent)")
+        return tensor
+
+    def image_png(self, image_id: str) -> bytes:
+        buffer = io.BytesIO()
+        to_pil(self.image(image_id)).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    # --- models ----------------------------------------------------------------------
+    def model(self, name: str) -> torch.nn.Module:
+        if name not in self.allowed:
+            raise SettingsError(f"unknown model {name!r}; choose one of {', '.join(self.choices)} (or another "
+                                "torchvision name)")
+        target = self.settings.checkpoint if name == "checkpoint" else name
+        return self.models.get_or_create(name, lambda: load_model(target))  # type: ignore[arg-type]
+
+    def model_list(self) -> dict[str, Any]:
+        return {"choices": self.choices, "default": self.choices[0] if self.choices else None,
+                "recognition": "checkpoint" if self.settings.checkpoint else "builtin:shapes",
+                "banks": bank_names(), "samples": [s.name for s in samples()], "store": bool(self.settings.store)}
+
+    def layers(self, name: str) -> list[dict[str, Any]]:
+        model = self.model(name)
+        return [layer.to_dict() for layer in catalogue_for(model, model_info(model).input_size)
+                if layer.is_spatial]
+
+    # --- the convolution playground ------------------------------------------------
+    def conv(self, image_id: str, options: dict[str, Any]) -> dict[str, Any]:
+        image = self.image(image_id)
+        filters = str(options.get("filters", "sobel"))
+        depth = options.get("depth")
+        kernel = _int(options.get("kernel_size", 3), "kernel_size", 1, 15)
+        layer = ConvLayer(
+            image.shape[0], filters,
+            depth=_int(depth, "depth", 1, 64) if depth is not None and filters in ("random", "gabor", "random_int")
+            else None,
+            kernel_size=kernel if filters in ("random", "gabor", "random_int", "gaussian", "box") else None,
+            stride=_int(options.get("stride", 1), "stride", 1, 16),
+            padding=options.get("padding", 0) if options.get("padding") in ("same", "valid") else
+            _int(options.get("padding", 0), "padding", 0, 32),
+            padding_mode=str(options.get("padding_mode", "zeros")),  # type: ignore[arg-type]
+            dilation=_int(options.get("dilation", 1), "dilation", 1, 8),
+            seed=int(options.get("seed", 0)) if str(options.get("seed", "0")).isdigit() else 0,
+        )
+        with torch.inference_mode():
+            maps = layer(image)
+        size = (int(image.shape[1]), int(image.shape[2]))
+        return {
+            "input_shape": list(image.shape), "output_shape": list(maps.shape),
+            "formula": list(output_size_formula(layer.geometry, size)),
+            "maps": [{"index": i, "name": name, "min": float(m.min()), "max": float(m.max()),
+                      "png": map_tile(m.numpy())} for i, (name, m) in enumerate(zip(layer.filter_names, maps))],
+        }
+
+    def scene(self, options: dict[str, Any]) -> dict[str, Any]:
+        height = _int(options.get("height", 7), "height", 2, 12)
+        width = _int(options.get("width", 7), "width", 2, 12)
+        channels = _int(options.get("channels", 1), "channels", 1, 3)
+        layer = ConvLayer(
+            channels, "random_int", depth=_int(options.get("depth", 2), "depth", 1, 4),
+            kernel_size=_int(options.get("kernel_size", 3), "kernel_size", 1, 5),
+            stride=_int(options.get("stride", 1), "stride", 1, 4),
+            padding=_int(options.get("padding", 0), "padding", 0, 3),
+            padding_mode=str(options.get("padding_mode", "zeros")),  # type: ignore[arg-type]
+            dilation=_int(options.get("dilation", 1), "dilation", 1, 3),
+        )
+        return ConvScene.from_layer(layer, random_grid(height, width, channels, seed=0)).to_dict()
+
+    # --- models' maps ---------------------------------------------------------------
+    def _input(self, model: torch.nn.Module, image_id: str) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.image(image_id)
+        batch, _ = prepare_batch(model, [to_pil(image)])
+        return batch, display_image(model, to_pil(image))
+
+    def maps(self, image_id: str, name: str, layer: str, max_maps: int = 32) -> dict[str, Any]:
+        model = self.model(name)
+        max_maps = _int(max_maps, "max_maps", 1, 256)
+        batch, picture = self._input(model, image_id)
+        entry = select_layers(catalogue_for(model, tuple(batch.shape[1:])), layer, model_name=name)[0]
+        if not entry.is_spatial:
+            raise SettingsError(f"layer {layer} has no feature maps (output {list(entry.output_shape)})")
+        tensor = capture(model, batch, [entry])[entry.name][0].float()
+        order = rank_maps(tensor)[:max_maps]
+        scale = max(1, 64 // max(tensor.shape[1:]))
+        return {
+            "layer": entry.to_dict(), "input": png_url(to_pil(picture)),
+            "input_size": [int(picture.shape[1]), int(picture.shape[2])],
+            "maps": [{"channel": c, "min": float(tensor[c].min()), "max": float(tensor[c].max()),
+                      "png": map_tile(tensor[c].numpy(), scale=scale)} for c in order],
+            "channels": int(tensor.shape[0]),
+        }
+
+    def overlay(self, image_id: str, name: str, layer: str, channel: int) -> dict[str, Any]:
+        model = self.model(name)
+        batch, picture = self._input(model, image_id)
+        entry = select_layers(catalogue_for(model, tuple(batch.shape[1:])), layer, model_name=name)[0]
+        tensor = capture(model, batch, [entry])[entry.name][0].float()
+        channel = _int(channel, "channel", 0, int(tensor.shape[0]) - 1)
+        return {"png": png_url(render_overlay(picture, tensor[channel], layer=entry,
+                                              title=f"{layer} channel {channel}")),
+                "map": map_tile(tensor[channel].numpy(), scale=max(1, 256 // max(tensor.shape[1:]))),
+                "map_size": [int(tensor.shape[1]), int(tensor.shape[2])]}
+
+    # --- recognition and segmentation ------------------------------------------------
+    def predict(self, image_id: str, name: str | None, top_k: int = 3) -> dict[str, Any]:
+        from featuremaps.recognize.predict import class_activation_map, predict
+
+        model = self.model(name or self.model_list()["recognition"])
+        picture = to_pil(self.image(image_id))
+        result = predict(model, [picture], top_k=_int(top_k, "top_k", 1, 10))[0]
+        heat, layer, _ = class_activation_map(model, picture)
+        label, probability = result.labels[0]
+        cam = render_overlay(display_image(model, picture), heat, alpha=0.5, cmap="jet",
+                             title=f"{label} {probability:.0%}")
+        return {"predictions": [{"label": lab, "probability": p} for lab, p in result.labels], "cam": png_url(cam),
+                "cam_layer": layer, "model": model_info(model).name,
+                "classes": list(model_info(model).class_names or [])}
+
+    def segment(self, image_id: str, method: str, clusters: int, name: str | None) -> dict[str, Any]:
+        from featuremaps.render.segmentation import render_segmentation
+        from featuremaps.segment.run import segment_image
+
+        picture = np.asarray(to_pil(self.image(image_id)).convert("RGB"))
+        if method == "head":
+            model = self.models.get_or_create("builtin:shapes-seg", lambda: load_model("builtin:shapes-seg"))
+            result = segment_image(model, picture)
+        elif method == "clusters":
+            result = segment_image(self.model(name or "builtin:shapes"), picture,
+                                   clusters=_int(clusters, "clusters", 2, 12))
+        else:
+            raise SettingsError(f"method must be clusters or head; got {method!r}")
+        background = 0 if result.method == "head" else None
+        counts = np.bincount(result.mask.ravel(), minlength=len(result.names))
+        return {"png": png_url(render_segmentation(result.image, result.mask, result.names, background=background)),
+                "segments": [{"index": i, "name": result.names[i], "pixels": int(c)}
+                             for i, c in enumerate(counts) if c], "layers": result.layers}
+
+
+def error_status(error: Exception) -> int:
+    """400 for bad input or settings, 500 otherwise."""
+    return 400 if isinstance(error, (FeatureMapsError, ValueError, TypeError)) else 500

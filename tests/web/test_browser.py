@@ -1,0 +1,117 @@
+"""The page in a real browser (Debian's Chromium, driven by Playwright), and a load test on loopback."""
+
+from __future__ import annotations
+
+import io
+import resource
+import threading
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "explorer.png"
+
+
+def _tiles(page, section: str) -> int:
+    return page.locator(f"#{section} [data-testid=feature-map]").count()
+
+
+@pytest.mark.timeout(300)
+def test_explore_in_the_browser(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(server + "/")
+    page.wait_for_selector("#conv-maps [data-testid=feature-map]", timeout=60_000)
+
+    # upload an image through the file input
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8))
+    photo.save(tmp_path / "noise.png")
+    page.set_input_files("[data-testid=upload]", str(tmp_path / "noise.png"))
+    page.wait_for_function("document.getElementById('image-status').textContent.includes('120×90')", timeout=30_000)
+    page.wait_for_function("document.querySelector('[data-testid=output-shape]').textContent.includes('× 88 × 118')",
+                           timeout=30_000)  # depth 8 random filters 3x3, no padding, on 90x120
+
+    # stride and padding change the shape; depth changes the number of maps
+    page.fill("[data-testid=conv-stride]", "2")
+    page.fill("[data-testid=conv-padding]", "1")
+    page.dispatch_event("[data-testid=conv-padding]", "input")
+    page.wait_for_function("document.querySelector('[data-testid=output-shape]').textContent === '8 × 45 × 60'",
+                           timeout=30_000)
+    assert _tiles(page, "conv-maps") == 8
+    page.fill("[data-testid=conv-depth]", "3")
+    page.dispatch_event("[data-testid=conv-depth]", "input")
+    page.wait_for_function("document.querySelectorAll('#conv-maps [data-testid=feature-map]').length === 3",
+                           timeout=30_000)
+    assert page.text_content("[data-testid=output-shape]") == "3 × 45 × 60"
+
+    # a layer of a real CNN: its most active maps, at most 32
+    page.select_option("[data-testid=model-select]", "resnet18")
+    page.wait_for_selector("[data-testid=layer-select] option[value=layer3]", state="attached", timeout=60_000)
+    page.select_option("[data-testid=layer-select]", "layer3")
+    page.wait_for_function("document.getElementById('layer-info').textContent.startsWith('layer3')", timeout=60_000)
+    assert _tiles(page, "model-maps") == 32
+    page.click("#model-maps [data-testid=feature-map] >> nth=0")
+    page.wait_for_selector("#focus-overlay[src^='data:image/png']", timeout=30_000)
+    page.hover("#focus-map")
+
+    # recognition and segmentation
+    page.select_option("[data-testid=sample-select]", "sample:coffee")
+    page.wait_for_function("document.querySelectorAll('[data-testid=prediction] li').length === 3", timeout=60_000)
+    page.click("[data-testid=segment]")
+    page.wait_for_selector("[data-testid=segmentation] img", timeout=60_000)
+    page.wait_for_function("document.querySelector('[data-testid=output-shape]').textContent === '3 × 171 × 256'",
+                           timeout=30_000)  # coffee 400x600 shrunk to 342x512 (longer side 512), stride 2, pad 1
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size({"width": 1200, "height": 1150})
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(SCREENSHOT), full_page=False)  # the README's picture of the explorer
+    assert not errors, errors
+    page.close()
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@pytest.mark.timeout(300)
+def test_load_on_loopback_no_5xx_and_stable_memory(server):
+    buffer = io.BytesIO()
+    Image.new("RGB", (80, 60), (200, 100, 0)).save(buffer, format="PNG")
+    upload = httpx.post(server + "/api/images", files={"file": ("a.png", buffer.getvalue(), "image/png")}).json()
+    requests = [("GET", "/api/health", None),
+                ("POST", "/api/conv", {"image": upload["id"], "filters": "sobel", "stride": 2}),
+                ("POST", "/api/conv", {"image": "sample:cat", "filters": "random", "depth": 4}),
+                ("POST", "/api/maps", {"image": "sample:cat", "model": "tinyvgg", "layer": "pool1", "max_maps": 4})]
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def client(seed: int) -> None:
+        with httpx.Client(base_url=server, timeout=60) as session:
+            for k in range(40):
+                method, path, body = requests[(seed + k) % len(requests)]
+                response = session.request(method, path, json=body)
+                with lock:
+                    statuses.append(response.status_code)
+
+    def round_of_load() -> None:
+        threads = [threading.Thread(target=client, args=(seed,)) for seed in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    round_of_load()  # warm-up: caches and models load
+    before = _rss_mib()
+    round_of_load()
+    after = _rss_mib()
+    assert len(statuses) == 640 and not [s for s in statuses if s >= 500], sorted(set(statuses))
+    assert after - before < 150, f"memory grew from {before:.0f} to {after:.0f} MiB over 320 requests"
