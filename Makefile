@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 # torch and torchvision lie on this machine's disk; pip takes them from there.
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean shapes-model shapes-seg-model
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +18,11 @@ $(VENV)/.torch: | $(PY)
 	touch $@
 
 $(VENV)/.installed-demo: pyproject.toml $(VENV)/.torch
-	$(PIP) install --quiet -e ".[video]"
+	$(PIP) install --quiet -e ".[video,web]"
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.torch
-	$(PIP) install --quiet -e ".[test,video]"
+	$(PIP) install --quiet -e ".[test,video,web,timm,ray]"
 	touch $@
 
 install: $(VENV)/.installed-test
@@ -35,3 +35,17 @@ test: $(VENV)/.installed-test
 
 clean:
 	rm -rf demo-output .pytest_cache .hypothesis
+
+# Re-train the bundled builtin:shapes model (about 20 minutes on 2 CPU cores); the
+# checkpoint directory is committed under src/featuremaps/assets/models/shapes.
+shapes-model: $(VENV)/.installed-demo
+	$(VENV)/bin/featuremaps train --dataset shapes --model tinyvgg --width 32 --samples 20000 --epochs 10 \
+		--batch-size 64 --lr 2e-3 --seed 0 -o src/featuremaps/assets/models/shapes
+	$(VENV)/bin/featuremaps evaluate builtin:shapes --dataset shapes --samples 2000 --seed 424242
+
+# Re-train the bundled builtin:shapes-seg head on builtin:shapes' maps (about 12 minutes).
+shapes-seg-model: $(VENV)/.installed-demo
+	$(VENV)/bin/featuremaps train --task segmentation --dataset shapes --backbone builtin:shapes \
+		--layers relu1_2,relu2_2,pool2 --scenes 1500 --size 128 --epochs 6 --seed 0 \
+		-o src/featuremaps/assets/models/shapes-seg
+	$(VENV)/bin/featuremaps evaluate builtin:shapes-seg --task segmentation --dataset shapes --samples 200 --seed 424242

@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from featuremaps.cli import animate, conv, demo, images, models  # noqa: F401  (registers the subcommands)
+from featuremaps.cli import animate, batch, conv, demo, images, models, recognize, segment, web  # noqa: F401  (registers the subcommands)
 from featuremaps.cli._common import app
 from typer.exceptions import TyperException
 
