@@ -15,12 +15,32 @@ from featuremaps.errors import SettingsError
 _stderr = Console(stderr=True)
 
 
-def _progress_bar() -> Progress:
-    return Progress(
-        TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.3f} {task.fields[acc]} {task.fields[speed]:.0f} img/s {task.fields[val]}"),
-        TimeRemainingColumn(), console=_stderr, transient=False,
-    )
+class _EpochBars:
+    """A progress bar per epoch on stderr: loss, accuracy (when there is one), img/s, validation."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(
+            TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.3f} {task.fields[acc]} {task.fields[speed]:.0f} img/s "
+                       "{task.fields[val]}"),
+            TimeRemainingColumn(), console=_stderr, transient=False,
+        )
+        self.tasks: dict[int, int] = {}
+
+    def __enter__(self) -> _EpochBars:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def update(self, epoch: int, epochs: int, batch: int, batches: int, loss: float, speed: float,
+               accuracy: float | None = None, validation: str = "") -> None:
+        if epoch not in self.tasks:
+            self.tasks[epoch] = self.bar.add_task("train", total=batches, epoch=f"{epoch}/{epochs}", loss=0.0, acc="",
+                                                  speed=0.0, val="")
+        self.bar.update(self.tasks[epoch], completed=batch, loss=loss, speed=speed, val=validation,
+                        acc=f"acc {accuracy:.1%}" if accuracy is not None else "")
 
 
 @app.command("train")
@@ -71,17 +91,10 @@ def train_command(
                          backbone_weights=backbone_weights, layer=layer, head=head, pool=pool, epochs=epochs,
                          batch_size=batch_size or 64, lr=lr, seed=seed, samples=samples, val_fraction=val_fraction,
                          device=device)
-    tasks: dict[int, int] = {}
-    with _progress_bar() as bar:
-        def on_progress(stats) -> None:  # noqa: ANN001 - EpochStats
-            if stats.epoch not in tasks:
-                tasks[stats.epoch] = bar.add_task("train", total=stats.batches, epoch=f"{stats.epoch}/{stats.epochs}",
-                                                  loss=0.0, acc="", speed=0.0, val="")
-            val = f"val {stats.val_accuracy:.1%}" if stats.val_accuracy is not None else ""
-            bar.update(tasks[stats.epoch], completed=stats.batch, loss=stats.loss, acc=f"acc {stats.accuracy:.1%}",
-                       speed=stats.images_per_second, val=val)
-
-        result = train_classifier(config, output, on_progress=on_progress)
+    with _EpochBars() as bars:
+        result = train_classifier(config, output, on_progress=lambda s: bars.update(
+            s.epoch, s.epochs, s.batch, s.batches, s.loss, s.images_per_second, s.accuracy,
+            f"val {s.val_accuracy:.1%}" if s.val_accuracy is not None else ""))
     if result.skipped:
         _stderr.print(f"skipped {len(result.skipped)} unreadable files, e.g. {result.skipped[0][0]}: "
                       f"{result.skipped[0][1]}")
@@ -101,18 +114,10 @@ def _train_segmentation(dataset: str, output: Path, backbone: str, backbone_weig
     config = SegmentTrainConfig(dataset=dataset, backbone=backbone, backbone_weights=backbone_weights,
                                 layers=tuple(layers.split(",")) if layers else None, scenes=scenes, size=size,
                                 epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
-    tasks: dict[int, int] = {}
-    with _progress_bar() as bar:
-        def on_progress(stats: dict) -> None:
-            if stats["epoch"] not in tasks:
-                tasks[stats["epoch"]] = bar.add_task("train", total=stats["batches"],
-                                                     epoch=f"{stats['epoch']}/{stats['epochs']}", loss=0.0, acc="",
-                                                     speed=0.0, val="")
-            val = f"val mIoU {stats['val_miou']:.3f}" if "val_miou" in stats else ""
-            bar.update(tasks[stats["epoch"]], completed=stats["batch"], loss=stats["loss"], acc="",
-                       speed=stats["images_per_second"], val=val)
-
-        result = train_segmenter(config, output, on_progress=on_progress)
+    with _EpochBars() as bars:
+        result = train_segmenter(config, output, on_progress=lambda s: bars.update(
+            s["epoch"], s["epochs"], s["batch"], s["batches"], s["loss"], s["images_per_second"],
+            validation=f"val mIoU {s['val_miou']:.3f}" if "val_miou" in s else ""))
     if as_json:
         print_json({"checkpoint": str(result.checkpoint), **result.record})
         return
