@@ -115,3 +115,33 @@ def test_other_input_sizes_work_up_to_a_fixed_size_classifier():
     with pytest.raises(LayerError, match=r"layer 'fc' is not reached: the forward pass of tinyvgg fails at fc for "
                                          r"this input size \(RuntimeError: mat1 and mat2"):
         extract(tiny, torch.rand(3, 96, 96), "fc")
+
+
+def test_threads_extracting_from_one_model_do_not_mix_their_hooks(resnet):
+    import threading
+
+    images = [torch.rand(3, 64, 64) for _ in range(4)]
+    with torch.no_grad():
+        expected = [resnet.layer2(resnet.layer1(resnet.maxpool(resnet.relu(resnet.bn1(resnet.conv1(x[None]))))))[0]
+                    for x in images]
+    results: dict[int, torch.Tensor] = {}
+    failures: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            for _ in range(5):
+                layer = ("layer2", "layer1")[k % 2]
+                maps = extract(resnet, images[k], layer)[layer]
+                if layer == "layer2":
+                    results[k] = maps
+        except BaseException as error:  # noqa: BLE001 - reported below
+            failures.append(error)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures
+    for k in (0, 2):
+        torch.testing.assert_close(results[k], expected[k])

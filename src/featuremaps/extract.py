@@ -24,6 +24,7 @@ from torch import nn
 from featuremaps.errors import LayerError
 from featuremaps.images import ImageSource
 from featuremaps.models.catalogue import LayerInfo, list_layers
+from featuremaps.models.locks import model_lock
 from featuremaps.models.preprocess import model_info, prepare_batch
 
 __all__ = ["LayerSelection", "capture", "catalogue_for", "extract", "select_layers"]
@@ -37,10 +38,11 @@ _CATALOGUES: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, ...], list[Lay
 def catalogue_for(model: nn.Module, input_shape: Sequence[int]) -> list[LayerInfo]:
     """``list_layers`` for an input of ``(C, H, W)``, cached per model and shape."""
     shape = tuple(int(v) for v in input_shape)
-    per_model = _CATALOGUES.setdefault(model, {})
-    if shape not in per_model:
-        per_model[shape] = list_layers(model, shape, strict=False)
-    return per_model[shape]
+    with model_lock(model):
+        per_model = _CATALOGUES.setdefault(model, {})
+        if shape not in per_model:
+            per_model[shape] = list_layers(model, shape, strict=False)
+        return per_model[shape]
 
 
 def _summary(names: list[str]) -> str:
@@ -123,21 +125,22 @@ def capture(
 
         return hook
 
-    modes = {module: module.training for module in model.modules()}
-    try:
-        for name in {module for module, _ in wanted}:
-            handles.append(modules[name].register_forward_hook(hook_for(name)))
-        model.eval()
-        with torch.inference_mode():
-            try:
-                model(batch)
-            except _Stop:
-                pass
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, training in modes.items():
-            module.train(training)
+    with model_lock(model):  # hooks live on the modules: one capture per model at a time
+        modes = {module: module.training for module in model.modules()}
+        try:
+            for name in {module for module, _ in wanted}:
+                handles.append(modules[name].register_forward_hook(hook_for(name)))
+            model.eval()
+            with torch.inference_mode():
+                try:
+                    model(batch)
+                except _Stop:
+                    pass
+        finally:
+            for handle in handles:
+                handle.remove()
+            for module, training in modes.items():
+                module.train(training)
     return {entry.name: captured[entry.name] for entry in selected if entry.name in captured}
 
 

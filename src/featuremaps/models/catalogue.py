@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from featuremaps.models.locks import model_lock
 from featuremaps.models.preprocess import model_info
 
 __all__ = ["LayerInfo", "LayerList", "list_layers"]
@@ -383,6 +384,8 @@ def list_layers(model: nn.Module, input_size: tuple[int, ...] | None = None, *, 
             outputs[key] = (tuple(tensor.shape[1:]), tracer.field_of(tensor))
 
     handles = []
+    lock = model_lock(model)
+    lock.acquire()  # hooks live on the modules: one catalogue or capture per model at a time
     modes = {module: module.training for module in model.modules()}
     failure: tuple[str, str] | None = None
     try:
@@ -402,6 +405,7 @@ def list_layers(model: nn.Module, input_size: tuple[int, ...] | None = None, *, 
             handle.remove()
         for module, training in modes.items():
             module.train(training)
+        lock.release()
     if failure is not None and strict:
         from featuremaps.errors import SettingsError
 

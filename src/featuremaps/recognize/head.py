@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from featuremaps.errors import SettingsError
+from featuremaps.models.locks import model_lock
 
 __all__ = ["POOLINGS", "FeatureHead", "make_head", "pool_maps"]
 
@@ -91,13 +92,14 @@ class FeatureHead(nn.Module):
                 raise _Stop
             calls[0] += 1
 
-        handle = module.register_forward_hook(hook)
-        try:
-            self.backbone(x)
-        except _Stop:
-            pass
-        finally:
-            handle.remove()
+        with model_lock(self.backbone):
+            handle = module.register_forward_hook(hook)
+            try:
+                self.backbone(x)
+            except _Stop:
+                pass
+            finally:
+                handle.remove()
         if "maps" not in stash:
             raise SettingsError(f"layer {self.layer} did not run in the backbone's forward pass")
         return stash["maps"]

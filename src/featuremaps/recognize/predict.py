@@ -12,6 +12,7 @@ from torch import nn
 from featuremaps.errors import LayerError, SettingsError
 from featuremaps.extract import catalogue_for, select_layers
 from featuremaps.images import ImageSource
+from featuremaps.models.locks import model_lock
 from featuremaps.models.preprocess import model_info, preprocess
 
 __all__ = ["Prediction", "class_activation_map", "default_cam_layer", "predict"]
@@ -97,6 +98,8 @@ def class_activation_map(
         stash["maps"] = output
         return output.clone()  # later in-place ops change the clone, never the maps we differentiate
 
+    lock = model_lock(model)
+    lock.acquire()
     modes = {m: m.training for m in model.modules()}
     handle = module.register_forward_hook(hook)
     try:
@@ -112,6 +115,7 @@ def class_activation_map(
         handle.remove()
         for m, training in modes.items():
             m.train(training)
+        lock.release()
     weights = gradient[0].mean(dim=(1, 2))  # (C,)
     cam = F.relu((weights[:, None, None] * maps[0]).sum(dim=0)).detach().cpu()  # (h, w)
     peak = float(cam.max())

@@ -17,6 +17,7 @@ from torch import nn
 from featuremaps.extract import catalogue_for, select_layers
 from featuremaps.models.preprocess import model_info
 from featuremaps.errors import SettingsError
+from featuremaps.models.locks import model_lock
 from featuremaps.segment.hypercolumns import align_maps, class_maps, dense_classifier
 
 __all__ = ["DEFAULT_SCALES", "PixelHead"]
@@ -101,17 +102,18 @@ class PixelHead(nn.Module):
 
             return hook
 
-        try:
-            for name in {e.module for e in entries}:
-                handles.append(modules[name].register_forward_hook(hook_for(name)))
-            with torch.no_grad():
-                try:
-                    self.backbone(x)
-                except _Stop:
-                    pass
-        finally:
-            for handle in handles:
-                handle.remove()
+        with model_lock(self.backbone):
+            try:
+                for name in {e.module for e in entries}:
+                    handles.append(modules[name].register_forward_hook(hook_for(name)))
+                with torch.no_grad():
+                    try:
+                        self.backbone(x)
+                    except _Stop:
+                        pass
+            finally:
+                for handle in handles:
+                    handle.remove()
         size = (int(x.shape[2]), int(x.shape[3]))
         by_name = {e.name: e for e in entries}
         parts = [align_maps(captured[name], by_name[name], size) for name in self.layers]
