@@ -230,7 +230,7 @@ def test_explain_position_out_of_range():
 def test_filters_from_npy_file(tmp_path):
     weights = np.random.default_rng(1).standard_normal((4, 1, 3, 5)).astype(np.float32)
     np.save(tmp_path / "f.npy", weights)
-    layer = ConvLayer(1, str(tmp_path / "f.npy"))
+    layer = ConvLayer(1, tmp_path / "f.npy")
     assert layer.depth == 4 and layer.kernel_size == (3, 5)
     torch.testing.assert_close(layer.weight, torch.from_numpy(weights))
 
@@ -238,9 +238,18 @@ def test_filters_from_npy_file(tmp_path):
 def test_pickled_npy_is_refused(tmp_path):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(SettingsError, match=r"obj\.npy' is not a readable \.npy array"):
-        ConvLayer(1, str(tmp_path / "obj.npy"))
+        ConvLayer(1, tmp_path / "obj.npy")
 
 
 def test_missing_npy_file(tmp_path):
     with pytest.raises(SettingsError, match=r"filter file '.*missing\.npy' not found"):
-        ConvLayer(1, str(tmp_path / "missing.npy"))
+        ConvLayer(1, tmp_path / "missing.npy")
+
+
+def test_a_string_never_opens_a_file(tmp_path):
+    """Bank names come from forms and configs: a str naming a real .npy file is refused, not read."""
+    np.save(tmp_path / "secret.npy", np.ones((1, 1, 3, 3), np.float32))
+    with pytest.raises(SettingsError, match=r"unknown filter bank '.*secret\.npy'.*pass pathlib\.Path"):
+        ConvLayer(1, str(tmp_path / "secret.npy"))
+    with pytest.raises(SettingsError, match=r"unknown filter bank '/etc/passwd'"):
+        ConvLayer(1, "/etc/passwd")

@@ -9,12 +9,13 @@ from featuremaps.conv.geometry import (
     normalize_padding,
     receptive_field,
 )
-from featuremaps.conv.layer import PADDING_MODES, ConvLayer, Explanation, conv2d, pad_input
+from featuremaps.conv.layer import PADDING_MODES, ConvCost, ConvLayer, Explanation, conv2d, pad_input
 
 __all__ = [
     "BANKS",
     "GROUPS",
     "PADDING_MODES",
+    "ConvCost",
     "ConvGeometry",
     "ConvLayer",
     "Explanation",

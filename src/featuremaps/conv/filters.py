@@ -17,6 +17,7 @@ independent kernel for every channel, like the initial weights of a CNN. Pass a
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,7 +180,9 @@ def bank(
             names_in_order.append(part)
         else:
             raise SettingsError(
-                f"unknown filter bank {part!r}; choose from {', '.join(bank_names())}, or give a .npy file"
+                f"unknown filter bank {part!r}; choose from {', '.join(bank_names())}"
+                + (f" (to read filters from a file, pass pathlib.Path({part!r}))" if part.lower().endswith(".npy")
+                   else "")
             )
     if depth is not None and not (len(names_in_order) == 1 and names_in_order[0] in _DEPTH_BANKS):
         if any(name in _DEPTH_BANKS for name in names_in_order):
@@ -261,7 +264,7 @@ def filters_from_array(
     return FilterBank(weights.contiguous(), tuple(f"filter_{i}" for i in range(depth)))
 
 
-def load_filters(path: str | Path) -> np.ndarray:
+def load_filters(path: str | os.PathLike[str]) -> np.ndarray:
     """Read filters from a ``.npy`` file (never unpickles)."""
     path = Path(path)
     if path.suffix.lower() != ".npy":
@@ -275,7 +278,7 @@ def load_filters(path: str | Path) -> np.ndarray:
 
 
 def bank_for_layer(
-    filters: str | np.ndarray | torch.Tensor | Path,
+    filters: str | np.ndarray | torch.Tensor | os.PathLike[str],
     *,
     in_channels: int,
     groups: int,
@@ -283,8 +286,13 @@ def bank_for_layer(
     depth: int | None,
     seed: int,
 ) -> FilterBank:
-    """Resolve any filter spec (bank names, array, ``.npy`` path) into ``(D, C/groups, kh, kw)``."""
-    if isinstance(filters, Path) or (isinstance(filters, str) and filters.lower().endswith(".npy")):
+    """Resolve any filter spec into ``(D, C/groups, kh, kw)``.
+
+    A ``str`` is always bank names and never opens a file (so text from a web form or a
+    config cannot name a file on the server); a file is read only from a ``pathlib.Path``
+    (or another ``os.PathLike``).
+    """
+    if isinstance(filters, os.PathLike):
         filters = load_filters(filters)
         source = "filter file"
     elif isinstance(filters, str):

@@ -7,9 +7,10 @@ output equals ``conv2d`` on the same padded input. ``explain()`` opens up one ou
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -21,7 +22,7 @@ from featuremaps.conv.filters import bank_for_layer
 from featuremaps.conv.geometry import ConvGeometry, IntPair, Padding, PaddingSpec, to_pair
 from featuremaps.errors import SettingsError
 
-__all__ = ["PADDING_MODES", "ConvLayer", "Explanation", "PaddingMode", "conv2d", "pad_input"]
+__all__ = ["PADDING_MODES", "ConvCost", "ConvLayer", "Explanation", "PaddingMode", "conv2d", "pad_input"]
 
 PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
 PADDING_MODES: tuple[str, ...] = ("zeros", "reflect", "replicate", "circular")
@@ -133,6 +134,30 @@ class Explanation:
         )
 
 
+@dataclass(frozen=True)
+class ConvCost:
+    """The work of one forward pass: maps' values and multiply-adds."""
+
+    output_values: int
+    multiply_adds: int
+
+    @property
+    def output_bytes(self) -> int:
+        """Size of the float32 maps."""
+        return 4 * self.output_values
+
+    def check(self, *, max_output_values: int, max_multiply_adds: int) -> None:
+        """Refuse work over a budget (before it is done), saying what to change."""
+        if self.output_values > max_output_values:
+            raise SettingsError(
+                f"these settings make {self.output_values:,} map values ({self.output_bytes / 2**20:,.0f} MiB), over "
+                f"the limit of {max_output_values:,}; use fewer filters, a larger stride or a smaller image")
+        if self.multiply_adds > max_multiply_adds:
+            raise SettingsError(
+                f"these settings need {self.multiply_adds:,} multiply-adds, over the limit of {max_multiply_adds:,}; "
+                "use fewer or smaller filters, a larger stride or a smaller image")
+
+
 class ConvLayer(nn.Module):
     """A convolution layer with fixed, named filters.
 
@@ -140,7 +165,8 @@ class ConvLayer(nn.Module):
         in_channels: channels of the input images (3 for RGB, 1 for gray).
         filters: bank names (``"sobel"``, ``"sobel_x,laplacian"``, ``"gabor"``,
             ``"random"``; see :mod:`featuremaps.conv.filters`), an array
-            ``(D, C / groups, kh, kw)``, or a path to a ``.npy`` file of one.
+            ``(D, C / groups, kh, kw)``, or a ``pathlib.Path`` to a ``.npy`` file of one.
+            A ``str`` is only ever bank names: it never opens a file.
         depth: number of filters (= number of maps) of a ``random`` or ``gabor`` bank;
             for other filters it is checked against their count.
         kernel_size: ``k`` or ``(kh, kw)`` for sizeable banks; default: the bank's own.
@@ -165,7 +191,7 @@ class ConvLayer(nn.Module):
     def __init__(
         self,
         in_channels: int,
-        filters: str | Path | np.ndarray | torch.Tensor = "random",
+        filters: str | os.PathLike[str] | np.ndarray | torch.Tensor = "random",
         *,
         depth: int | None = None,
         kernel_size: int | Sequence[int] | None = None,
@@ -261,6 +287,18 @@ class ConvLayer(nn.Module):
             raise SettingsError(f"layer expects {self.in_channels} input channels; input shape {shape} has {shape[-3]}")
         height, width = self.geometry.output_size((shape[-2], shape[-1]))
         return (*shape[:-3], self.depth, height, width) if len(shape) >= 3 else (self.depth, height, width)
+
+    def cost(self, input_shape: Sequence[int]) -> ConvCost:
+        """What ``self(x)`` costs for an input of shape ``(C, H, W)`` or ``(N, C, H, W)``, before running it.
+
+        Example:
+            >>> ConvLayer(3, "random", depth=8).cost((3, 64, 64)).multiply_adds
+            830304
+        """
+        shape = self.output_shape(input_shape)
+        outputs = math.prod(shape)
+        kh, kw = self.kernel_size
+        return ConvCost(output_values=outputs, multiply_adds=outputs * (self.in_channels // self.groups) * kh * kw)
 
     def resolved_padding(self, input_size: IntPair) -> Padding:
         """Concrete padding for an input of ``(H, W)`` (resolves ``"same"``)."""
