@@ -271,3 +271,73 @@ def test_image_error_is_a_value_error_with_source_and_reason(tmp_path):
         load_image(tmp_path / "x.png")
     assert isinstance(caught.value, featuremaps.ImageError)
     assert caught.value.source.endswith("x.png") and caught.value.reason == "file not found"
+
+
+# --- shrinking on decode and memory ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix, options", [(".png", {}), (".jpg", {"quality": 95}), (".bmp", {}),
+                                             (".webp", {"lossless": True})])
+def test_max_side_shrinks_in_pillow_and_matches_a_full_size_resize(tmp_path, suffix, options):
+    y, x = np.mgrid[0:600, 0:900]
+    stored = np.stack([x * 255 // 900, y * 255 // 600, np.full_like(x, 90)], axis=2).astype(np.uint8)
+    _save(Image.fromarray(stored), tmp_path / f"g{suffix}", **options)
+    small = load_image(tmp_path / f"g{suffix}", max_side=100)
+    assert small.shape == (3, 67, 100)
+    reference = torch.nn.functional.interpolate(load_image(tmp_path / f"g{suffix}")[None], size=(67, 100),
+                                                mode="bilinear", antialias=True, align_corners=False)[0]
+    assert float((small - reference).abs().mean()) < 0.01  # a smooth gradient: the same picture
+
+
+def test_max_side_keeps_exif_orientation_and_small_images(tmp_path):
+    stored = np.zeros((80, 160, 3), np.uint8)
+    stored[:, :80] = (255, 0, 0)
+    stored[:, 80:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    _save(Image.fromarray(stored), tmp_path / "o.jpg", exif=exif, quality=95)
+    tensor = load_image(tmp_path / "o.jpg", max_side=40)
+    assert tensor.shape == (3, 40, 20)  # upright: taller than wide
+    assert tensor[0, :15].mean() > 0.9 and tensor[2, 25:].mean() > 0.9  # red on top, blue below
+    assert featuremaps.images.image_size(tmp_path / "o.jpg") == (80, 160)  # (width, height) as viewed
+    assert load_image(tmp_path / "o.jpg", max_side=1000).shape == (3, 160, 80)  # never enlarged
+
+
+@pytest.mark.parametrize("mode", ["P", "1", "I;16", "LA", "CMYK"])
+def test_max_side_works_for_every_pixel_mode(tmp_path, mode):
+    image = Image.new("RGB", (300, 200), (200, 30, 30)).convert(mode)
+    path = tmp_path / ("m.tiff" if mode in ("I;16", "CMYK") else "m.png")
+    image.save(path)
+    tensor = load_image(path, max_side=30)
+    assert tensor.shape[1:] == (20, 30)
+    # a flat colour (dithered in P and 1): the shrunk image keeps its average colour
+    torch.testing.assert_close(tensor.mean(dim=(1, 2)), load_image(path).mean(dim=(1, 2)), atol=0.03, rtol=0)
+
+
+def test_max_side_is_validated():
+    with pytest.raises(SettingsError, match="max_side must be an int >= 1 or None; got 0"):
+        load_image("sample:cat", max_side=0)
+
+
+def _peak_mb(code: str) -> float:
+    """Peak RSS (MB) a fresh interpreter adds while running ``code`` after importing featuremaps."""
+    import subprocess
+    import sys
+
+    script = ("import resource, featuremaps.images as images\n"
+              "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+              f"{code}\n"
+              "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)\n")
+    return float(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                                timeout=120).stdout.strip())
+
+
+@pytest.mark.slow
+def test_a_large_png_decodes_without_float64_copies(tmp_path):
+    """8000 x 4000 RGB: Pillow's buffer is 128 MB (4 bytes/px), the float32 tensor 384 MB."""
+    path = tmp_path / "big.png"
+    Image.new("RGB", (8000, 4000), (30, 100, 200)).save(path)
+    full = _peak_mb(f"x = images.load_image({str(path)!r})")
+    small = _peak_mb(f"x = images.load_image({str(path)!r}, max_side=512)")
+    assert full < 128 + 96 + 384 + 80  # Pillow + uint8 view + the float32 tensor; float64 would add 768+
+    assert small < 128 + 40  # only Pillow's buffer: the float image is made at 512 px

@@ -16,6 +16,10 @@ Rules (the same for every source):
 - Images over ``max_pixels`` (:data:`MAX_PIXELS`, 64 megapixels, by default) are
   refused from their header, before any pixel is decoded: a decompression bomb never
   reaches memory.
+- Memory: pixels go from Pillow's 8- or 16-bit buffer straight into the float32 tensor
+  (no float64 copy). With ``max_side`` the image is shrunk while it is still in Pillow's
+  buffer (JPEGs are decoded at a reduced scale), so the full-size float image is never
+  made: the peak is Pillow's buffer, at most 4 bytes per pixel (5 for palette images).
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from typing import Literal, Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
 
 from featuremaps.errors import ImageError, SettingsError
 
@@ -41,6 +46,7 @@ __all__ = [
     "SUPPORTED_FORMATS",
     "ImageSource",
     "Sample",
+    "image_size",
     "load_image",
     "open_pil",
     "sample_path",
@@ -122,6 +128,7 @@ def load_image(
     mode: ColourMode = "auto",
     background: tuple[int, int, int] = (255, 255, 255),
     max_pixels: int = MAX_PIXELS,
+    max_side: int | None = None,
 ) -> torch.Tensor:
     """Read an image from any common source.
 
@@ -132,6 +139,8 @@ def load_image(
             ``"rgb"`` always gives three; ``"gray"`` always gives one.
         background: RGB colour (0-255) that transparent pixels are composited on.
         max_pixels: images with more pixels are refused before decoding.
+        max_side: shrink (antialiased) so the longer side is at most this many pixels,
+            before the pixels become floats; None keeps the full size.
 
     Returns:
         float32 tensor ``(C, H, W)`` with values in ``[0, 1]``, ``C`` in ``{1, 3}``.
@@ -145,24 +154,21 @@ def load_image(
     """
     if mode not in _COLOUR_MODES:
         raise SettingsError(f"mode must be one of {', '.join(_COLOUR_MODES)}; got {mode!r}")
+    if max_side is not None and (isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 1):
+        raise SettingsError(f"max_side must be an int >= 1 or None; got {max_side!r}")
     name = describe_source(src)
-    if isinstance(src, torch.Tensor):
-        array = _tensor_to_hwc(src, name)
-        return _finish(array, mode, background, name)
-    if isinstance(src, np.ndarray):
-        return _finish(_check_array(src, name), mode, background, name)
-    pil = src if isinstance(src, Image.Image) else open_pil(src, max_pixels=max_pixels)
+    if isinstance(src, (torch.Tensor, np.ndarray)):
+        array = _tensor_to_hwc(src, name) if isinstance(src, torch.Tensor) else _check_array(src, name)
+        tensor = _finish(array, mode, background, name)
+        return _shrink_tensor(tensor, max_side) if max_side is not None else tensor
+    if isinstance(src, Image.Image):
+        pil = _shrink_pil(src, _shrunk_size(src.size, max_side)) if max_side is not None else src
+    else:
+        pil = open_pil(src, max_pixels=max_pixels, max_side=max_side)
     return _finish(_pil_to_hwc(pil, name), mode, background, name)
 
 
-def open_pil(src: str | os.PathLike | bytes | bytearray, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode a path, ``sample:NAME`` or bytes into an upright, fully loaded PIL image.
-
-    Raises:
-        ImageError: missing or empty file, not an image, unsupported format, too many
-            pixels, or truncated/corrupt data.
-    """
-    name = describe_source(src)
+def _encoded(src: str | os.PathLike | bytes | bytearray, name: str) -> bytes:
     if isinstance(src, (bytes, bytearray)):
         data = bytes(src)
     elif isinstance(src, (str, os.PathLike)):
@@ -173,7 +179,36 @@ def open_pil(src: str | os.PathLike | bytes | bytearray, *, max_pixels: int = MA
         raise ImageError(name, "expected a path, 'sample:NAME', bytes, a PIL image, an array or a tensor")
     if not data:
         raise ImageError(name, "file is empty (0 bytes)")
-    return _decode(data, name, max_pixels)
+    return data
+
+
+def open_pil(
+    src: str | os.PathLike | bytes | bytearray, *, max_pixels: int = MAX_PIXELS, max_side: int | None = None
+) -> Image.Image:
+    """Decode a path, ``sample:NAME`` or bytes into an upright, fully loaded PIL image.
+
+    With ``max_side`` the image is shrunk so its longer side is at most that many pixels:
+    JPEGs are decoded at a reduced DCT scale, other formats are reduced in Pillow's buffer.
+
+    Raises:
+        ImageError: missing or empty file, not an image, unsupported format, too many
+            pixels, or truncated/corrupt data.
+    """
+    name = describe_source(src)
+    return _decode(_encoded(src, name), name, max_pixels, max_side)
+
+
+def image_size(src: str | os.PathLike | bytes | bytearray, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """``(width, height)`` as a viewer shows the image (EXIF rotation applied), from its header only.
+
+    Raises:
+        ImageError: as :func:`open_pil`, except for errors in the pixel data, which is not read.
+    """
+    name = describe_source(src)
+    image = _open_header(_encoded(src, name), name, max_pixels)
+    width, height = image.size
+    rotated = image.getexif().get(_ORIENTATION) in (5, 6, 7, 8)
+    return (height, width) if rotated else (width, height)
 
 
 def _read_file(path: Path, name: str) -> bytes:
@@ -189,32 +224,89 @@ def _read_file(path: Path, name: str) -> bytes:
         raise ImageError(name, f"cannot read file ({error.strerror or error})") from None
 
 
-def _decode(data: bytes, name: str, max_pixels: int) -> Image.Image:
+_ORIENTATION = 0x0112
+_TRANSPOSE_FOR_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _open_header(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    """Identify the format and size from the header; refuse unsupported formats and bombs."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=list(SUPPORTED_FORMATS))
+    except UnidentifiedImageError:
+        raise ImageError(name, _unidentified_reason(data)) from None
+    except Image.DecompressionBombError as error:
+        raise ImageError(name, f"too many pixels ({error})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ImageError(name, f"corrupt image header ({error})") from None
+    pixels = image.width * image.height
+    if pixels > max_pixels:
+        raise ImageError(
+            name,
+            f"{image.width}x{image.height} = {pixels:,} pixels is over the limit of "
+            f"{max_pixels:,} (a possible decompression bomb; pass max_pixels= to raise it)",
+        )
+    return image
+
+
+def _decode(data: bytes, name: str, max_pixels: int, max_side: int | None = None) -> Image.Image:
     with warnings.catch_warnings():
         # We apply our own pixel limit below; Pillow's warning would only be noise.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = _open_header(data, name, max_pixels)
         try:
-            image = Image.open(io.BytesIO(data), formats=list(SUPPORTED_FORMATS))
-        except UnidentifiedImageError:
-            raise ImageError(name, _unidentified_reason(data)) from None
-        except Image.DecompressionBombError as error:
-            raise ImageError(name, f"too many pixels ({error})") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as error:
-            raise ImageError(name, f"corrupt image header ({error})") from None
-        pixels = image.width * image.height
-        if pixels > max_pixels:
-            raise ImageError(
-                name,
-                f"{image.width}x{image.height} = {pixels:,} pixels is over the limit of "
-                f"{max_pixels:,} (a possible decompression bomb; pass max_pixels= to raise it)",
-            )
-        try:
+            orientation = image.getexif().get(_ORIENTATION)
+            target = _shrunk_size(image.size, max_side) if max_side is not None else image.size
+            if target != image.size and image.format in ("JPEG", "MPO"):
+                # DCT scaling: the decoder itself makes an image >= the asked size, 1/2 to 1/8 as large
+                image.draft(image.mode, target)
             image.seek(0)  # GIF, TIFF, MPO: the first frame
             image.load()
-            image = ImageOps.exif_transpose(image)
+            if target != image.size:
+                image = _shrink_pil(image, target)
+            transpose = _TRANSPOSE_FOR_ORIENTATION.get(orientation) if isinstance(orientation, int) else None
+            if transpose is not None:
+                image = image.transpose(transpose)
         except (OSError, SyntaxError, ValueError, EOFError, IndexError) as error:
             raise ImageError(name, f"truncated or corrupt image data ({error})") from None
     return image
+
+
+def _shrunk_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """``(width, height)`` scaled so the longer side is at most ``max_side`` (never enlarged)."""
+    width, height = size
+    longest = max(width, height)
+    if longest <= max_side:
+        return size
+    return max(1, round(width * max_side / longest)), max(1, round(height * max_side / longest))
+
+
+def _shrink_pil(image: Image.Image, target: tuple[int, int]) -> Image.Image:
+    """The image at ``target`` ``(width, height)``: an integer box ``reduce``, then an antialiased
+    bilinear resize, both in Pillow's own buffer (never a float copy of the full image)."""
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif image.mode == "1":
+        image = image.convert("L")
+    factor = min(image.width // target[0], image.height // target[1])
+    if factor >= 2 and not image.mode.startswith("I;16"):
+        image = image.reduce(factor)  # box average by an integer factor, in Pillow's buffer
+    if target != image.size:
+        image = image.resize(target, Image.Resampling.BILINEAR, reducing_gap=None)
+    return image
+
+
+def _shrink_tensor(tensor: torch.Tensor, max_side: int) -> torch.Tensor:
+    """``(C, H, W)`` shrunk (antialiased bilinear) so its longer side is at most ``max_side``."""
+    _, height, width = tensor.shape
+    if max(height, width) <= max_side:
+        return tensor
+    scale = max_side / max(height, width)
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return F.interpolate(tensor[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
 
 
 def _unidentified_reason(data: bytes) -> str:
@@ -228,8 +320,8 @@ def _unidentified_reason(data: bytes) -> str:
     return f"unsupported image format {fmt}; supported: {', '.join(SUPPORTED_FORMATS)}"
 
 
-def _pil_to_hwc(image: Image.Image, name: str) -> np.ndarray:
-    """PIL image -> float64 array (H, W, C) in [0, 1], C in {1, 2, 3, 4} (2/4 carry alpha)."""
+def _pil_to_hwc(image: Image.Image, name: str) -> _Pixels:
+    """PIL image -> raw pixels (H, W, C), C in {1, 2, 3, 4} (2/4 carry alpha), without a float copy."""
     image_mode = image.mode
     if image_mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
@@ -243,19 +335,30 @@ def _pil_to_hwc(image: Image.Image, name: str) -> np.ndarray:
         image = image.convert("RGBA" if image_mode == "RGBa" else "LA")
     image_mode = image.mode
     if image_mode.startswith("I;16"):
-        array = np.asarray(image, dtype=np.float64) / 65535.0
+        pixels = _Pixels(np.asarray(image), 65535.0)
     elif image_mode == "I":
-        array = np.asarray(image, dtype=np.float64)
-        if array.size and (array.min() < 0 or array.max() > 65535):
+        raw = np.asarray(image)
+        if raw.size and (raw.min() < 0 or raw.max() > 65535):
             raise ImageError(name, "32-bit integer image with values outside 0..65535 is not supported")
-        array = array / 65535.0
+        pixels = _Pixels(raw, 65535.0)
     elif image_mode == "F":
-        array = _check_float_range(np.asarray(image, dtype=np.float64), name)
+        pixels = _Pixels(_check_float_range(np.asarray(image, dtype=np.float32), name), 1.0)
     elif image_mode in ("L", "LA", "RGB", "RGBA"):
-        array = np.asarray(image, dtype=np.float64) / 255.0
+        pixels = _Pixels(np.asarray(image), 255.0)
     else:
         raise ImageError(name, f"unsupported pixel mode {image_mode}")
-    return array[:, :, None] if array.ndim == 2 else array
+    return pixels.hwc()
+
+
+@dataclass(frozen=True)
+class _Pixels:
+    """Raw pixels ``(H, W)`` or ``(H, W, C)`` in their own dtype, and the value that means 1.0."""
+
+    raw: np.ndarray
+    full: float
+
+    def hwc(self) -> _Pixels:
+        return self if self.raw.ndim == 3 else _Pixels(self.raw[:, :, None], self.full)
 
 
 def _check_float_range(array: np.ndarray, name: str) -> np.ndarray:
@@ -270,8 +373,8 @@ def _check_float_range(array: np.ndarray, name: str) -> np.ndarray:
     return array
 
 
-def _check_array(array: np.ndarray, name: str) -> np.ndarray:
-    """numpy (H, W) or (H, W, C) of any supported dtype -> float64 (H, W, C) in [0, 1]."""
+def _check_array(array: np.ndarray, name: str) -> _Pixels:
+    """numpy (H, W) or (H, W, C) of any supported dtype -> raw pixels (H, W, C)."""
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
@@ -279,17 +382,17 @@ def _check_array(array: np.ndarray, name: str) -> np.ndarray:
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ImageError(name, "image has no pixels")
     if array.dtype == np.uint8:
-        return array.astype(np.float64) / 255.0
+        return _Pixels(array, 255.0)
     if array.dtype == np.uint16:
-        return array.astype(np.float64) / 65535.0
+        return _Pixels(array, 65535.0)
     if array.dtype == np.bool_:
-        return array.astype(np.float64)
+        return _Pixels(array.astype(np.uint8), 1.0)
     if np.issubdtype(array.dtype, np.floating):
-        return _check_float_range(array.astype(np.float64), name)
+        return _Pixels(_check_float_range(array.astype(np.float32, copy=False), name), 1.0)
     raise ImageError(name, f"unsupported dtype {array.dtype}; use uint8, uint16, bool or float in [0, 1]")
 
 
-def _tensor_to_hwc(tensor: torch.Tensor, name: str) -> np.ndarray:
+def _tensor_to_hwc(tensor: torch.Tensor, name: str) -> _Pixels:
     """Tensor (H, W) or (C, H, W) -> numpy (H, W, C) (torchvision's channel-first order)."""
     if tensor.ndim == 3:
         tensor = tensor.permute(1, 2, 0)  # (H, W, C)
@@ -301,19 +404,31 @@ def _tensor_to_hwc(tensor: torch.Tensor, name: str) -> np.ndarray:
 
 
 def _finish(
-    array: np.ndarray, mode: ColourMode, background: tuple[int, int, int], name: str
+    pixels: _Pixels, mode: ColourMode, background: tuple[int, int, int], name: str
 ) -> torch.Tensor:
-    """Composite alpha, apply the colour mode, and return float32 (C, H, W)."""
-    channels = array.shape[2]
+    """Scale to [0, 1], composite alpha, apply the colour mode: float32 (C, H, W).
+
+    The raw pixels are converted while they are copied into the one float32 tensor.
+    """
+    raw = pixels.raw
+    if raw.dtype == np.uint16:
+        raw = raw.astype(np.int32)  # torch has no uint16 arithmetic on every version
+    with warnings.catch_warnings():  # Pillow's buffer is read-only; it is only read from here
+        warnings.simplefilter("ignore", UserWarning)
+        hwc = torch.from_numpy(np.ascontiguousarray(raw))
+    height, width, channels = hwc.shape
+    tensor = torch.empty((channels, height, width), dtype=torch.float32)  # (C, H, W)
+    tensor.copy_(hwc.permute(2, 0, 1))
+    if pixels.full != 1.0:
+        tensor.mul_(1.0 / pixels.full)
     if channels in (2, 4):
-        colour, alpha = array[:, :, :-1], array[:, :, -1:]
-        bg = np.asarray(background, dtype=np.float64) / 255.0
+        colour, alpha = tensor[:-1], tensor[-1:]
+        bg = torch.tensor(background, dtype=torch.float32) / 255.0
         if channels == 2:
-            bg = np.asarray([float(np.dot(bg, _LUMA))])
-        array = colour * alpha + bg * (1.0 - alpha)
-    if mode == "rgb" and array.shape[2] == 1:
-        array = np.repeat(array, 3, axis=2)
-    elif mode == "gray" and array.shape[2] == 3:
-        array = (array @ np.asarray(_LUMA))[:, :, None]
-    tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), dtype=np.float32))  # (C, H, W)
+            bg = (bg * torch.tensor(_LUMA)).sum(dim=0, keepdim=True)
+        tensor = colour.mul_(alpha).add_((1.0 - alpha) * bg.view(-1, 1, 1))
+    if mode == "gray" and tensor.shape[0] == 3:
+        tensor = (tensor * torch.tensor(_LUMA, dtype=torch.float32).view(3, 1, 1)).sum(dim=0, keepdim=True)
+    elif mode == "rgb" and tensor.shape[0] == 1:
+        tensor = tensor.expand(3, -1, -1).contiguous()
     return tensor.clamp_(0.0, 1.0)
