@@ -23,7 +23,8 @@ def _png(size=(64, 48), colour=(10, 200, 30)) -> bytes:
 
 @pytest.fixture(scope="module")
 def client():
-    with TestClient(create_app(ExplorerSettings(max_upload_bytes=200_000, max_pixels=4_000_000))) as test_client:
+    with TestClient(create_app(ExplorerSettings(max_upload_bytes=200_000, max_pixels=4_000_000)),
+                    base_url="http://localhost") as test_client:
         yield test_client
 
 
@@ -53,7 +54,9 @@ def test_conv_shape_follows_the_controls_and_errors_are_400(client):
                                             "stride": 3, "padding": "same"}).json()
     assert result["output_shape"] == [5, 100, 151]  # ceil(300 / 3), ceil(451 / 3)
     bad = client.post("/api/conv", json={"image": "sample:cat", "stride": 0})
-    assert bad.status_code == 400 and "stride must be an integer from 1 to 16; got 0" in bad.json()["error"]
+    assert bad.status_code == 422 and "stride: Input should be greater than or equal to 1; got 0" in bad.json()["error"]
+    bad = client.post("/api/conv", json={"image": "sample:cat", "padding": "abc"})
+    assert bad.json()["error"] == "padding: must be an integer from 0 to 32, 'same' or 'valid'; got 'abc'"
 
 
 def test_upload_cap_answers_413_before_reading_the_body(client):
@@ -91,7 +94,7 @@ def test_client_paths_never_reach_the_file_system(client, model):
 def test_image_ids_are_only_server_ids_or_samples(client):
     for image in ("../secret", "/etc/hosts", "sample:../../etc/hosts"):
         response = client.post("/api/conv", json={"image": image})
-        assert response.status_code == 400
+        assert response.status_code == 422 and response.json()["error"].startswith("image: String should match")
 
 
 def test_layers_maps_and_overlay(client):
@@ -148,7 +151,7 @@ def test_busy_server_answers_503_with_retry_after(monkeypatch):
     monkeypatch.setattr(explorer, "scene", lambda options: time.sleep(0.5) or {"ok": True})
     import threading
 
-    with TestClient(app) as test_client:
+    with TestClient(app, base_url="http://localhost") as test_client:
         results = []
         threads = [threading.Thread(target=lambda: results.append(test_client.post("/api/scene", json={})))
                    for _ in range(3)]

@@ -8,73 +8,34 @@ under ``/static``; with a store, its microscope site is under ``/microscope/``.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, File, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
 
 import featuremaps
-from featuremaps.web.limits import Busy, UploadLimit, WorkLimiter
+from featuremaps.web.limits import Busy, HostCheck, UploadLimit, WorkLimiter, short
+from featuremaps.web.schemas import (
+    ConvRequest,
+    describe_invalid,
+    MapsRequest,
+    OverlayRequest,
+    PredictRequest,
+    SceneRequest,
+    SegmentRequest,
+)
 from featuremaps.web.service import Explorer, ExplorerSettings, error_status
 
+logger = logging.getLogger("featuremaps.web")
+
 __all__ = ["create_app"]
-
-
-class ConvRequest(BaseModel):
-    image: str = "sample:cat"
-    filters: str = "sobel"
-    depth: int | None = None
-    kernel_size: int = 3
-    stride: int = 1
-    padding: int | str = 0
-    padding_mode: str = "zeros"
-    dilation: int = 1
-    seed: int = 0
-
-
-class SceneRequest(BaseModel):
-    height: int = 7
-    width: int = 7
-    channels: int = 1
-    depth: int = 2
-    kernel_size: int = 3
-    stride: int = 1
-    padding: int = 0
-    padding_mode: str = "zeros"
-    dilation: int = 1
-
-
-class MapsRequest(BaseModel):
-    image: str = "sample:cat"
-    model: str = "resnet18"
-    layer: str = "layer1"
-    max_maps: int = Field(32, ge=1, le=256)
-
-
-class OverlayRequest(BaseModel):
-    image: str = "sample:cat"
-    model: str = "resnet18"
-    layer: str = "layer1"
-    channel: int = 0
-
-
-class PredictRequest(BaseModel):
-    image: str = "sample:cat"
-    model: str | None = None
-    top_k: int = 3
-
-
-class SegmentRequest(BaseModel):
-    image: str = "sample:cat"
-    method: str = "clusters"
-    clusters: int = 4
-    model: str | None = None
 
 
 def _static_dir() -> Path:
@@ -95,12 +56,22 @@ def create_app(settings: ExplorerSettings | None = None) -> FastAPI:
             return await limiter.run(job)
         except Busy as busy:
             raise _HTTPError(503, "the server is busy; retry shortly", {"Retry-After": str(busy.retry_after)})
-        except Exception as error:  # noqa: BLE001 - every failure becomes a JSON error with a reason
-            raise _HTTPError(error_status(error), str(error)) from error
+        except Exception as error:  # noqa: BLE001 - every failure becomes a JSON error
+            status = error_status(error)
+            if status >= 500:  # a bug, not the client's doing: the traceback goes to the server log
+                logger.exception("internal error in %s", getattr(job, "__qualname__", "a request"))
+                raise _HTTPError(500, f"internal error ({type(error).__name__}); the server log has the details") \
+                    from error
+            raise _HTTPError(status, str(error)) from error
 
     @app.exception_handler(_HTTPError)
     async def http_error(_request: Request, error: _HTTPError) -> JSONResponse:
-        return JSONResponse({"error": error.message}, status_code=error.status, headers=error.headers)
+        return JSONResponse({"error": short(error.message)}, status_code=error.status, headers=error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+        """One line per bad field, each naming the field; the values sent are never echoed whole."""
+        return JSONResponse({"error": short(describe_invalid(error.errors()))}, status_code=422)
 
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
@@ -122,11 +93,11 @@ def create_app(settings: ExplorerSettings | None = None) -> FastAPI:
 
     @app.post("/api/conv")
     async def conv(request: ConvRequest) -> dict[str, Any]:
-        return await work(lambda: explorer.conv(request.image, request.model_dump()))
+        return await work(lambda: explorer.conv(request))
 
     @app.post("/api/scene")
     async def scene(request: SceneRequest) -> dict[str, Any]:
-        return await work(lambda: explorer.scene(request.model_dump()))
+        return await work(lambda: explorer.scene(request))
 
     @app.get("/api/models/{name}/layers")
     async def layers(name: str) -> list[dict[str, Any]]:
@@ -171,7 +142,8 @@ def create_app(settings: ExplorerSettings | None = None) -> FastAPI:
         site = Path(tempfile.mkdtemp(prefix="featuremaps-microscope-"))
         build_microscope(settings.store, site)
         app.mount("/microscope", StaticFiles(directory=site, html=True), name="microscope")
-    app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes, max_json_bytes=settings.max_json_bytes)
+    app.add_middleware(HostCheck, allowed=settings.allowed_hosts)  # outermost: DNS rebinding never reaches a route
     return app
 
 

@@ -1,4 +1,4 @@
-"""Protections of the web app: an upload cap, a bounded work queue, bounded caches."""
+"""Protections of the web app: a Host check, body caps, a bounded work queue, bounded caches."""
 
 from __future__ import annotations
 
@@ -9,30 +9,79 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Busy", "LRUCache", "UploadLimit", "WorkLimiter"]
+__all__ = ["LOOPBACK_HOSTS", "Busy", "HostCheck", "LRUCache", "UploadLimit", "WorkLimiter", "short"]
+
+LOOPBACK_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
+"""Host names a server bound to this machine answers to by default."""
+
+
+def short(text: str, limit: int = 1000) -> str:
+    """``text`` cut to ``limit`` characters (with a note of how much was left out)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+
+
+def _host_name(header: bytes) -> str:
+    """The name in a Host header, without its port (``[::1]:8000`` -> ``::1``)."""
+    text = header.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1:text.find("]")] if "]" in text else text
+    return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+
+
+class HostCheck:
+    """ASGI middleware: answer only requests whose ``Host`` is one of ``allowed`` (``*`` allows any).
+
+    A page on another site that points its own name at 127.0.0.1 (DNS rebinding) sends its
+    own name as Host, so it is refused with 400 before any route runs.
+    """
+
+    def __init__(self, app: Callable[..., Awaitable[None]], allowed: tuple[str, ...]) -> None:
+        self.app = app
+        self.any = "*" in allowed
+        self.allowed = {name.strip("[]").lower() for name in allowed}
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        if scope["type"] not in ("http", "websocket") or self.any:
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope.get("headers") or []).get(b"host", b"")
+        name = _host_name(header)
+        if name in self.allowed:
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"error": f"host {short(name, 100)!r} is not served here; allowed: "
+                                    f"{', '.join(sorted(self.allowed))} (start the server with --allowed-host NAME "
+                                    "to add a name)"}).encode()
+        await send({"type": "http.response.start", "status": 400,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
 K = TypeVar("K")
 V = TypeVar("V")
 
 
 class UploadLimit:
-    """ASGI middleware: request bodies over ``max_bytes`` get 413 and a JSON error, at once.
+    """ASGI middleware: request bodies over the cap get 413 and a JSON error, at once.
 
-    A declared ``Content-Length`` over the cap is refused before any of the body is read; a
-    body without one (chunked) is counted as it arrives and refused the moment it passes the
-    cap, so an oversized upload is never spooled whole.
+    Uploads (``multipart/form-data``) may have ``max_bytes``; every other body (JSON)
+    ``max_json_bytes``. A declared ``Content-Length`` over the cap is refused before any of
+    the body is read; a body without one (chunked) is counted as it arrives and refused the
+    moment it passes the cap, so an oversized body is never spooled whole.
     """
 
-    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int, max_json_bytes: int = 64 * 1024) -> None:
+        self.app, self.max_upload_bytes, self.max_json_bytes = app, max_bytes, max_json_bytes
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send, int(declared))
+        headers = dict(scope.get("headers") or [])
+        upload = headers.get(b"content-type", b"").lower().startswith(b"multipart/form-data")
+        limit = self.max_upload_bytes if upload else self.max_json_bytes
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, int(declared), limit, upload)
             return
         seen = 0
         refused = False
@@ -45,7 +94,7 @@ class UploadLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     refused = True  # stop reading: the app sees a disconnected client
                     return {"type": "http.disconnect"}
             return message
@@ -56,7 +105,7 @@ class UploadLimit:
                 await send(message)
             elif not answered:  # whatever the app answers to the cut-off body, the client gets 413
                 answered = True
-                await self._refuse(send, seen)
+                await self._refuse(send, seen, limit, upload)
 
         try:
             await self.app(scope, counting_receive, guarded_send)
@@ -64,11 +113,13 @@ class UploadLimit:
             if not refused:
                 raise
         if refused and not answered:
-            await self._refuse(send, seen)
+            await self._refuse(send, seen, limit, upload)
 
-    async def _refuse(self, send: Callable, size: int) -> None:
-        body = json.dumps({"error": f"upload too large: more than {self.max_bytes:,} bytes "
-                                    f"({size:,} seen); the limit is {self.max_bytes // (1024 * 1024)} MB"}).encode()
+    async def _refuse(self, send: Callable, size: int, limit: int, upload: bool) -> None:
+        what = (f"upload too large: more than {limit:,} bytes ({size:,} seen); the limit is "
+                f"{limit / (1024 * 1024):g} MB" if upload else
+                f"request body too large: more than {limit:,} bytes ({size:,} seen); JSON requests are small")
+        body = json.dumps({"error": what}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})

@@ -24,12 +24,13 @@ from featuremaps.conv.geometry import output_size_formula
 from featuremaps.errors import FeatureMapsError, ImageError, SettingsError
 from featuremaps.extract import capture, catalogue_for, select_layers
 from featuremaps.illustrate import ConvScene, random_grid
-from featuremaps.images import MAX_PIXELS, load_image, samples
+from featuremaps.images import MAX_PIXELS, image_size, load_image, samples
 from featuremaps.models import available_models, load_model
 from featuremaps.models.preprocess import model_info, prepare_batch
 from featuremaps.render._draw import apply_colormap, to_pil
 from featuremaps.render.overlay import display_image, rank_maps, render_overlay
-from featuremaps.web.limits import LRUCache
+from featuremaps.web.limits import LOOPBACK_HOSTS, LRUCache
+from featuremaps.web.schemas import CONV_LIMITS, ConvRequest, SceneRequest
 
 __all__ = ["Explorer", "ExplorerSettings"]
 
@@ -47,12 +48,23 @@ class ExplorerSettings:
     checkpoint: str | None = None
     store: str | None = None
     max_upload_bytes: int = 20 * 1024 * 1024
+    max_json_bytes: int = 64 * 1024
     max_pixels: int = MAX_PIXELS
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
     concurrency: int = 2
     queue: int = 8
     image_cache: int = 64
     model_cache: int = 4
     extra_models: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name, low in (("concurrency", 1), ("queue", 0), ("max_upload_bytes", 1), ("max_json_bytes", 1024),
+                          ("max_pixels", 1), ("image_cache", 1), ("model_cache", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise SettingsError(f"{name} must be an integer >= {low}; got {value!r}")
+        if not self.allowed_hosts:
+            raise SettingsError("allowed_hosts must name at least one host (or '*' for any)")
 
 
 def png_url(picture: Image.Image) -> str:
@@ -105,27 +117,19 @@ class Explorer:
 
     # --- images ----------------------------------------------------------------------
     def add_image(self, data: bytes) -> dict[str, Any]:
-        tensor = load_image(data, mode="rgb", max_pixels=self.settings.max_pixels)
+        """Keep an upload, shrunk to :data:`MAX_SIDE` while still 8-bit (the full-size float image is never made)."""
+        width, height = image_size(data, max_pixels=self.settings.max_pixels)
+        tensor = load_image(data, mode="rgb", max_pixels=self.settings.max_pixels, max_side=MAX_SIDE)
         image_id = secrets.token_hex(8)
-        self.images.put(image_id, self._shrink(tensor))
-        _, height, width = tensor.shape
+        self.images.put(image_id, tensor)
         return {"id": image_id, "width": width, "height": height}
-
-    @staticmethod
-    def _shrink(tensor: torch.Tensor) -> torch.Tensor:
-        _, height, width = tensor.shape
-        scale = MAX_SIDE / max(height, width)
-        if scale >= 1:
-            return tensor
-        size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        return F.interpolate(tensor[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
 
     def image(self, image_id: str) -> torch.Tensor:
         if image_id.startswith("sample:"):
             names = [s.name for s in samples()]
             if image_id.removeprefix("sample:") not in names:
                 raise ImageError(image_id, f"no such sample; available: {', '.join(names)}")
-            return self.images.get_or_create(image_id, lambda: self._shrink(load_image(image_id, mode="rgb")))
+            return self.images.get_or_create(image_id, lambda: load_image(image_id, mode="rgb", max_side=MAX_SIDE))
         tensor = self.images.get(image_id)
         if tensor is None:
             raise SettingsError(f"unknown image id {image_id!r}; upload the image again (the server keeps the "
@@ -156,23 +160,22 @@ class Explorer:
                 if layer.is_spatial]
 
     # --- the convolution playground ------------------------------------------------
-    def conv(self, image_id: str, options: dict[str, Any]) -> dict[str, Any]:
-        image = self.image(image_id)
-        filters = str(options.get("filters", "sobel"))
-        depth = options.get("depth")
-        kernel = _int(options.get("kernel_size", 3), "kernel_size", 1, 15)
+    def conv(self, request: ConvRequest) -> dict[str, Any]:
+        """Maps of the playground's layer; refused before computing when over :data:`CONV_LIMITS`."""
+        image = self.image(request.image)
+        sizeable = request.filters in ("random", "gabor", "random_int", "gaussian", "box")
         layer = ConvLayer(
-            image.shape[0], filters,
-            depth=_int(depth, "depth", 1, 64) if depth is not None and filters in ("random", "gabor", "random_int")
-            else None,
-            kernel_size=kernel if filters in ("random", "gabor", "random_int", "gaussian", "box") else None,
-            stride=_int(options.get("stride", 1), "stride", 1, 16),
-            padding=options.get("padding", 0) if options.get("padding") in ("same", "valid") else
-            _int(options.get("padding", 0), "padding", 0, 32),
-            padding_mode=str(options.get("padding_mode", "zeros")),  # type: ignore[arg-type]
-            dilation=_int(options.get("dilation", 1), "dilation", 1, 8),
-            seed=int(options.get("seed", 0)) if str(options.get("seed", "0")).isdigit() else 0,
+            image.shape[0], request.filters,
+            depth=request.depth if request.filters in ("random", "gabor", "random_int") else None,
+            kernel_size=request.kernel_size if sizeable else None,
+            stride=request.stride, padding=request.padding, padding_mode=request.padding_mode,
+            dilation=request.dilation, seed=request.seed,
         )
+        if layer.depth > CONV_LIMITS.max_filters:
+            raise SettingsError(f"filters {request.filters!r} make {layer.depth} maps; the explorer shows at most "
+                                f"{CONV_LIMITS.max_filters}")
+        layer.cost(tuple(image.shape)).check(max_output_values=CONV_LIMITS.max_output_values,
+                                             max_multiply_adds=CONV_LIMITS.max_multiply_adds)
         with torch.inference_mode():
             maps = layer(image)
         size = (int(image.shape[1]), int(image.shape[2]))
@@ -183,19 +186,14 @@ class Explorer:
                       "png": map_tile(m.numpy())} for i, (name, m) in enumerate(zip(layer.filter_names, maps))],
         }
 
-    def scene(self, options: dict[str, Any]) -> dict[str, Any]:
-        height = _int(options.get("height", 7), "height", 2, 12)
-        width = _int(options.get("width", 7), "width", 2, 12)
-        channels = _int(options.get("channels", 1), "channels", 1, 3)
+    def scene(self, request: SceneRequest) -> dict[str, Any]:
         layer = ConvLayer(
-            channels, "random_int", depth=_int(options.get("depth", 2), "depth", 1, 4),
-            kernel_size=_int(options.get("kernel_size", 3), "kernel_size", 1, 5),
-            stride=_int(options.get("stride", 1), "stride", 1, 4),
-            padding=_int(options.get("padding", 0), "padding", 0, 3),
-            padding_mode=str(options.get("padding_mode", "zeros")),  # type: ignore[arg-type]
-            dilation=_int(options.get("dilation", 1), "dilation", 1, 3),
+            request.channels, "random_int", depth=request.depth, kernel_size=request.kernel_size,
+            stride=request.stride, padding=request.padding, padding_mode=request.padding_mode,
+            dilation=request.dilation,
         )
-        return ConvScene.from_layer(layer, random_grid(height, width, channels, seed=0)).to_dict()
+        grid = random_grid(request.height, request.width, request.channels, seed=0)
+        return ConvScene.from_layer(layer, grid).to_dict()
 
     # --- models' maps ---------------------------------------------------------------
     def _input(self, model: torch.nn.Module, image_id: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -268,5 +266,5 @@ class Explorer:
 
 
 def error_status(error: Exception) -> int:
-    """400 for bad input or settings, 500 otherwise."""
-    return 400 if isinstance(error, (FeatureMapsError, ValueError, TypeError)) else 500
+    """400 for featuremaps' own errors (bad input or settings); anything else is a bug: 500."""
+    return 400 if isinstance(error, FeatureMapsError) else 500

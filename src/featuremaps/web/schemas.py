@@ -1,0 +1,129 @@
+"""What the explorer's API accepts: typed requests with their bounds, checked once, here.
+
+Every string has a length limit and, where it names something, a pattern: an image is a
+server id or ``sample:NAME``, filters are bank names. No request field is ever used as a path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "CONV_LIMITS",
+    "ConvLimits",
+    "ConvRequest",
+    "ImageRef",
+    "MapsRequest",
+    "OverlayRequest",
+    "PredictRequest",
+    "SceneRequest",
+    "SegmentRequest",
+    "describe_invalid",
+]
+
+ImageRef = Annotated[str, Field(min_length=1, max_length=48, pattern=r"^(sample:[a-z0-9_]{1,32}|[0-9a-f]{16})$",
+                                description="An id from POST /api/images, or sample:NAME.")]
+BankNames = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[a-z0-9_]+(,[a-z0-9_]+)*$",
+                                 description="Filter bank names, comma separated (GET /api/config lists them).")]
+ModelName = Annotated[str, Field(min_length=1, max_length=100, description="A model from GET /api/config.")]
+LayerName = Annotated[str, Field(min_length=1, max_length=200, description="A layer name from the layers route.")]
+PaddingModeName = Literal["zeros", "reflect", "replicate", "circular"]
+
+
+class ConvLimits(BaseModel):
+    """The work one playground request may ask for; refused before computing when over."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_filters: int = 64
+    max_output_values: int = 64 * 512 * 512  # 64 MiB of float32 maps
+    max_multiply_adds: int = 8_000_000_000  # about 0.1-0.3 s on two CPU cores
+
+
+CONV_LIMITS = ConvLimits()
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConvRequest(_Request):
+    image: ImageRef = "sample:cat"
+    filters: BankNames = "sobel"
+    depth: int | None = Field(None, ge=1, le=CONV_LIMITS.max_filters,
+                              description="Filters of a random, random_int or gabor bank (ignored for others).")
+    kernel_size: int = Field(3, ge=1, le=15, description="Kernel size of a sizeable bank.")
+    stride: int = Field(1, ge=1, le=16)
+    padding: Union[Annotated[int, Field(ge=0, le=32)], Literal["same", "valid"]] = Field(
+        0, description="an integer from 0 to 32, 'same' or 'valid'")
+    padding_mode: PaddingModeName = "zeros"
+    dilation: int = Field(1, ge=1, le=8)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+
+class SceneRequest(_Request):
+    height: int = Field(7, ge=2, le=12)
+    width: int = Field(7, ge=2, le=12)
+    channels: int = Field(1, ge=1, le=3)
+    depth: int = Field(2, ge=1, le=4)
+    kernel_size: int = Field(3, ge=1, le=5)
+    stride: int = Field(1, ge=1, le=4)
+    padding: int = Field(0, ge=0, le=3)
+    padding_mode: PaddingModeName = "zeros"
+    dilation: int = Field(1, ge=1, le=3)
+
+
+class MapsRequest(_Request):
+    image: ImageRef = "sample:cat"
+    model: ModelName = "resnet18"
+    layer: LayerName = "layer1"
+    max_maps: int = Field(32, ge=1, le=256)
+
+
+class OverlayRequest(_Request):
+    image: ImageRef = "sample:cat"
+    model: ModelName = "resnet18"
+    layer: LayerName = "layer1"
+    channel: int = Field(0, ge=0, le=65535)
+
+
+class PredictRequest(_Request):
+    image: ImageRef = "sample:cat"
+    model: ModelName | None = None
+    top_k: int = Field(3, ge=1, le=10)
+
+
+class SegmentRequest(_Request):
+    image: ImageRef = "sample:cat"
+    method: Literal["clusters", "head"] = "clusters"
+    clusters: int = Field(4, ge=2, le=12)
+    model: ModelName | None = None
+
+
+def describe_invalid(errors: Sequence[Any]) -> str:
+    """Pydantic's errors as one line per field: what is wrong, what is allowed, a short form of what was sent.
+
+    A field that may take several forms (padding: a number or a word) is described once with
+    all of its forms, instead of one message per form.
+    """
+    by_field: dict[str, list[dict[str, Any]]] = {}
+    for item in errors:
+        location = [str(part) for part in item.get("loc", ()) if part != "body"]
+        by_field.setdefault(location[0] if location else "body", []).append(item)
+    lines = []
+    for name, items in by_field.items():
+        sent = repr(items[0].get("input"))
+        sent = sent if len(sent) <= 60 else sent[:60] + "..."
+        forms = {model.model_fields[name].description for model in _REQUESTS if name in model.model_fields} - {None}
+        if len(items) > 1 and len(forms) == 1:
+            lines.append(f"{name}: must be {forms.pop()}; got {sent}")
+        else:
+            lines.append(f"{name}: {'; '.join(str(i.get('msg', 'invalid')) for i in items)}; got {sent}")
+    return "; ".join(lines)
+
+
+_REQUESTS: tuple[type[BaseModel], ...] = (ConvRequest, SceneRequest, MapsRequest, OverlayRequest, PredictRequest,
+                                          SegmentRequest)
