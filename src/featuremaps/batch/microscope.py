@@ -92,7 +92,8 @@ def build_microscope(store_dir: str | Path, out_dir: str | Path) -> Path:
     stats = store.table("stats").to_pylist()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows: list[str] = []
+    unreadable: list[str] = []
     for layer in manifest.layers:
         name = layer["name"]
         folder = out / _folder(name)
@@ -107,7 +108,8 @@ def build_microscope(store_dir: str | Path, out_dir: str | Path) -> Path:
                 file = folder / f"c{channel}-r{entry['rank']}.png"
                 try:
                     _patch(entry["path"], info, layer, entry["y"], entry["x"]).save(file)
-                except (ImageError, OSError):
+                except (ImageError, OSError) as error:
+                    unreadable.append(f"{entry['path']}: {getattr(error, 'reason', None) or error}")
                     _missing().save(file)
                 figures.append(
                     f"<div class='patch'><img src='{file.name}' alt='patch'><br>#{entry['rank'] + 1}: "
@@ -137,6 +139,11 @@ def build_microscope(store_dir: str | Path, out_dir: str | Path) -> Path:
             f"({summary.get('readable', '?')} readable), top {manifest.config['top_k']} per channel.</p>"
             "<table><tr><th>layer</th><th>type</th><th>maps</th><th>stride</th><th>receptive field</th></tr>"
             + "".join(rows) + "</table>")
+    if top and len(unreadable) == len(top):
+        raise ImageError(str(store_dir), f"none of the {len(top)} top images could be read, so every patch would be "
+                                         f"blank (first: {unreadable[0]}); were the images moved or deleted?")
+    if unreadable:
+        logger.warning("%d of %d patches show 'unreadable' (first: %s)", len(unreadable), len(top), unreadable[0])
     index = out / "index.html"
     index.write_text(_page("featuremaps microscope", body, 0))
     return index

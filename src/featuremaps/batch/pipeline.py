@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 import featuremaps
-from featuremaps.batch.sources import list_sources
+from featuremaps.batch.sources import absolute_sources, list_sources
 from featuremaps.batch.stats import ChannelStats
 from featuremaps.batch.store import Manifest, ShardResult, Store, sources_digest
 from featuremaps.batch.topk import TopK
@@ -98,6 +98,7 @@ class ExtractSummary:
     seconds: float
     images_per_second: float
     layers: list[str] = field(default_factory=list)
+    shards_redone: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -351,7 +352,7 @@ def run_extract(
 
         return run_extract_ray(source, out, config, resume=resume, on_progress=on_progress)
     started = time.perf_counter()
-    sources = list(source) if isinstance(source, (list, tuple)) else list_sources(source)
+    sources = absolute_sources(source) if isinstance(source, (list, tuple)) else list_sources(source)
     device = torch.device(config.device)
     model = load_model(config.model, weights=config.weights).to(device)
     info = model_info(model)
@@ -371,27 +372,34 @@ def run_extract(
     forward = torch.compile(model) if config.compile else model
     collector = ShardCollector(store, manifest, expected, config, zarr_write)
     done = 0
-    for batch in loader:
-        summaries = None
-        if batch["tensor"] is not None:
-            x = batch["tensor"].to(device, non_blocking=cuda)
-            if x.dtype == torch.uint8:
-                x = normalise(info, x)
-            x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(config):
-                summaries = summarize(capture(forward, x, layers), config.pool)
-        collector.add(batch["good"], summaries, batch["bad"])
-        done += len(batch["good"]) + len(batch["bad"])
-        if on_progress is not None:
-            on_progress(done, len(items))
-    collector.close()
-    seconds = time.perf_counter() - started
-    error_total = store_errors(store, manifest)
-    summary = ExtractSummary(str(store.root), len(sources), len(sources) - error_total, error_total, manifest.shards,
-                             skipped, round(seconds, 3), round(len(items) / seconds, 2) if seconds else 0.0,
-                             [e.name for e in layers])
-    store.finalise(manifest, summary.to_dict())
+    with store.running(manifest):
+        for batch in loader:
+            summaries = None
+            if batch["tensor"] is not None:
+                x = batch["tensor"].to(device, non_blocking=cuda)
+                if x.dtype == torch.uint8:
+                    x = normalise(info, x)
+                x = x.contiguous(memory_format=torch.channels_last)
+                with _autocast(config):
+                    summaries = summarize(capture(forward, x, layers), config.pool)
+            collector.add(batch["good"], summaries, batch["bad"])
+            done += len(batch["good"]) + len(batch["bad"])
+            if on_progress is not None:
+                on_progress(done, len(items))
+        collector.close()
+        seconds = time.perf_counter() - started
+        error_total = store_errors(store, manifest)
+        summary = ExtractSummary(str(store.root), len(sources), len(sources) - error_total, error_total,
+                                 manifest.shards, skipped, round(seconds, 3),
+                                 round(len(items) / seconds, 2) if seconds else 0.0, [e.name for e in layers],
+                                 redone_shards(store))
+        store.finalise(manifest, summary.to_dict())
     return summary
+
+
+def redone_shards(store: Store) -> list[dict[str, Any]]:
+    """The finished shards a resume found damaged and did again, with the reason."""
+    return [{"shard": shard, "reason": reason} for shard, reason in store.redone]
 
 
 def store_errors(store: Store, manifest: Manifest) -> int:

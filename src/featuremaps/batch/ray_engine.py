@@ -27,11 +27,12 @@ from featuremaps.batch.pipeline import (
     decode_item,
     layer_table,
     make_manifest,
+    redone_shards,
     shard_plan,
     store_errors,
     summarize,
 )
-from featuremaps.batch.sources import list_sources
+from featuremaps.batch.sources import absolute_sources, list_sources
 from featuremaps.batch.store import Store
 from featuremaps.errors import SettingsError
 from featuremaps.models.preprocess import ModelInfo, model_info, normalise
@@ -129,7 +130,7 @@ def run_extract_ray(source: str | Path | Sequence[str], out: str | Path, config:
     except ImportError:
         raise SettingsError("the ray engine needs the ray extra: pip install 'featuremaps[ray]'") from None
     started = time.perf_counter()
-    sources = list(source) if isinstance(source, (list, tuple)) else list_sources(source)
+    sources = absolute_sources(source) if isinstance(source, (list, tuple)) else list_sources(source)
     model = load_model(config.model, weights=config.weights)
     info = model_info(model)
     layers = layer_table(model, config.layers)
@@ -163,13 +164,14 @@ def run_extract_ray(source: str | Path | Sequence[str], out: str | Path, config:
         )
         done = 0
         names = [e.name for e in layers]
-        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            good, summaries, bad = _split(batch, names)
-            collector.add(good, summaries if good else None, bad)
-            done += len(good) + len(bad)
-            if on_progress is not None:
-                on_progress(done, len(indices))
-        collector.close()
+        with store.running(manifest):
+            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                good, summaries, bad = _split(batch, names)
+                collector.add(good, summaries if good else None, bad)
+                done += len(good) + len(bad)
+                if on_progress is not None:
+                    on_progress(done, len(indices))
+            collector.close()
     finally:
         if started_ray:
             ray.shutdown()
@@ -177,6 +179,6 @@ def run_extract_ray(source: str | Path | Sequence[str], out: str | Path, config:
     errors = store_errors(store, manifest)
     summary = ExtractSummary(str(store.root), len(sources), len(sources) - errors, errors, manifest.shards,
                              manifest.shards - len(todo), round(seconds, 3),
-                             round(len(indices) / seconds, 2) if seconds else 0.0, names)
+                             round(len(indices) / seconds, 2) if seconds else 0.0, names, redone_shards(store))
     store.finalise(manifest, summary.to_dict())
     return summary

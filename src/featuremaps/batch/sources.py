@@ -8,23 +8,30 @@ same images in the same shards.
 from __future__ import annotations
 
 import csv
+import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from featuremaps.data.datasets import IMAGE_SUFFIXES
 from featuremaps.errors import SettingsError
 
-__all__ = ["list_sources"]
+__all__ = ["absolute_sources", "list_sources"]
 
 _LIST_SUFFIXES = (".txt", ".csv", ".parquet")
 
 
 def _resolve(entries: list[str], base: Path) -> list[str]:
-    """Relative paths in a list file are relative to the list file's folder."""
-    return [str(p if (p := Path(entry)).is_absolute() else base / p) for entry in entries]
+    """Absolute paths; relative paths in a list file are relative to the list file's folder."""
+    return [os.path.abspath(base / entry) for entry in entries]
+
+
+def absolute_sources(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """Paths made absolute (against the working directory), so a store works from anywhere."""
+    return [os.path.abspath(path) for path in paths]
 
 
 def list_sources(source: str | Path) -> list[str]:
-    """Image paths of ``source``.
+    """Absolute image paths of ``source``.
 
     - a folder: every file with an image suffix below it, sorted;
     - ``.txt``: one path per line (blank lines and ``#`` comments skipped);
@@ -38,7 +45,8 @@ def list_sources(source: str | Path) -> list[str]:
     if not source.exists():
         raise SettingsError(f"{source}: source not found (a folder of images or a .txt/.csv/.parquet list)")
     if source.is_dir():
-        paths = sorted(str(p) for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        paths = sorted(os.path.abspath(p) for p in source.rglob("*")
+                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not paths:
             raise SettingsError(f"{source}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder tree")
         return paths

@@ -20,8 +20,12 @@ Layout::
 
 Shard ``i`` holds images ``i * shard_size ... (i + 1) * shard_size - 1``. Each of its files
 is written to a temporary name, flushed with fsync and renamed into place; the ``.done``
-marker comes last, so its presence means the shard is complete. ``resume`` skips complete
-shards and recomputes the rest; everything is deterministic, so the values are the same.
+marker comes last and holds the SHA-256 of each of the shard's files. ``resume`` checks
+every finished shard against its marker, recomputes a shard whose files are missing or
+changed, skips the others and recomputes the rest; everything is deterministic, so the
+values are the same. Source paths are stored absolute, so a store is read (and resumed)
+from any directory. The manifest's ``status`` is ``running``, ``complete``,
+``interrupted`` (Ctrl-C: resume it) or ``failed`` (with the reason).
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +50,7 @@ from featuremaps.errors import SettingsError
 
 __all__ = ["STORE_VERSION", "Manifest", "ShardResult", "Store"]
 
-STORE_VERSION = 1
+STORE_VERSION = 2
 _FINGERPRINT_KEYS = ("model", "weights", "layers", "preprocessing", "pool", "precision", "top_k", "featuremaps")
 
 
@@ -117,8 +122,8 @@ class Manifest:
         """What makes ``other`` a different job (empty when a resume may go on)."""
         found = [f"{key}: {self.config.get(key)!r} in the store, {other.config.get(key)!r} now"
                  for key in _FINGERPRINT_KEYS if self.config.get(key) != other.config.get(key)]
-        if self.sources_sha256 != other.sources_sha256 or self.images != other.images:
-            found.append(f"sources: {self.images} images in the store, {other.images} now (or other paths)")
+        if self.images != other.images:
+            found.append(f"sources: {self.images} images in the store, {other.images} now")
         if self.shard_size != other.shard_size:
             found.append(f"shard size: {self.shard_size} in the store, {other.shard_size} now")
         return found
@@ -168,13 +173,23 @@ class Store:
 
     # --- lifecycle -------------------------------------------------------------------
     def open(self, manifest: Manifest, sources: list[str], *, resume: bool) -> list[int]:
-        """Create the store, or check a resume; return the shards still to do."""
+        """Create the store, or check a resume; return the shards still to do.
+
+        On resume every finished shard is verified against the checksums in its marker; a
+        shard that fails is listed in :attr:`redone` and done again.
+        """
+        self.redone: list[tuple[int, str]] = []
         if self.manifest_path.exists():
             if not resume:
                 raise SettingsError(f"{self.root}: a store is already there; pass --resume to continue it, or "
                                     "choose another --out (nothing was changed)")
             existing = self.manifest()
             differences = existing.differences(manifest)
+            stored = [os.path.abspath(path) for path in self.sources()]  # older stores kept relative paths
+            if not differences and stored != [os.path.abspath(path) for path in sources]:
+                first = next(i for i, (a, b) in enumerate(zip(stored, sources)) if a != os.path.abspath(b))
+                differences.append(f"sources: other image paths (image {first} is {stored[first]} in the store, "
+                                   f"{sources[first]} now)")
             if differences:
                 raise SettingsError(f"{self.root}: cannot resume with another config; "
                                     + "; ".join(differences))
@@ -186,7 +201,54 @@ class Store:
             _write_table(table, self.root / "sources.parquet")
         manifest.status = "running"
         self.write_manifest(manifest)
-        return [shard for shard in range(manifest.shards) if not self.done_path(shard).exists()]
+        todo = []
+        for shard in range(manifest.shards):
+            if not self.done_path(shard).exists():
+                todo.append(shard)
+                continue
+            problem = self.verify_shard(shard, [layer["name"] for layer in manifest.layers])
+            if problem is not None:
+                self.done_path(shard).unlink()  # not done after all: its files are rewritten
+                self.redone.append((shard, problem))
+                todo.append(shard)
+        return todo
+
+    @contextmanager
+    def running(self, manifest: Manifest) -> Iterator[None]:
+        """Record in the manifest how a run ended early: ``interrupted`` (Ctrl-C) or ``failed``."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            manifest.status = "interrupted"
+            manifest.summary = {"resume": "run the same command with --resume"}
+            self.write_manifest(manifest)
+            raise
+        except Exception as error:
+            manifest.status = "failed"
+            manifest.summary = {"error": f"{type(error).__name__}: {error}"[:2000],
+                                "resume": "fix the cause, then run the same command with --resume"}
+            self.write_manifest(manifest)
+            raise
+
+    def shard_files(self, shard: int, layers: Iterable[str]) -> list[Path]:
+        """Every file a finished shard consists of (its marker excepted)."""
+        parts = [self.part_path(shard, kind) for kind in ("stats.npz", "topk.parquet", "errors.parquet")]
+        return parts + [self.features_path(shard, layer) for layer in layers]
+
+    def verify_shard(self, shard: int, layers: Iterable[str]) -> str | None:
+        """None when the shard's files match the checksums in its marker, else what is wrong."""
+        try:
+            marker = json.loads(self.done_path(shard).read_text())
+            expected = marker["sha256"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return "its .done marker holds no checksums (written by an older featuremaps, or damaged)"
+        for path in self.shard_files(shard, layers):
+            key = path.relative_to(self.root).as_posix()
+            if not path.is_file():
+                return f"{key} is missing"
+            if expected.get(key) != _sha256(path):
+                return f"{key} does not match its checksum"
+        return None
 
     def manifest(self) -> Manifest:
         if not self.manifest_path.exists():
@@ -226,7 +288,10 @@ class Store:
         for layer in result.stats:
             rows = [row for row in result.rows if row["layer"] == layer]
             _write_table(_features_table(rows, half=half, pooled=pooled), self.features_path(result.shard, layer))
-        atomic_write(self.done_path(result.shard), lambda temp: temp.write_text(str(len(result.rows))))
+        checksums = {path.relative_to(self.root).as_posix(): _sha256(path)
+                     for path in self.shard_files(result.shard, result.stats)}
+        marker = json.dumps({"rows": len(result.rows), "sha256": checksums}, indent=1)
+        atomic_write(self.done_path(result.shard), lambda temp: temp.write_text(marker))
 
     def finalise(self, manifest: Manifest, summary: dict[str, Any]) -> None:
         """Merge the shards' statistics, top-k and errors; mark the store complete."""
@@ -304,6 +369,14 @@ _TOPK_SCHEMA = pa.schema([("layer", pa.string()), ("channel", pa.int32()), ("ran
 _FINAL_TOPK_SCHEMA = pa.schema([("layer", pa.string()), ("channel", pa.int32()), ("rank", pa.int32()),
                                 ("value", pa.float32()), ("index", pa.int64()), ("path", pa.string()),
                                 ("y", pa.int32()), ("x", pa.int32())])
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _folder(layer: str) -> str:

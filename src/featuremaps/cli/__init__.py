@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     prog = "featuremaps"
     try:
-        command.main(args=argv, prog_name=prog, standalone_mode=False)
+        # Typer returns (not raises) the status of an Exit, including its 130 for Ctrl-C
+        status = command.main(args=argv, prog_name=prog, standalone_mode=False)
     except TyperException as error:  # usage errors: bad options, missing arguments
         ctx = getattr(error, "ctx", None)
         if type(error).__name__ == "NoArgsIsHelpError":
@@ -60,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(prog, f"{error.strerror or error}: {error.filename}", 1)
         detail = f"unexpected {type(error).__name__}: {error} (FEATUREMAPS_DEBUG=1 shows the traceback)"
         return _fail(prog, detail, 1)
-    return 0
+    if status == 130:
+        return _fail(prog, "interrupted", 130)
+    return status if isinstance(status, int) and not isinstance(status, bool) else 0
 
 
 

@@ -67,6 +67,8 @@ def extract_command(
         print_json(summary.to_dict())
         return
     skipped = f", {summary.shards_skipped} of {summary.shards} shards already done" if summary.shards_skipped else ""
+    for redone in summary.shards_redone:
+        _stderr.print(f"shard {redone['shard']} was done again: {redone['reason']}", markup=False, highlight=False)
     typer.echo(f"{summary.images} images: {summary.readable} read, {summary.errors} errors (see errors.parquet); "
                f"{summary.images_per_second:.1f} images/s overall{skipped}; store {summary.store}")
 
