@@ -40,12 +40,12 @@ clean:
 # checkpoint directory is committed under src/featuremaps/assets/models/shapes.
 shapes-model: $(VENV)/.installed-demo
 	$(VENV)/bin/featuremaps train --dataset shapes --model tinyvgg --width 32 --samples 20000 --epochs 10 \
-		--batch-size 64 --lr 2e-3 --seed 0 -o src/featuremaps/assets/models/shapes
+		--batch-size 64 --lr 2e-3 --seed 0 --overwrite -o src/featuremaps/assets/models/shapes
 	$(VENV)/bin/featuremaps evaluate builtin:shapes --dataset shapes --samples 2000 --seed 424242
 
 # Re-train the bundled builtin:shapes-seg head on builtin:shapes' maps (about 12 minutes).
 shapes-seg-model: $(VENV)/.installed-demo
 	$(VENV)/bin/featuremaps train --task segmentation --dataset shapes --backbone builtin:shapes \
-		--layers relu1_2,relu2_2,pool2 --scenes 1500 --size 128 --epochs 6 --seed 0 \
+		--layers relu1_2,relu2_2,pool2 --scenes 1500 --size 128 --epochs 6 --seed 0 --overwrite \
 		-o src/featuremaps/assets/models/shapes-seg
 	$(VENV)/bin/featuremaps evaluate builtin:shapes-seg --task segmentation --dataset shapes --samples 200 --seed 424242

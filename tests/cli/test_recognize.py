@@ -79,3 +79,32 @@ def test_segment_with_clusters_and_truth(run_cli, tmp_path):
 def test_segment_needs_a_model_or_a_checkpoint(run_cli, tmp_path):
     result = run_cli("segment", "sample:cat", "-o", str(tmp_path))
     assert result.returncode == 2 and "give either --model M [--clusters K] or --checkpoint CKPT" in result.stderr
+
+
+def test_train_refuses_a_non_empty_output_before_training(run_cli, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "model.safetensors").write_bytes(b"the user's own weights")
+    for task in ("classification", "segmentation"):
+        result = run_cli("train", "--dataset", "shapes", "--task", task, "--epochs", "50", "-o", str(mine),
+                         timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert "the directory is not empty; pass --overwrite" in result.stderr and "Traceback" not in result.stderr
+        assert "epoch" not in result.stderr  # refused before the first step
+    assert (mine / "model.safetensors").read_bytes() == b"the user's own weights"
+    result = run_cli("train", "--dataset", "shapes", "--epochs", "50", "-o", str(tmp_path / "w.safetensors"),
+                     timeout=60)
+    assert result.returncode == 2 and "a training checkpoint is a directory" in result.stderr
+    assert not (tmp_path / "w.safetensors").exists()
+
+
+def test_train_overwrite_replaces_the_checkpoint_atomically(run_cli, tmp_path):
+    out = tmp_path / "ckpt"
+    args = ("train", "--dataset", "digits", "--model", "lenet5", "--epochs", "1", "-o", str(out))
+    assert run_cli(*args).returncode == 0
+    first = (out / "model.safetensors").read_bytes()
+    assert run_cli(*args).returncode == 2
+    again = run_cli(*args, "--seed", "3", "--overwrite")
+    assert again.returncode == 0, again.stderr
+    assert (out / "model.safetensors").read_bytes() != first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temporary folder left

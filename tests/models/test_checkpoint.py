@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import builtins
+import json
+from pathlib import Path
 
 import pytest
 import torch
 
-from featuremaps.errors import CheckpointError
+from featuremaps.errors import CheckpointError, SettingsError
 from featuremaps.models import load_model, read_checkpoint, save_checkpoint
 
 
@@ -92,3 +94,98 @@ def test_missing_and_unknown_files(tmp_path):
     (tmp_path / "emptydir").mkdir()
     with pytest.raises(CheckpointError, match="not a featuremaps checkpoint directory"):
         read_checkpoint(tmp_path / "emptydir")
+
+
+# --- the record inside a checkpoint is data, checked field by field ---------------------------
+
+
+def _directory_checkpoint(tmp_path, edit) -> Path:
+    path = save_checkpoint(load_model("tinyvgg", num_classes=4, seed=1), tmp_path / "ckpt")
+    record = json.loads((path / "featuremaps.json").read_text())
+    edit(record)
+    (path / "featuremaps.json").write_text(json.dumps(record))
+    return path
+
+
+def test_a_record_never_names_a_path(tmp_path, monkeypatch):
+    good = save_checkpoint(load_model("tinyvgg", num_classes=4, seed=1), tmp_path / "good_dir")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for name in ("../good_dir", str(good), "good_dir/../good_dir", "x.safetensors/.."):
+        path = _directory_checkpoint(tmp_path / name.replace("/", "_").replace(".", "d"),
+                                     lambda r, n=name: r["model"].update(name=n))
+        with pytest.raises(CheckpointError, match=r"model.name must be a model name .*never a path"):
+            load_model(path)
+
+
+def test_a_record_that_names_itself_is_refused_without_recursion(tmp_path):
+    path = tmp_path / "self"
+    path = _directory_checkpoint(tmp_path, lambda r: r["model"].update(name=str(tmp_path / "ckpt")))
+    with pytest.raises(CheckpointError, match="never a path"):
+        load_model(path)
+
+
+def test_deeply_nested_json_is_refused(tmp_path):
+    path = save_checkpoint(load_model("tinyvgg", seed=1), tmp_path / "deep")
+    (path / "featuremaps.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CheckpointError, match="nested too deeply"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r["model"].update(options={"width": -3}), r"cannot build|width"),
+    (lambda r: r["model"].update(options={"width": [1, 2]}), "model.options must map option names"),
+    (lambda r: r["model"].update(input_size=[3, -64, 64]), r"model.input_size must be \[C, H, W\]"),
+    (lambda r: r["model"].update(input_size="big"), r"model.input_size must be"),
+    (lambda r: r["model"].update(mean=[0.5]), "model.mean must be 3 finite numbers"),
+    (lambda r: r["model"].update(std=[0.0, 1.0, 1.0]), r"model.std must be 3 finite numbers > 0"),
+    (lambda r: r["model"].update(num_classes="four"), "model.num_classes must be a positive int"),
+    (lambda r: r["model"].update(class_names=[1, 2]), "model.class_names must be a list of strings"),
+    (lambda r: r["model"].update(name=None), "model.name must be a model name"),
+    (lambda r: r.update(model=[1, 2, 3]), "model record must be a JSON object"),
+    (lambda r: r["model"].update(name="resnet81"), r"cannot build \(unknown model 'resnet81'"),
+    (lambda r: r.update(head={"kind": "linear"}), r"head.features must be int"),
+    (lambda r: r.update(head="x"), r"head must be a JSON object"),
+    (lambda r: r.update(segmentation={"layers": "abc"}), r"segmentation.layers must be list"),
+])
+def test_bad_records_are_checkpoint_errors_naming_the_field(tmp_path, edit, message):
+    path = _directory_checkpoint(tmp_path, edit)
+    with pytest.raises(CheckpointError, match=message):
+        load_model(path)
+
+
+# --- writing: atomic, and never over a user's files -------------------------------------------
+
+
+def test_an_existing_file_or_directory_is_not_replaced_without_overwrite(tmp_path):
+    model = load_model("tinyvgg", seed=1)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "model.safetensors").write_bytes(b"the user's own weights")
+    with pytest.raises(SettingsError, match=r"the directory is not empty; pass --overwrite"):
+        save_checkpoint(model, tmp_path / "mine")
+    assert (tmp_path / "mine" / "model.safetensors").read_bytes() == b"the user's own weights"
+    (tmp_path / "w.pt").write_bytes(b"keep")
+    with pytest.raises(SettingsError, match=r"w.pt: exists; pass overwrite=True"):
+        save_checkpoint(model, tmp_path / "w.pt")
+    assert (tmp_path / "w.pt").read_bytes() == b"keep"
+    save_checkpoint(model, tmp_path / "mine", overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["featuremaps.json", "model.safetensors"]
+    assert load_model(tmp_path / "mine").featuremaps_info.source == "checkpoint"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left behind
+
+
+def test_a_failed_write_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
+    import featuremaps.models.checkpoint as checkpoint
+
+    first = save_checkpoint(load_model("tinyvgg", seed=1), tmp_path / "ckpt")
+    before = {p.name: p.read_bytes() for p in first.iterdir()}
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_file", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint(load_model("tinyvgg", seed=2), tmp_path / "ckpt", overwrite=True)
+    assert {p.name: p.read_bytes() for p in first.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]

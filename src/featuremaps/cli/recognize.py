@@ -73,6 +73,8 @@ def train_command(
                                                   "maps feed the per-pixel head.")] = None,
     scenes: Annotated[int, typer.Option(metavar="N", help="Segmentation: shapes scenes to train on.")] = 800,
     size: Annotated[int, typer.Option(metavar="PIXELS", help="Segmentation: image size.")] = 128,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the checkpoint in a non-empty output "
+                                            "directory (default: refuse, before training).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the checkpoint record as JSON.")] = False,
 ) -> None:
     """Train a classifier (a built-in CNN end to end, or a head on a backbone layer's frozen maps) or,
@@ -81,7 +83,7 @@ def train_command(
 
     if task == "segmentation":
         _train_segmentation(dataset, output, backbone or "builtin:shapes", backbone_weights, layers, scenes, size,
-                            epochs, batch_size or 8, lr or 1e-3, seed, device, as_json)
+                            epochs, batch_size or 8, lr or 1e-3, seed, device, as_json, overwrite)
         return
     if task != "classification":
         raise SettingsError(f"--task must be classification or segmentation; got {task!r}")
@@ -92,7 +94,7 @@ def train_command(
                          batch_size=batch_size or 64, lr=lr, seed=seed, samples=samples, val_fraction=val_fraction,
                          device=device)
     with _EpochBars() as bars:
-        result = train_classifier(config, output, on_progress=lambda s: bars.update(
+        result = train_classifier(config, output, overwrite=overwrite, on_progress=lambda s: bars.update(
             s.epoch, s.epochs, s.batch, s.batches, s.loss, s.images_per_second, s.accuracy,
             f"val {s.val_accuracy:.1%}" if s.val_accuracy is not None else ""))
     if result.skipped:
@@ -108,14 +110,14 @@ def train_command(
 
 def _train_segmentation(dataset: str, output: Path, backbone: str, backbone_weights: Optional[str],
                         layers: Optional[str], scenes: int, size: int, epochs: int, batch_size: int, lr: float,
-                        seed: int, device: str, as_json: bool) -> None:
+                        seed: int, device: str, as_json: bool, overwrite: bool) -> None:
     from featuremaps.segment.train import SegmentTrainConfig, train_segmenter
 
     config = SegmentTrainConfig(dataset=dataset, backbone=backbone, backbone_weights=backbone_weights,
                                 layers=tuple(layers.split(",")) if layers else None, scenes=scenes, size=size,
                                 epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
     with _EpochBars() as bars:
-        result = train_segmenter(config, output, on_progress=lambda s: bars.update(
+        result = train_segmenter(config, output, overwrite=overwrite, on_progress=lambda s: bars.update(
             s["epoch"], s["epochs"], s["batch"], s["batches"], s["loss"], s["images_per_second"],
             validation=f"val mIoU {s['val_miou']:.3f}" if "val_miou" in s else ""))
     if as_json:

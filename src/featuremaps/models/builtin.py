@@ -32,6 +32,11 @@ class TinyVGG(nn.Sequential):
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 10, input_size: int = 64,
                  batch_norm: bool = False) -> None:
+        for name, value, limit in (("in_channels", in_channels, 64), ("num_classes", num_classes, 100_000),
+                                   ("width", width, 1024), ("input_size", input_size, 4096)):
+            _check_int(name, value, limit)
+        if not isinstance(batch_norm, bool):
+            raise SettingsError(f"batch_norm must be true or false; got {batch_norm!r}")
         side = ((input_size - 4) // 2 - 4) // 2
         if side < 1:
             raise SettingsError(f"TinyVGG needs an input of at least 14 pixels; got {input_size}")
@@ -56,6 +61,8 @@ class LeNet5(nn.Sequential):
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
+        _check_int("in_channels", in_channels, 64)
+        _check_int("num_classes", num_classes, 100_000)
         super().__init__(OrderedDict([
             ("conv1", nn.Conv2d(in_channels, 6, 5)),
             ("tanh1", nn.Tanh()),
@@ -70,3 +77,8 @@ class LeNet5(nn.Sequential):
             ("tanh4", nn.Tanh()),
             ("fc3", nn.Linear(84, num_classes)),
         ]))
+
+
+def _check_int(name: str, value: object, limit: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise SettingsError(f"{name} must be an integer from 1 to {limit}; got {value!r}")

@@ -13,8 +13,11 @@ Formats:
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
+import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,9 +27,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from featuremaps.errors import CheckpointError
+from featuremaps.errors import CheckpointError, SettingsError
 
-__all__ = ["CHECKPOINT_SUFFIXES", "load_weights_into", "read_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT_SUFFIXES", "check_writable", "load_weights_into", "read_checkpoint", "save_checkpoint"]
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
 METADATA_KEY = "featuremaps"
@@ -64,6 +67,8 @@ def _read_directory(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         record = json.loads(metadata.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{metadata}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise CheckpointError(f"{metadata}: JSON nested too deeply to be a featuremaps record") from None
     return state, record
 
 
@@ -80,6 +85,8 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
             record = json.loads(metadata[METADATA_KEY])
         except json.JSONDecodeError as error:
             raise CheckpointError(f"{path}: its featuremaps metadata is not valid JSON ({error})") from None
+        except RecursionError:
+            raise CheckpointError(f"{path}: its featuremaps metadata is nested too deeply") from None
     return state, record
 
 
@@ -107,32 +114,95 @@ def _read_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | N
     return dict(data), record if isinstance(record, dict) else None
 
 
-def save_checkpoint(model: nn.Module, path: str | Path, record: Mapping[str, Any] | None = None) -> Path:
+def check_writable(path: str | Path, *, overwrite: bool = False, directory: bool | None = None) -> Path:
+    """Refuse, before any work, a checkpoint path that would replace something.
+
+    Args:
+        path: where :func:`save_checkpoint` will write.
+        overwrite: allow replacing an existing file or a non-empty directory.
+        directory: True when only a checkpoint directory is allowed (training writes one).
+
+    Raises:
+        SettingsError: the path is taken (and ``overwrite`` is off), or has the wrong form.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if directory and suffix:
+        raise SettingsError(f"{path}: a training checkpoint is a directory; got a path ending in {path.suffix!r} "
+                              "(drop the suffix)")
+    if directory is None and suffix and suffix not in CHECKPOINT_SUFFIXES:
+        raise SettingsError(f"{path}: unknown checkpoint format {path.suffix!r}; use {', '.join(CHECKPOINT_SUFFIXES)}"
+                              " or a directory (no suffix)")
+    if suffix in CHECKPOINT_SUFFIXES and not directory:
+        if path.is_dir():
+            raise SettingsError(f"{path}: is a directory; a weights file needs a file name")
+        if path.exists() and not overwrite:
+            raise SettingsError(f"{path}: exists; pass overwrite=True (--overwrite) to replace it, or choose "
+                                  "another path")
+    elif path.exists():
+        if not path.is_dir():
+            raise SettingsError(f"{path}: is a file, not a checkpoint directory; choose another path")
+        if any(path.iterdir()) and not overwrite:
+            raise SettingsError(f"{path}: the directory is not empty; pass --overwrite to replace its checkpoint, "
+                                  "or choose another directory (nothing was written)")
+    return path
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, record: Mapping[str, Any] | None = None, *,
+                    overwrite: bool = False) -> Path:
     """Write ``model``'s weights and its featuremaps record as ``.safetensors``, ``.pt`` or a directory.
 
     A path without one of the suffixes is a checkpoint directory. The record defaults to
     the architecture of a model built by ``load_model``, so ``load_model(path)`` rebuilds it;
-    a plain ``nn.Module`` is saved as weights only.
+    a plain ``nn.Module`` is saved as weights only. The write is atomic: everything goes to a
+    temporary name beside ``path`` and is renamed into place, so a crash never leaves half a
+    checkpoint, and an existing file or non-empty directory is replaced only with ``overwrite``.
     """
-    path = Path(path)
+    path = check_writable(path, overwrite=overwrite)
     if record is None and hasattr(model, "featuremaps_info"):
         from featuremaps.models.registry import architecture_record
 
         record = architecture_record(model)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     suffix = path.suffix.lower()
-    if suffix == ".safetensors":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        metadata = {METADATA_KEY: json.dumps(record)} if record is not None else None
-        save_file(_untie(state), str(path), metadata=metadata)
-    elif suffix in (".pt", ".pth"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({METADATA_KEY: dict(record) if record else None, "state_dict": state}, path)
-    else:
-        path.mkdir(parents=True, exist_ok=True)
-        save_file(_untie(state), str(path / DIRECTORY_WEIGHTS))
-        (path / DIRECTORY_METADATA).write_text(json.dumps(dict(record or {}), indent=2))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix in CHECKPOINT_SUFFIXES:
+        temp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
+        try:
+            if suffix == ".safetensors":
+                metadata = {METADATA_KEY: json.dumps(record)} if record is not None else None
+                save_file(_untie(state), str(temp), metadata=metadata)
+            else:
+                torch.save({METADATA_KEY: dict(record) if record else None, "state_dict": state}, temp)
+            _fsync(temp)
+            os.replace(temp, path)
+        finally:
+            shutil.rmtree(temp.parent, ignore_errors=True)
+        return path
+    temp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    old = None
+    try:
+        save_file(_untie(state), str(temp_dir / DIRECTORY_WEIGHTS))
+        (temp_dir / DIRECTORY_METADATA).write_text(json.dumps(dict(record or {}), indent=2))
+        for written in (temp_dir / DIRECTORY_WEIGHTS, temp_dir / DIRECTORY_METADATA):
+            _fsync(written)
+        if path.exists():  # checked above: empty, or overwrite was asked for
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+        os.replace(temp_dir, path)
+    except BaseException:
+        if old is not None and not path.exists():
+            os.replace(old, path)  # put the previous checkpoint back
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
 
 
 def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

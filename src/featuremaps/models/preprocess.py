@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+import math
+import os
+import re
 from typing import Any
 
-import os
 
 import numpy as np
 import torch
@@ -67,13 +69,63 @@ class ModelInfo:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelInfo:
+    def from_dict(cls, data: Any) -> ModelInfo:
+        """Parse a record (a checkpoint's ``model`` section), checking every field's type and range.
+
+        Raises:
+            SettingsError: naming the field that is missing, of the wrong type or out of range.
+        """
+        if not isinstance(data, dict):
+            raise SettingsError(f"model record must be a JSON object; got {type(data).__name__}")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "transforms"}
-        known["input_size"] = tuple(known.get("input_size", (3, 224, 224)))
+        name = known.get("name")
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+            raise SettingsError(f"model.name must be a model name (letters, digits, _ . : + -), never a path; "
+                                f"got {str(name)[:100]!r}")
+        if not isinstance(known.get("source"), str) or len(known["source"]) > 40:
+            raise SettingsError(f"model.source must be a short string; got {str(known.get('source'))[:60]!r}")
+        size = known.get("input_size", (3, 224, 224))
+        if (not isinstance(size, (list, tuple)) or len(size) != 3
+                or not all(_positive_int(v, 16384) for v in size) or size[0] not in (1, 3)):
+            raise SettingsError(f"model.input_size must be [C, H, W] with C 1 or 3 and H, W in 1..16384; "
+                                f"got {str(size)[:60]}")
+        known["input_size"] = tuple(int(v) for v in size)
+        channels = known["input_size"][0]
+        if known.get("resize") is not None and not _positive_int(known["resize"], 16384):
+            raise SettingsError(f"model.resize must be an int in 1..16384 or null; got {str(known['resize'])[:60]}")
         for key in ("mean", "std"):
-            if known.get(key) is not None:
-                known[key] = tuple(known[key])
+            value = known.get(key)
+            if value is None:
+                continue
+            if (not isinstance(value, (list, tuple)) or len(value) != channels
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                               for v in value) or (key == "std" and min(value) <= 0)):
+                raise SettingsError(f"model.{key} must be {channels} finite numbers{' > 0' if key == 'std' else ''}; "
+                                    f"got {str(value)[:60]}")
+            known[key] = tuple(float(v) for v in value)
+        names = known.get("class_names")
+        if names is not None and (not isinstance(names, list) or len(names) > 100_000
+                                  or not all(isinstance(n, str) and len(n) <= 200 for n in names)):
+            raise SettingsError("model.class_names must be a list of strings (at most 200 characters each)")
+        if known.get("num_classes") is not None and not _positive_int(known["num_classes"], 1_000_000):
+            raise SettingsError(f"model.num_classes must be a positive int; got {str(known['num_classes'])[:60]}")
+        if known.get("weights") is not None and not isinstance(known["weights"], str):
+            raise SettingsError("model.weights must be a string or null")
+        options = known.get("options")
+        if options is not None:
+            if not isinstance(options, dict) or not all(
+                    isinstance(k, str) and _NAME.fullmatch(k) and isinstance(v, (bool, int, float, str))
+                    for k, v in options.items()):
+                raise SettingsError("model.options must map option names to numbers, booleans or strings")
+            known["options"] = dict(options)
         return cls(**known)
+
+
+_NAME = re.compile(r"[A-Za-z0-9_.:+\-]{1,200}")
+
+
+def _positive_int(value: Any, limit: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= limit
 
 
 def model_info(model: nn.Module) -> ModelInfo:

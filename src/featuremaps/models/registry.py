@@ -22,7 +22,7 @@ import json
 import os
 import urllib.error
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from featuremaps.errors import CheckpointError, ModelError
+from featuremaps.errors import CheckpointError, ModelError, SettingsError
 from featuremaps.models.builtin import LeNet5, TinyVGG
 from featuremaps.models.checkpoint import CHECKPOINT_SUFFIXES, load_weights_into, read_checkpoint
 from featuremaps.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, ModelInfo
@@ -146,6 +146,7 @@ def load_model(
     *,
     seed: int | None = 0,
     options: dict[str, Any] | None = None,
+    _names_only: bool = False,
 ) -> nn.Module:
     """Build a model by name or from a checkpoint, in eval mode, with ``model.featuremaps_info``.
 
@@ -168,7 +169,7 @@ def load_model(
                                     or num_classes < 1):
         raise ModelError(f"num_classes must be an int >= 1; got {num_classes!r}")
     text = os.fspath(name_or_path)
-    if _is_path(text) and not text.startswith(("timm:", "builtin:", "torchvision:")):
+    if not _names_only and _is_path(text) and not text.startswith(("timm:", "builtin:", "torchvision:")):
         model = _from_checkpoint(Path(text), num_classes, seed)
     elif text.startswith("timm:"):
         model = _from_timm(text.removeprefix("timm:"), weights, num_classes, seed)
@@ -215,6 +216,8 @@ def _from_builtin(name: str, weights: Any, num_classes: int | None, seed: int | 
         model = _seeded(seed, lambda: spec.build(num_classes, options))
     except TypeError as error:
         raise ModelError(f"{name} does not take options {options}: {error}") from None
+    except SettingsError as error:
+        raise ModelError(f"{name} cannot be built with options {options}: {error}") from None
     info = ModelInfo.from_dict(spec.info.to_dict())
     info.options = dict(options) or None
     if _weights_is_file(weights):
@@ -343,8 +346,51 @@ def _from_timm(name: str, weights: Any, num_classes: int | None, seed: int | Non
     return model
 
 
+def record_info(path: Path, data: Any, where: str = "model") -> ModelInfo:
+    """A checkpoint's model record, checked field by field (a bad one is a CheckpointError naming the field)."""
+    try:
+        return ModelInfo.from_dict(data)
+    except SettingsError as error:
+        raise CheckpointError(f"{path}: invalid featuremaps record ({where}): {error}") from None
+
+
+def spec_of(path: Path, record: dict[str, Any], key: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """``record[key]``, checked against ``fields`` (name -> a type, or a tuple of allowed values)."""
+    spec = record.get(key)
+    if not isinstance(spec, dict):
+        raise CheckpointError(f"{path}: invalid featuremaps record: {key} must be a JSON object")
+    for name, kind in fields.items():
+        value = spec.get(name)
+        if isinstance(kind, tuple):
+            ok = value in kind
+        elif kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1_000_000
+        elif kind is list:
+            ok = isinstance(value, list) and 0 < len(value) <= 64 and all(isinstance(v, (str, int, float))
+                                                                         and not isinstance(v, bool) for v in value)
+        else:
+            ok = isinstance(value, kind)
+        if not ok:
+            allowed = ", ".join(map(str, kind)) if isinstance(kind, tuple) else getattr(kind, "__name__", str(kind))
+            raise CheckpointError(f"{path}: invalid featuremaps record: {key}.{name} must be {allowed}; "
+                                  f"got {str(value)[:60]!r}")
+    return spec
+
+
+def _build_architecture(path: Path, info: ModelInfo, seed: int | None) -> nn.Module:
+    """The untrained architecture a checkpoint names: a model name only, never a path."""
+    name = info.name  # ModelInfo.from_dict allows no "/" and no "..": never a path
+    try:
+        return load_model(name, weights=None, num_classes=info.num_classes, seed=seed, options=info.options,
+                          _names_only=True)
+    except ModelError as error:
+        raise CheckpointError(f"{path}: its record names an architecture featuremaps cannot build ({error})") from None
+
+
 def _from_checkpoint(path: Path, num_classes: int | None, seed: int | None) -> nn.Module:
     state, record = read_checkpoint(path)
+    if record is not None and not isinstance(record, dict):
+        raise CheckpointError(f"{path}: invalid featuremaps record: expected a JSON object")
     if record and "head" in record:
         return _head_from_checkpoint(path, state, record)
     if record and "segmentation" in record:
@@ -354,10 +400,10 @@ def _from_checkpoint(path: Path, num_classes: int | None, seed: int | None) -> n
             f"{path}: holds weights but no featuremaps record of the architecture; name the architecture "
             f"and pass the file as weights, e.g. load_model('resnet18', weights='{path}')"
         )
-    info = ModelInfo.from_dict(record["model"])
+    info = record_info(path, record["model"])
     if num_classes is not None and info.num_classes is not None and num_classes != info.num_classes:
         raise ModelError(f"{path} has {info.num_classes} classes; num_classes={num_classes} does not fit")
-    model = load_model(info.name, weights=None, num_classes=info.num_classes, seed=seed, options=info.options)
+    model = _build_architecture(path, info, seed)
     load_weights_into(model, state, source=str(path), name=info.name)
     info.source, info.weights = "checkpoint", str(path)
     model.featuremaps_info = info  # type: ignore[assignment]
@@ -367,13 +413,21 @@ def _from_checkpoint(path: Path, num_classes: int | None, seed: int | None) -> n
 def _head_from_checkpoint(path: Path, state: dict[str, torch.Tensor], record: dict[str, Any]) -> nn.Module:
     from featuremaps.recognize.head import FeatureHead, make_head
 
-    spec = record["head"]
-    backbone_info = ModelInfo.from_dict(spec["backbone"])
-    backbone = _architecture_only(backbone_info)
-    head = make_head(spec["kind"], spec["features"], len(record["model"]["class_names"]), spec.get("hidden", 256))
+    from featuremaps.recognize.head import HEADS, POOLINGS
+
+    spec = spec_of(path, record, "head", {"kind": tuple(HEADS), "features": int, "layer": str,
+                                          "pool": tuple(POOLINGS), "backbone": dict})
+    info = record_info(path, record.get("model"))
+    if not info.class_names:
+        raise CheckpointError(f"{path}: invalid featuremaps record: model.class_names is empty")
+    backbone_info = record_info(path, spec["backbone"], "head.backbone")
+    backbone = _architecture_only(path, backbone_info)
+    hidden = spec.get("hidden", 256)
+    if not isinstance(hidden, int) or isinstance(hidden, bool) or not 1 <= hidden <= 65536:
+        raise CheckpointError(f"{path}: invalid featuremaps record: head.hidden must be an int in 1..65536")
+    head = make_head(spec["kind"], spec["features"], len(info.class_names), hidden)
     model = FeatureHead(backbone, spec["layer"], spec["pool"], head, spec["features"], spec)
     load_weights_into(model, state, source=str(path), name=f"a head on {backbone_info.name}")
-    info = ModelInfo.from_dict(record["model"])
     info.source, info.weights = "checkpoint", str(path)
     model.featuremaps_info = info  # type: ignore[assignment]
     return model.eval()
@@ -382,25 +436,33 @@ def _head_from_checkpoint(path: Path, state: dict[str, torch.Tensor], record: di
 def _segmenter_from_checkpoint(path: Path, state: dict[str, torch.Tensor], record: dict[str, Any]) -> nn.Module:
     from featuremaps.segment.head import PixelHead
 
-    spec = record["segmentation"]
-    backbone_info = ModelInfo.from_dict(spec["backbone"])
-    backbone = _architecture_only(backbone_info)
-    model = PixelHead(backbone, spec["layers"], len(record["model"]["class_names"]), spec["features"],
-                      hidden=spec.get("hidden", 64), colour=spec.get("colour", True),
-                      scales=spec.get("scales", (1.0,)), class_maps=spec.get("class_maps", False), spec=spec)
+    spec = spec_of(path, record, "segmentation", {"layers": list, "features": int, "hidden": int,
+                                                  "colour": bool, "scales": list, "class_maps": bool,
+                                                  "backbone": dict})
+    if not all(isinstance(v, (int, float)) and 0 < v <= 1 for v in spec["scales"]):
+        raise CheckpointError(f"{path}: invalid featuremaps record: segmentation.scales must be numbers in (0, 1]")
+    if not all(isinstance(v, str) for v in spec["layers"]):
+        raise CheckpointError(f"{path}: invalid featuremaps record: segmentation.layers must be layer names")
+    info = record_info(path, record.get("model"))
+    if not info.class_names:
+        raise CheckpointError(f"{path}: invalid featuremaps record: model.class_names is empty")
+    backbone_info = record_info(path, spec["backbone"], "segmentation.backbone")
+    backbone = _architecture_only(path, backbone_info)
+    model = PixelHead(backbone, spec["layers"], len(info.class_names), spec["features"],
+                      hidden=spec["hidden"], colour=spec["colour"], scales=spec["scales"],
+                      class_maps=spec["class_maps"], spec=spec)
     load_weights_into(model, state, source=str(path), name=f"a segmentation head on {backbone_info.name}")
-    info = ModelInfo.from_dict(record["model"])
     info.source, info.weights = "checkpoint", str(path)
     model.featuremaps_info = info  # type: ignore[assignment]
     return model.eval()
 
 
-def _architecture_only(info: ModelInfo) -> nn.Module:
+def _architecture_only(path: Path, info: ModelInfo) -> nn.Module:
     """The backbone's architecture (its weights come from the checkpoint that embeds it)."""
     name = info.name.removeprefix("builtin:")
     if name in BUILTIN_MODELS and BUILTIN_MODELS[name].weights_file is not None:
         name = BUILTIN_MODELS[name].info.name  # a shipped model: build its architecture, untrained
-    model = load_model(name, num_classes=info.num_classes, options=info.options)
+    model = _build_architecture(path, replace(info, name=name), seed=0)
     model.featuremaps_info = ModelInfo.from_dict(info.to_dict())  # type: ignore[assignment]
     return model
 

@@ -27,7 +27,7 @@ from torch import nn
 from featuremaps.data.datasets import ArrayDataset, load_dataset, shapes_dataset, to_model_input
 from featuremaps.errors import LayerError, SettingsError
 from featuremaps.extract import capture, catalogue_for, select_layers
-from featuremaps.models.checkpoint import save_checkpoint
+from featuremaps.models.checkpoint import check_writable, save_checkpoint
 from featuremaps.models.preprocess import ModelInfo, model_info
 from featuremaps.models.registry import architecture_record, load_model
 from featuremaps.recognize.head import HEADS, POOLINGS, FeatureHead, make_head, pool_maps
@@ -282,18 +282,20 @@ def _record(model: nn.Module, config: TrainConfig, train: ArrayDataset, val: Arr
 
 
 def train_classifier(config: TrainConfig, out_dir: str | Path | None = None, *,
-                     on_progress: Progress | None = None) -> TrainResult:
+                     on_progress: Progress | None = None, overwrite: bool = False) -> TrainResult:
     """Train as ``config`` says; with ``out_dir``, write the checkpoint directory there.
+
+    ``out_dir`` is checked before training starts: a non-empty directory is refused unless
+    ``overwrite``; the checkpoint is written atomically (temporary directory, then rename).
 
     Example:
         >>> result = train_classifier(TrainConfig(dataset="shapes", samples=400, epochs=2), "ckpt/")
         >>> result.record["metrics"]["val_accuracy"] > 0.25
         True
     """
+    if out_dir is not None:
+        check_writable(out_dir, overwrite=overwrite, directory=True)
     result = _train_head(config, on_progress) if config.backbone else _train_cnn(config, on_progress)
     if out_dir is not None:
-        path = Path(out_dir)
-        if path.suffix:
-            raise SettingsError(f"a checkpoint is a directory; got {str(path)!r} (drop the suffix)")
-        result.checkpoint = save_checkpoint(result.model.cpu(), path, result.record)
+        result.checkpoint = save_checkpoint(result.model.cpu(), out_dir, result.record, overwrite=overwrite)
     return result

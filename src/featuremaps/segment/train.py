@@ -24,7 +24,7 @@ from torch import nn
 
 from featuremaps.data.datasets import DatasetError
 from featuremaps.errors import SettingsError
-from featuremaps.models.checkpoint import save_checkpoint
+from featuremaps.models.checkpoint import check_writable, save_checkpoint
 from featuremaps.models.preprocess import ModelInfo, model_info
 from featuremaps.models.registry import architecture_record, load_model
 from featuremaps.segment.data import MaskDataset, mask_folder, scenes_dataset
@@ -147,8 +147,15 @@ def evaluate_clusters(model: nn.Module, data: MaskDataset, *, k: int, layers: Se
 
 
 def train_segmenter(config: SegmentTrainConfig, out_dir: str | Path | None = None, *,
-                    on_progress: Callable[[dict[str, float]], None] | None = None) -> SegmentTrainResult:
-    """Train a per-pixel head (see the module docstring); with ``out_dir``, write its checkpoint there."""
+                    on_progress: Callable[[dict[str, float]], None] | None = None,
+                    overwrite: bool = False) -> SegmentTrainResult:
+    """Train a per-pixel head (see the module docstring); with ``out_dir``, write its checkpoint there.
+
+    ``out_dir`` is checked before training starts: a non-empty directory is refused unless
+    ``overwrite``; the checkpoint is written atomically.
+    """
+    if out_dir is not None:
+        check_writable(out_dir, overwrite=overwrite, directory=True)
     torch.manual_seed(config.seed)
     device = torch.device(config.device)
     backbone = load_model(config.backbone, weights=config.backbone_weights, seed=config.seed).to(device)
@@ -229,8 +236,5 @@ def train_segmenter(config: SegmentTrainConfig, out_dir: str | Path | None = Non
     })
     result = SegmentTrainResult(model, record, history)
     if out_dir is not None:
-        path = Path(out_dir)
-        if path.suffix:
-            raise SettingsError(f"a checkpoint is a directory; got {str(path)!r} (drop the suffix)")
-        result.checkpoint = save_checkpoint(model.cpu(), path, record)
+        result.checkpoint = save_checkpoint(model.cpu(), out_dir, record, overwrite=overwrite)
     return result
