@@ -23,6 +23,9 @@ def serve_command(
     max_upload_mb: Annotated[int, typer.Option(metavar="MB", help="Largest upload accepted.")] = 20,
     concurrency: Annotated[int, typer.Option(metavar="N", help="Model jobs run at once.")] = 2,
     queue: Annotated[int, typer.Option(metavar="N", help="Model jobs that may wait; more get 503.")] = 8,
+    allowed_host: Annotated[Optional[list[str]], typer.Option(
+        "--allowed-host", metavar="NAME", help="A host name the server answers to, besides 127.0.0.1, localhost, "
+        "::1 and --host (repeatable; '*' for any, which disables the DNS-rebinding check).")] = None,
 ) -> None:
     """Serve the web explorer: upload an image, play with stride/depth/padding, browse every layer's maps."""
     import uvicorn
@@ -30,9 +33,18 @@ def serve_command(
     from featuremaps.web.app import create_app
     from featuremaps.web.service import ExplorerSettings
 
+    from featuremaps.errors import SettingsError
+    from featuremaps.web.limits import LOOPBACK_HOSTS
+
+    if not 1 <= port <= 65535:
+        raise SettingsError(f"--port must be from 1 to 65535; got {port}")
+    if max_upload_mb < 1:
+        raise SettingsError(f"--max-upload-mb must be >= 1; got {max_upload_mb}")
+    hosts = tuple(dict.fromkeys([*LOOPBACK_HOSTS, *([host] if host not in ("0.0.0.0", "::") else []),
+                                 *(allowed_host or [])]))
     settings = ExplorerSettings(model=model, checkpoint=str(checkpoint) if checkpoint else None,
                                 store=str(store) if store else None, max_upload_bytes=max_upload_mb * 1024 * 1024,
-                                concurrency=concurrency, queue=queue)
+                                concurrency=concurrency, queue=queue, allowed_hosts=hosts)
     application = create_app(settings)
     typer.echo(f"featuremaps explorer on http://{host}:{port}/  (API docs: /docs; Ctrl+C stops)")
     uvicorn.run(application, host=host, port=port, log_level="warning")
