@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 # torch and torchvision lie on this machine's disk; pip takes them from there.
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test install clean shapes-model shapes-seg-model
+.PHONY: demo test check install clean shapes-model shapes-seg-model
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,10 +27,17 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.torch
 
 install: $(VENV)/.installed-test
 
+# The type and lint gate alone (make test runs it first).
+check: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
+
 demo: $(VENV)/.installed-demo
 	$(VENV)/bin/featuremaps demo
 
 test: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
 clean:

@@ -110,7 +110,7 @@ def job_forward(folder: str, out: str, batch_size: int, workers: int, precision:
     """featuremaps' forward alone (truncated, channels_last, inference_mode) on pre-decoded tensors."""
     import torch
 
-    from featuremaps.batch.pipeline import layer_table
+    from featuremaps.batch.shards import layer_table
     from featuremaps.extract import capture
     from featuremaps.models import load_model
 

@@ -43,13 +43,13 @@ def main() -> None:
     import httpx
     import torch
     import uvicorn
+    from featuremaps.models.preprocess import prepare_batch
+    from featuremaps.render._draw import to_pil
 
     from featuremaps.conv import ConvLayer
     from featuremaps.extract import capture, catalogue_for, select_layers
     from featuremaps.images import load_image
     from featuremaps.models import load_model
-    from featuremaps.models.preprocess import prepare_batch
-    from featuremaps.render._draw import to_pil
     from featuremaps.web import ExplorerSettings, create_app
 
     image = load_image("sample:astronaut", mode="rgb")  # 3 x 512 x 512

@@ -9,8 +9,8 @@ from torch import nn
 
 from featuremaps.errors import LayerError
 from featuremaps.extract import extract
-from featuremaps.models import load_model
-from featuremaps.models.preprocess import preprocess
+from featuremaps.features import FeatureExtractor
+from featuremaps.models import load_model, model_info
 
 
 @pytest.fixture(scope="module")
@@ -41,16 +41,19 @@ def test_in_place_relu_does_not_change_the_captured_bn1(resnet):
     torch.testing.assert_close(captured, expected)
 
 
-def test_the_forward_stops_after_the_deepest_requested_layer(resnet):
+@pytest.mark.parametrize("method", ["graph", "hooks"])
+def test_the_forward_stops_after_the_deepest_requested_layer(resnet, method):
     fired = []
-    handles = [getattr(resnet, name).register_forward_hook(lambda *a, n=name: fired.append(n))
-               for name in ("layer1", "layer2", "layer3", "layer4", "fc")]
+    leaves = ("layer1.0.conv1", "layer1.1.conv2", "layer2.0.conv1", "layer4.1.conv2", "fc")
+    modules = dict(resnet.named_modules())
+    extractor = FeatureExtractor(resnet, ["layer1", "conv1"], method=method)  # its catalogue runs everything once
+    handles = [modules[name].register_forward_hook(lambda *a, n=name: fired.append(n)) for name in leaves]
     try:
-        extract(resnet, torch.rand(3, 64, 64), ["layer1", "conv1"])
+        extractor(torch.rand(1, 3, 64, 64))
     finally:
         for handle in handles:
             handle.remove()
-    assert fired == ["layer1"]
+    assert fired == ["layer1.0.conv1", "layer1.1.conv2"]
 
 
 class _Exploding(nn.Module):
@@ -71,10 +74,11 @@ class _Exploding(nn.Module):
 def test_hooks_are_removed_and_modes_restored_when_the_forward_raises():
     model = _Exploding().train()
     model.drop.eval()  # a mixed state must come back exactly
-    extract(model, torch.rand(3, 16, 16), "head")  # builds and caches the catalogue
+    extractor = FeatureExtractor(model, "head", input_shape=(3, 16, 16), method="hooks")
+    extractor(torch.rand(1, 3, 16, 16))
     model.explode = True
     with pytest.raises(RuntimeError, match="boom in forward"):
-        extract(model, torch.rand(3, 16, 16), "head")
+        extractor(torch.rand(1, 3, 16, 16))
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
     assert model.training and model.conv.training and not model.drop.training
 
@@ -99,7 +103,7 @@ def test_images_are_preprocessed_and_batches_stack(resnet):
     batch = extract(resnet, ["sample:cat", "sample:coffee"], "layer1")["layer1"]
     assert batch.shape == (2, 64, 56, 56)
     torch.testing.assert_close(batch[0], single)
-    ready = preprocess(resnet.featuremaps_info, "sample:cat")
+    ready = model_info(resnet).input.tensor("sample:cat")
     torch.testing.assert_close(extract(resnet, ready, "layer1")["layer1"], single)
 
 

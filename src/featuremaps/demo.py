@@ -13,10 +13,10 @@ from pathlib import Path
 
 from featuremaps.conv import ConvLayer
 from featuremaps.conv.geometry import output_size_formula
+from featuremaps.drawing import to_pil
 from featuremaps.illustrate import ConvScene, image_patch, random_grid
 from featuremaps.illustrate.receptive import receptive_field_diagram
 from featuremaps.images import load_image, samples
-from featuremaps.render._draw import to_pil
 from featuremaps.render.animate import render_diagram, save_scene
 from featuremaps.render.grid import render_grid
 from featuremaps.render.report import Report
@@ -120,14 +120,14 @@ def _animation_section(report: Report) -> None:
 
 def _model_section(report: Report) -> None:
     from featuremaps.extract import extract
-    from featuremaps.models import list_layers, load_model
-    from featuremaps.render.overlay import display_image, rank_maps, render_overlay, render_receptive_field
+    from featuremaps.models import list_layers, load_model, model_info
+    from featuremaps.render.overlay import rank_maps, render_overlay, render_receptive_field
     from featuremaps.render.overview import describe_layer, render_overview
 
     image = f"sample:{DEMO_SAMPLE}"
     section = report.section("Every layer of a CNN, from low to high level")
     model = load_model("tinyvgg")
-    weights = model.featuremaps_info.weights
+    weights = model_info(model).weights
     section.text(
         "Maps pass from layer to layer: each convolution combines all maps of the layer below, pooling "
         "halves their size, and the receptive field (the input region one unit sees) grows, so deeper maps "
@@ -140,11 +140,12 @@ def _model_section(report: Report) -> None:
         ["layer", "type", "output C x H x W", "stride (jump)", "receptive field"],
         [[l.name, l.type, "x".join(map(str, l.output_shape)),
           "-" if l.jump is None else int(l.jump[0]),
-          "whole image" if l.global_field else int(l.receptive_field[0])] for l in layers],
+          "whole image" if l.global_field or l.receptive_field is None else int(l.receptive_field[0])]
+         for l in layers],
     )
     maps = extract(model, image, "Conv2d,MaxPool2d")
     by_name = {l.name: l for l in layers}
-    picture = display_image(model, image)
+    picture = model_info(model).input.display(image)
     section.figure(render_overview(picture, maps, by_name, max_maps=10, title="TinyVGG: low to high"),
                    "Each row is a layer: its 10 maps, most active first.", name="tinyvgg-overview")
     best = rank_maps(maps["pool2"])[0]
@@ -159,7 +160,7 @@ def _model_section(report: Report) -> None:
     resnet_maps = extract(resnet, image, "conv1,maxpool,layer1,layer2,layer3,layer4")
     resnet_layers = {l.name: l for l in list_layers(resnet)}
     section.figure(
-        render_overview(display_image(resnet, image), resnet_maps, resnet_layers, max_maps=8,
+        render_overview(model_info(resnet).input.display(image), resnet_maps, resnet_layers, max_maps=8,
                         title="ResNet-18 (torchvision, untrained): low to high"),
         "torchvision's ResNet-18 at 224x224, untrained weights (no download here): strides 2, 4, 4, 8, 16, 32 "
         "and receptive fields 7, 11, 43, 99, 211, 435 pixels.", name="resnet18-overview",
@@ -171,11 +172,11 @@ def _recognition_section(report: Report) -> None:
 
     from featuremaps.data.datasets import shapes_dataset
     from featuremaps.data.shapes import draw_shape
-    from featuremaps.models import load_model
+    from featuremaps.models import load_model, model_info
     from featuremaps.recognize.evaluate import evaluate
     from featuremaps.recognize.predict import class_activation_map, predict
     from featuremaps.render.confusion import render_confusion
-    from featuremaps.render.overlay import display_image, render_overlay
+    from featuremaps.render.overlay import render_overlay
 
     section = report.section("Recognising objects from feature maps")
     try:
@@ -183,7 +184,7 @@ def _recognition_section(report: Report) -> None:
     except Exception as error:  # noqa: BLE001 - the demo still shows everything else
         section.text(f"The bundled shapes model is not available ({error}); run 'make shapes-model'.")
         return
-    record = model.featuremaps_info
+    record = model_info(model)
     section.text(
         "A classifier reads the last feature maps and names the object. builtin:shapes is TinyVGG trained "
         "here on the synthetic shapes dataset (circle, square, triangle, star at random sizes, positions, "
@@ -203,11 +204,11 @@ def _recognition_section(report: Report) -> None:
     for k, (image, result) in enumerate(zip(images, predict(model, images))):
         heat, layer, _ = class_activation_map(model, image)
         guesses = ", ".join(f"{label} {p:.0%}" for label, p in result.labels)
-        picture = render_overlay(display_image(model, image), heat, alpha=0.45, cmap="jet",
+        picture = render_overlay(model_info(model).input.display(image), heat, alpha=0.45, cmap="jet",
                                  title=f"{result.labels[0][0]} {result.labels[0][1]:.0%}")
         size = "x".join(str(s) for s in image.shape[:2])
         section.figure(picture, f"{size} image: {guesses}; CAM at {layer}", name=f"predict-{k}")
-    scores = evaluate(model, shapes_dataset(1000, seed=424242))
+    scores = evaluate(model, shapes_dataset(1000, seed=424242, model_input=model_info(model).input))
     section.figure(render_confusion(scores.confusion, scores.class_names, title="builtin:shapes on 1000 new images"),
                    f"Accuracy {scores.accuracy:.1%} on 1000 images of an unseen seed.", name="confusion")
 

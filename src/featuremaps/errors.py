@@ -6,7 +6,8 @@ Each error also inherits from the builtin it resembles, so callers can catch eit
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "FeatureMapsError", "ImageError", "LayerError", "ModelError", "SettingsError"]
+__all__ = ["CheckpointError", "DatasetError", "FeatureMapsError", "ImageError", "LayerError", "ModelError",
+           "SettingsError"]
 
 
 class FeatureMapsError(Exception):
@@ -36,3 +37,7 @@ class LayerError(SettingsError):
 
 class CheckpointError(FeatureMapsError, ValueError):
     """A weights file that cannot be read safely or does not fit the architecture."""
+
+
+class DatasetError(SettingsError):
+    """A dataset that cannot be used: missing, empty, a single class, mismatched masks."""

@@ -42,6 +42,7 @@ from PIL import Image, UnidentifiedImageError
 from featuremaps.errors import ImageError, SettingsError
 
 __all__ = [
+    "LUMA",
     "MAX_PIXELS",
     "SUPPORTED_FORMATS",
     "ImageSource",
@@ -64,7 +65,8 @@ SUPPORTED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 
 SAMPLE_PREFIX = "sample:"
 _COLOUR_MODES = ("auto", "rgb", "gray")
-_LUMA = (0.299, 0.587, 0.114)
+LUMA = (0.299, 0.587, 0.114)
+"""ITU-R 601-2 luma weights of R, G, B (Pillow's ``L`` mode): every colour-to-gray conversion uses them."""
 
 
 @dataclass(frozen=True)
@@ -425,10 +427,10 @@ def _finish(
         colour, alpha = tensor[:-1], tensor[-1:]
         bg = torch.tensor(background, dtype=torch.float32) / 255.0
         if channels == 2:
-            bg = (bg * torch.tensor(_LUMA)).sum(dim=0, keepdim=True)
+            bg = (bg * torch.tensor(LUMA)).sum(dim=0, keepdim=True)
         tensor = colour.mul_(alpha).add_((1.0 - alpha) * bg.view(-1, 1, 1))
     if mode == "gray" and tensor.shape[0] == 3:
-        tensor = (tensor * torch.tensor(_LUMA, dtype=torch.float32).view(3, 1, 1)).sum(dim=0, keepdim=True)
+        tensor = (tensor * torch.tensor(LUMA, dtype=torch.float32).view(3, 1, 1)).sum(dim=0, keepdim=True)
     elif mode == "rgb" and tensor.shape[0] == 1:
         tensor = tensor.expand(3, -1, -1).contiguous()
     return tensor.clamp_(0.0, 1.0)

@@ -8,49 +8,71 @@ receptive-field pictures, and ``index.html`` tying them together.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from featuremaps.drawing import to_pil
 from featuremaps.errors import LayerError, SettingsError
-from featuremaps.extract import LayerSelection, capture, catalogue_for, select_layers
+from featuremaps.features import FeatureExtractor, LayerSelection, catalogue_for, default_layers, select_layers
 from featuremaps.images import ImageSource
 from featuremaps.models.catalogue import LayerInfo
-from featuremaps.models.preprocess import model_info, prepare_batch
-from featuremaps.render._draw import to_pil
+from featuremaps.models.info import model_device, model_info
 from featuremaps.render.grid import render_grid
-from featuremaps.render.overlay import display_image, rank_maps, render_overlay, render_receptive_field
+from featuremaps.render.overlay import rank_maps, render_overlay, render_receptive_field
 from featuremaps.render.overview import describe_layer, render_overview, spatial_maps
 from featuremaps.render.report import Report
 
-__all__ = ["ShowResult", "default_layers", "parse_unit", "show"]
-
-_SKIP_TYPES = ("BatchNorm2d", "Dropout", "Dropout2d", "Identity", "Flatten")
-MAX_DEFAULT_LAYERS = 16
+__all__ = ["ImageMaps", "ShowResult", "image_maps", "parse_unit", "show"]
 
 
-def default_layers(catalogue: Sequence[LayerInfo]) -> list[LayerInfo]:
-    """The model's stages: top-level layers with maps, one level deeper while there are fewer than 3.
+@dataclass(frozen=True)
+class ImageMaps:
+    """One image's maps of chosen layers, and the input the model saw.
 
-    Normalisation, dropout and identity layers are left out; more than 16 are thinned
-    evenly (first and last kept).
+    Attributes:
+        display: the model's input before normalisation, ``(C, H, W)`` in [0, 1] (pictures
+            are drawn on it, so receptive fields land on the right pixels).
+        maps: layer name -> that layer's output for the image (``(C, h, w)`` for maps).
+        layers: layer name -> its catalogue entry, for every layer in ``maps``.
+        catalogue: every layer of the model at this input size.
     """
-    spatial = [e for e in catalogue if e.is_spatial and not e.global_field and e.type not in _SKIP_TYPES]
-    chosen = [e for e in spatial if e.depth == 0]
-    depth = 0
-    while len(chosen) < 3 and depth < 4:
-        depth += 1
-        deeper = [e for e in spatial if e.depth == depth]
-        if not deeper:
-            break
-        chosen = deeper
-    if len(chosen) > MAX_DEFAULT_LAYERS:
-        step = (len(chosen) - 1) / (MAX_DEFAULT_LAYERS - 1)
-        chosen = [chosen[round(i * step)] for i in range(MAX_DEFAULT_LAYERS)]
-    return chosen
+
+    display: torch.Tensor
+    maps: dict[str, torch.Tensor]
+    layers: dict[str, LayerInfo]
+    catalogue: list[LayerInfo]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.display.shape)
+
+    def spatial(self, name: str) -> torch.Tensor:
+        """The maps ``(C, h, w)`` of layer ``name``; a layer without maps is a SettingsError."""
+        tensor = spatial_maps(self.layers[name], self.maps[name])
+        if tensor is None:
+            raise SettingsError(f"layer {name} has no feature maps (its output is {list(self.layers[name].output_shape)})")
+        return tensor
+
+
+def image_maps(model: nn.Module, image: ImageSource, layers: LayerSelection | None = None) -> ImageMaps:
+    """The maps of ``layers`` (default: the model's stages, :func:`default_layers`) for one image.
+
+    The image is decoded and prepared once (the model's input description); the display
+    image and the model input come from the same pixels.
+    """
+    model_input = model_info(model).input
+    prepared = model_input.prepare(image)  # (C, H, W) uint8
+    batch = model_input.normalise(prepared)[None].to(model_device(model))
+    catalogue = catalogue_for(model, tuple(batch.shape[1:]))
+    names = [e.name for e in default_layers(catalogue)] if layers is None else layers
+    extractor = FeatureExtractor(model, names, input_shape=tuple(batch.shape[1:]))
+    maps = extractor(batch)
+    return ImageMaps(display=prepared.float().div_(255.0), maps={name: m[0] for name, m in maps.items()},
+                     layers={entry.name: entry for entry in extractor.layers}, catalogue=list(catalogue))
 
 
 def parse_unit(text: str, parts: int) -> tuple[str, list[int]]:
@@ -75,15 +97,8 @@ class ShowResult:
 
     index: Path
     input_shape: tuple[int, ...]
-    layers: list[dict[str, object]] = field(default_factory=list)
+    layers: list[dict[str, Any]] = field(default_factory=list)
     extra: list[Path] = field(default_factory=list)
-
-
-def _layer_maps(entry: LayerInfo, maps: dict[str, torch.Tensor], name: str) -> torch.Tensor:
-    tensor = spatial_maps(entry, maps[name][0])
-    if tensor is None:
-        raise SettingsError(f"layer {name} has no feature maps (its output is {list(entry.output_shape)})")
-    return tensor
 
 
 def show(
@@ -107,27 +122,20 @@ def show(
     if max_maps < 1:
         raise SettingsError(f"max_maps must be >= 1; got {max_maps}")
     info = model_info(model)
-    batch, _ = prepare_batch(model, image)
-    try:
-        device = next(model.parameters()).device
-    except StopIteration:
-        device = torch.device("cpu")
-    catalogue = catalogue_for(model, tuple(batch.shape[1:]))
+    model_input = info.input
+    catalogue = catalogue_for(model, model_input.shape)
     chosen = select_layers(catalogue, layers, model_name=info.name) if layers else default_layers(catalogue)
     extra_names = [spec[0] for spec in (overlay, unit) if spec is not None]
-    wanted = chosen + [e for e in select_layers(catalogue, extra_names, model_name=info.name)
-                       if e not in chosen] if extra_names else chosen
-    maps = capture(model, batch.to(device), wanted)
-    by_name = {entry.name: entry for entry in catalogue}
-    picture_input = display_image(model, image)
+    extra = select_layers(catalogue, extra_names, model_name=info.name) if extra_names else []
+    seen = image_maps(model, image, [e.name for e in chosen] + [e.name for e in extra if e not in chosen])
+    picture_input = seen.display
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    weights = info.weights or "untrained (random) weights"
-    result = ShowResult(index=out / "index.html", input_shape=tuple(batch.shape[1:]))
+    result = ShowResult(index=out / "index.html", input_shape=seen.input_shape)
     grids, overview_maps = [], {}
     for entry in chosen:
-        tensor = spatial_maps(entry, maps[entry.name][0])
-        row: dict[str, object] = {"name": entry.name, "type": entry.type, "output_shape": list(entry.output_shape),
+        tensor = spatial_maps(entry, seen.maps[entry.name])
+        row: dict[str, Any] = {"name": entry.name, "type": entry.type, "output_shape": list(entry.output_shape),
                                   **{k: v for k, v in entry.to_dict().items() if k in ("stride", "receptive_field")}}
         if tensor is not None:
             overview_maps[entry.name] = tensor
@@ -139,12 +147,15 @@ def show(
             grids.append((grid, f"{describe_layer(entry)}; the {len(order)} most active of {tensor.shape[0]} maps",
                           _slug(entry.name)))
         result.layers.append(row)
+    by_name = {entry.name: entry for entry in catalogue}
+    weights = info.weights_label
     overview = render_overview(picture_input, overview_maps, by_name, max_maps=min(max_maps, 8),
-                               title=f"{info.name}: feature maps from low to high level")
+                               title=f"{info.name}: feature maps from low to high level"
+                                     + ("" if info.trained else " (untrained: random weights)"))
     overview.save(out / "overview.png")
     to_pil(picture_input).save(out / "input.png")
     report = Report(title or f"{info.name}: feature maps, low to high",
-                    intro=f"Model {info.name} ({info.source}), weights: {weights}. Input {list(batch.shape[1:])}.")
+                    intro=f"Model {info.name} ({info.source}), weights: {weights}. Input {list(seen.input_shape)}.")
     report.section("Overview").figure(overview, "Each row is a layer, low to high; its most active maps.",
                                       name="overview-page")
     layers_section = report.section("Layers")
@@ -152,7 +163,7 @@ def show(
         layers_section.figure(grid, caption, name=name)
     if overlay is not None:
         name, channel = overlay
-        tensor = _layer_maps(by_name[name], maps, name)
+        tensor = seen.spatial(name)
         _check_channel(name, channel, tensor)
         picture = render_overlay(picture_input, tensor[channel], layer=by_name[name],
                                  title=f"{name} channel {channel}")
@@ -164,7 +175,7 @@ def show(
     if unit is not None:
         name, channel, y, x = unit
         entry = by_name[name]
-        tensor = _layer_maps(entry, maps, name)
+        tensor = seen.spatial(name)
         _check_channel(name, channel, tensor)
         picture = render_receptive_field(picture_input, entry, y, x, channel=channel,
                                          value=float(tensor[channel, y, x]) if y < tensor.shape[1] and

@@ -27,8 +27,8 @@ def stores(tmp_path_factory):
 
 
 @pytest.mark.timeout(600)
-def test_ray_engine_writes_the_same_store(stores):
-    pytest.importorskip("ray")
+def test_ray_engine_writes_the_same_store(stores, require):
+    require("ray")
     folder, local, root = stores
     config = ExtractConfig(model="resnet18", layers=("layer1", "layer4"), batch_size=4, shard_size=6, top_k=2,
                            workers=1, engine="ray")

@@ -108,3 +108,14 @@ def test_train_overwrite_replaces_the_checkpoint_atomically(run_cli, tmp_path):
     assert again.returncode == 0, again.stderr
     assert (out / "model.safetensors").read_bytes() != first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temporary folder left
+
+
+def test_train_refuses_options_of_the_other_task(run_cli, tmp_path):
+    result = run_cli("train", "--dataset", "shapes", "--scenes", "50", "--size", "96", "-o", str(tmp_path / "a"),
+                     timeout=60)
+    assert result.returncode == 2
+    assert "--scenes, --size do not apply to --task classification" in result.stderr
+    result = run_cli("train", "--task", "segmentation", "--dataset", "shapes", "--head", "mlp", "-o",
+                     str(tmp_path / "b"), timeout=60)
+    assert result.returncode == 2 and "--head does not apply to --task segmentation" in result.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

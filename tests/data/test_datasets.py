@@ -7,7 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from featuremaps.data.datasets import DatasetError, folder_dataset, load_dataset, to_model_input
+from featuremaps.data.datasets import DatasetError, folder_dataset, load_dataset
+from featuremaps.inputs import ModelInput
+
+SHAPES = ModelInput(3, (64, 64), 64)
+GRAY32 = ModelInput(1, (32, 32), 32)
+RGB16 = ModelInput(3, (16, 16), 16)
 
 
 def _folder(root, classes, per_class=6, size=(20, 30)):
@@ -22,7 +27,7 @@ def _folder(root, classes, per_class=6, size=(20, 30)):
 
 
 def test_shapes_train_and_validation_never_share_images():
-    train, val = load_dataset("shapes", samples=200, seed=0)
+    train, val = load_dataset("shapes", SHAPES, samples=200, seed=0)
     assert train.images.shape == (200, 3, 64, 64) and len(val) == 40
     assert train.class_names == ["circle", "square", "triangle", "star"]
     assert torch.bincount(train.labels).tolist() == [50, 50, 50, 50]
@@ -30,10 +35,10 @@ def test_shapes_train_and_validation_never_share_images():
 
 
 def test_digits_split_is_stratified_and_seeded():
-    train, val = load_dataset("digits", seed=1, size=(32, 32), channels=1)
+    train, val = load_dataset("digits", GRAY32, seed=1)
     assert train.images.shape[1:] == (1, 32, 32) and len(train) + len(val) == 1797
     assert torch.bincount(val.labels).min() >= 30
-    again, _ = load_dataset("digits", seed=1, size=(32, 32), channels=1)
+    again, _ = load_dataset("digits", GRAY32, seed=1)
     assert torch.equal(train.labels, again.labels)
 
 
@@ -41,11 +46,11 @@ def test_image_folder_with_unreadable_files_skipped_and_counted(tmp_path):
     root = _folder(tmp_path / "data", ["cats", "dogs"])
     (root / "cats" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
     (root / "dogs" / "notes.txt").write_text("hello")
-    data = folder_dataset(root, (16, 16))
+    data = folder_dataset(root, RGB16)
     assert data.class_names == ["cats", "dogs"] and len(data) == 12
     assert data.images.shape == (12, 3, 16, 16)
     assert {p.rsplit("/", 1)[-1] for p, _ in data.skipped} == {"broken.jpg", "notes.txt"}
-    train, val = load_dataset(root, size=(16, 16), val_fraction=0.5, seed=3)
+    train, val = load_dataset(root, RGB16, val_fraction=0.5, seed=3)
     assert len(train) == len(val) == 6 and torch.bincount(val.labels).tolist() == [3, 3]
 
 
@@ -62,10 +67,15 @@ def test_bad_folders_give_clear_errors(tmp_path, layout, message):
     root = tmp_path / "data"
     layout(root)
     with pytest.raises(DatasetError, match=message):
-        folder_dataset(root, (16, 16))
+        folder_dataset(root, RGB16)
 
 
-def test_to_model_input_adapts_channels_size_and_normalises():
-    gray = torch.full((2, 1, 8, 8), 255, dtype=torch.uint8)
-    x = to_model_input(gray, (3, 16, 16), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
-    assert x.shape == (2, 3, 16, 16) and torch.allclose(x, torch.full_like(x, 2.0))
+def test_folder_images_are_exactly_what_predict_feeds_the_model(tmp_path):
+    """One image file through the training dataset path and through prediction's path: the same tensor."""
+    root = _folder(tmp_path / "data", ["cats", "dogs"], per_class=2, size=(300, 451))
+    Image.open("src/featuremaps/assets/samples/cat.jpg" if False else root / "cats" / "0.png")
+    model_input = ModelInput(3, (224, 224), 256, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    data = folder_dataset(root, model_input)
+    trained_on = model_input.normalise(data.images[0])
+    predicted_on = model_input.tensor(root / "cats" / "0.png")
+    assert torch.equal(trained_on, predicted_on)

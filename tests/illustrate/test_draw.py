@@ -61,8 +61,8 @@ def test_frames_fill_the_maps_one_cell_at_a_time():
     scene = _issue_scene()
     svg_cells = []
     for done in (0, 5, len(scene) - 1):
+        from featuremaps.drawing import SvgCanvas
         from featuremaps.illustrate.draw import draw_scene
-        from featuremaps.render.canvas import SvgCanvas
 
         layout = layout_scene(scene)
         canvas = SvgCanvas(layout.width, layout.height)

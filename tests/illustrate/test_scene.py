@@ -47,13 +47,15 @@ def test_every_step_matches_the_layer_and_explain(size, kernel, stride, dilation
     step = scene.step(index)
     # order: filter, then row, then column
     assert index == scene.step_index(step.filter, step.y, step.x)
-    assert step.rows == tuple(step.y * stride[0] + i * dilation[0] for i in range(kernel[0]))
-    assert step.cols == tuple(step.x * stride[1] + j * dilation[1] for j in range(kernel[1]))
+    assert step.padded_rows == tuple(step.y * stride[0] + i * dilation[0] for i in range(kernel[0]))
+    assert step.padded_cols == tuple(step.x * stride[1] + j * dilation[1] for j in range(kernel[1]))
+    assert step.rows == tuple(r - padding[0] for r in step.padded_rows)  # the input frame
     explained = layer.explain(x, filter=step.filter, y=step.y, x=step.x)
+    assert type(step) is type(explained)  # one type, one coordinate frame for both
     assert step.value == explained.value == float(maps[step.filter, step.y, step.x])
+    assert (step.rows, step.cols, step.channels) == (explained.rows, explained.cols, explained.channels)
     assert step.total == pytest.approx(explained.total, abs=1e-6)
-    np.testing.assert_allclose(step.products, explained.products.numpy(), atol=1e-6)
-    assert step.channels == explained.channels
+    torch.testing.assert_close(step.products, explained.products, atol=1e-6, rtol=0)
 
 
 def test_padding_cells_are_placed_for_asymmetric_padding():

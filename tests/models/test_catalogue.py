@@ -111,8 +111,8 @@ def test_permutes_keep_the_field_and_gates_are_marked_as_global_context():
     assert layers["out"].receptive_field[0] == 5 and layers["out"].global_context
 
 
-def test_timm_model_catalogue():
-    pytest.importorskip("timm")
+def test_timm_model_catalogue(require):
+    require("timm")
     layers = {l.name: l for l in list_layers(load_model("timm:resnet18"))}
     assert layers["layer4"].receptive_field[0] == 435 and layers["layer4"].jump[0] == 32
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from featuremaps.errors import CheckpointError, SettingsError
-from featuremaps.models import load_model, read_checkpoint, save_checkpoint
+from featuremaps.models import load_model, model_info, read_checkpoint, save_checkpoint
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pt", ""])
@@ -18,7 +18,7 @@ def test_featuremaps_checkpoint_round_trip(tmp_path, suffix):
     model = load_model("tinyvgg", num_classes=4, seed=11)
     path = save_checkpoint(model, tmp_path / f"model{suffix}")
     again = load_model(path)
-    assert again.featuremaps_info.source == "checkpoint" and again.featuremaps_info.num_classes == 4
+    assert model_info(again).source == "checkpoint" and model_info(again).num_classes == 4
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model(x), again(x))
@@ -34,7 +34,7 @@ def test_plain_weights_for_a_named_architecture(tmp_path, suffix):
         save_checkpoint(source, path)
     model = load_model("resnet18", weights=path, num_classes=3)
     assert torch.equal(model.fc.weight, source.fc.weight)
-    assert model.featuremaps_info.weights == str(path)
+    assert model_info(model).weights == str(path)
 
 
 def test_dataparallel_prefix_is_stripped(tmp_path):
@@ -171,7 +171,7 @@ def test_an_existing_file_or_directory_is_not_replaced_without_overwrite(tmp_pat
     assert (tmp_path / "w.pt").read_bytes() == b"keep"
     save_checkpoint(model, tmp_path / "mine", overwrite=True)
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["featuremaps.json", "model.safetensors"]
-    assert load_model(tmp_path / "mine").featuremaps_info.source == "checkpoint"
+    assert model_info(load_model(tmp_path / "mine")).source == "checkpoint"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left behind
 
 

@@ -8,21 +8,21 @@ import pytest
 import torch
 
 from featuremaps.errors import ModelError
-from featuremaps.models import available_models, load_model
+from featuremaps.models import available_models, load_model, model_info
 
 
 @pytest.mark.parametrize("name, shape, out", [("tinyvgg", (3, 64, 64), 10), ("lenet5", (1, 32, 32), 10),
                                               ("builtin:tinyvgg", (3, 64, 64), 10)])
 def test_builtin_models(name, shape, out):
     model = load_model(name)
-    assert model.featuremaps_info.input_size == shape and not model.training
+    assert model_info(model).input_size == shape and not model.training
     assert model(torch.rand(2, *shape)).shape == (2, out)
 
 
 def test_torchvision_model_by_name_with_num_classes():
     model = load_model("resnet18", num_classes=7)
-    assert model.fc.out_features == 7 and model.featuremaps_info.source == "torchvision"
-    assert model.featuremaps_info.input_size == (3, 224, 224) and model.featuremaps_info.mean is not None
+    assert model.fc.out_features == 7 and model_info(model).source == "torchvision"
+    assert model_info(model).input_size == (3, 224, 224) and model_info(model).input.mean is not None
 
 
 def test_untrained_weights_are_seeded():
@@ -60,10 +60,10 @@ def test_offline_download_gives_a_clear_message(monkeypatch):
         load_model("resnet18", weights="DEFAULT")
 
 
-def test_timm_models():
-    pytest.importorskip("timm")
+def test_timm_models(require):
+    require("timm")
     model = load_model("timm:resnet18", num_classes=5)
-    assert model(torch.rand(1, 3, 64, 64)).shape == (1, 5) and model.featuremaps_info.source == "timm"
+    assert model(torch.rand(1, 3, 64, 64)).shape == (1, 5) and model_info(model).source == "timm"
     with pytest.raises(ModelError, match="unknown timm model 'resnet181'; did you mean timm:resnet18"):
         load_model("timm:resnet181")
 

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from featuremaps.data.datasets import shapes_dataset
 from featuremaps.errors import SettingsError
-from featuremaps.models import load_model
+from featuremaps.models import load_model, model_info
 from featuremaps.recognize.evaluate import evaluate
 from featuremaps.recognize.predict import class_activation_map, default_cam_layer, predict
 
@@ -43,8 +43,8 @@ def test_bundled_model_is_small_and_works_as_a_model_name(shapes_model):
 
     weights = BUILTIN_MODELS["shapes"].weights_file / "model.safetensors"
     assert weights.stat().st_size < 5 * 1024 * 1024
-    assert shapes_model.featuremaps_info.class_names == ["circle", "square", "triangle", "star"]
-    assert shapes_model.featuremaps_info.name == "builtin:shapes"
+    assert model_info(shapes_model).class_names == ("circle", "square", "triangle", "star")
+    assert model_info(shapes_model).name == "builtin:shapes"
 
 
 def test_a_red_star_on_white_at_128_pixels(shapes_model, tmp_path):

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from featuremaps.errors import LayerError, SettingsError
-from featuremaps.models import load_model
+from featuremaps.models import load_model, model_info
 from featuremaps.recognize.evaluate import evaluate
 from featuremaps.recognize.predict import predict
 from featuremaps.recognize.train import TrainConfig, train_classifier
@@ -80,12 +80,12 @@ def test_a_head_on_frozen_maps_of_an_image_folder(tmp_path):
     assert len(result.skipped) == 1 and result.record["data"]["skipped"] == 1
     assert result.record["metrics"]["val_accuracy"] >= 0.9
     model = load_model(tmp_path / "head")
-    assert model.featuremaps_info.class_names == ["blue", "green", "red"]
+    assert model_info(model).class_names == ("blue", "green", "red")
     best = predict(model, [np.full((60, 60, 3), (230, 30, 30), np.uint8)])[0]
     assert best.labels[0][0] == "red"
     from featuremaps.data.datasets import folder_dataset
 
-    scores = evaluate(model, folder_dataset(root, (224, 224)))
+    scores = evaluate(model, folder_dataset(root, model_info(model).input))
     assert scores.accuracy >= 0.9 and scores.confusion.sum() == 42
 
 

@@ -8,8 +8,8 @@ import torch
 
 from featuremaps.errors import SettingsError
 from featuremaps.extract import extract
-from featuremaps.models import list_layers, load_model
-from featuremaps.render.overlay import display_image, rank_maps, render_overlay, render_receptive_field
+from featuremaps.models import list_layers, load_model, model_info
+from featuremaps.render.overlay import rank_maps, render_overlay, render_receptive_field
 from featuremaps.render.overview import describe_layer, render_overview
 
 
@@ -54,8 +54,8 @@ def test_overview_has_a_row_per_spatial_layer():
     model = load_model("tinyvgg")
     maps = extract(model, "sample:cat", "conv1_1,pool1,pool2,fc")
     layers = {l.name: l for l in list_layers(model)}
-    small = render_overview(display_image(model, "sample:cat"), dict(list(maps.items())[:1]), layers)
-    full = render_overview(display_image(model, "sample:cat"), maps, layers)
+    small = render_overview(model_info(model).input.display("sample:cat"), dict(list(maps.items())[:1]), layers)
+    full = render_overview(model_info(model).input.display("sample:cat"), maps, layers)
     assert full.height > small.height and full.width == small.width
     assert describe_layer(layers["pool2"]) == "pool2 (MaxPool2d) 10x13x13, stride 4, RF 16"
     assert describe_layer(layers["fc"]).endswith("sees the whole image")

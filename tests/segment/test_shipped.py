@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from featuremaps.data.shapes import shapes_scene
-from featuremaps.models import load_model
+from featuremaps.models import load_model, model_info
 from featuremaps.segment.data import scenes_dataset
 from featuremaps.segment.train import evaluate_clusters, evaluate_segmenter
 
@@ -23,7 +23,7 @@ def test_the_trained_head_reaches_its_bar_on_a_fresh_seed(head):
     scores = evaluate_segmenter(head, scenes_dataset(60, seed=777_777, size=128))
     assert scores.miou >= 0.85, scores.to_dict()
     assert scores.pixel_accuracy >= 0.97
-    assert head.featuremaps_info.class_names == ["background", "circle", "square", "triangle", "star"]
+    assert model_info(head).class_names == ("background", "circle", "square", "triangle", "star")
 
 
 def test_clusters_are_scored_after_hungarian_matching():
@@ -45,4 +45,4 @@ def test_segment_a_scene_with_the_shipped_head_from_the_cli(run_cli, tmp_path, h
     truth = np.asarray(Image.fromarray(scene.mask).resize((200, 200), Image.Resampling.NEAREST))
     assert (mask == truth).mean() > 0.9
     names = {s["name"] for s in entry["segments"]}
-    assert {head.featuremaps_info.class_names[label + 1] for label in scene.labels} <= names
+    assert {model_info(head).class_names[label + 1] for label in scene.labels} <= names

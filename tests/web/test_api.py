@@ -6,7 +6,6 @@ import asyncio
 import io
 import math
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
@@ -148,7 +147,8 @@ def test_busy_server_answers_503_with_retry_after(monkeypatch):
 
     app = create_app(ExplorerSettings(concurrency=1, queue=0))
     explorer = app.state.explorer
-    monkeypatch.setattr(explorer, "scene", lambda options: time.sleep(0.5) or {"ok": True})
+    real = explorer.scene
+    monkeypatch.setattr(explorer, "scene", lambda request: time.sleep(0.5) or real(request))
     import threading
 
     with TestClient(app, base_url="http://localhost") as test_client:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import logging
-from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,9 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from featuremaps.batch.store import Store
+from featuremaps.drawing import font, to_pil
 from featuremaps.errors import ImageError, SettingsError
-from featuremaps.models.preprocess import ModelInfo, resize_crop
-from featuremaps.images import open_pil
-from featuremaps.render._draw import font
+from featuremaps.inputs import ModelInput
 
 __all__ = ["build_microscope"]
 
@@ -48,18 +46,16 @@ def _folder(layer: str) -> str:
 
 
 @lru_cache(maxsize=256)
-def _view(path: str, input_size: tuple[int, int, int], resize: int | None) -> Image.Image:
-    """The model's view of an image: resized and cropped like its input, as RGB (cached: many
-    channels share their favourite images)."""
-    channels, height, width = input_size
-    return resize_crop(open_pil(path).convert("RGB" if channels == 3 else "L").convert("RGB"),
-                       resize or min(height, width), (height, width))
+def _view(path: str, model_input: ModelInput) -> Image.Image:
+    """The model's view of an image (its input before normalisation), as RGB (cached: many channels
+    share their favourite images)."""
+    return to_pil(model_input.display(path)).convert("RGB")
 
 
-def _patch(path: str, info: ModelInfo, layer: dict[str, Any], y: int, x: int) -> Image.Image:
+def _patch(path: str, model_input: ModelInput, layer: dict[str, Any], y: int, x: int) -> Image.Image:
     """The model's view of the image, cropped to unit ``(y, x)``'s receptive field (padding grey)."""
-    _, height, width = info.input_size
-    view = _view(path, tuple(info.input_size), info.resize)
+    view = _view(path, model_input)
+    width, height = view.size
     size = [int(v) for v in layer["receptive_field"]]
     top = int(layer["start"][0] + y * layer["jump"][0])
     left = int(layer["start"][1] + x * layer["jump"][1])
@@ -84,10 +80,7 @@ def build_microscope(store_dir: str | Path, out_dir: str | Path) -> Path:
         raise SettingsError(f"{store_dir}: the extraction has not finished; run it again with --resume first")
     if not manifest.config.get("top_k"):
         raise SettingsError(f"{store_dir}: the store was made with --top-k 0; the microscope needs the top images")
-    prep = manifest.config["preprocessing"]
-    info = ModelInfo(name=manifest.config["model"], source="store", input_size=tuple(prep["input_size"]),
-                     resize=prep["resize"])
-    info = replace(info, mean=None, std=None)
+    model_input = ModelInput.from_dict(manifest.config["preprocessing"])
     top = store.table("topk").to_pylist()
     stats = store.table("stats").to_pylist()
     out = Path(out_dir)
@@ -107,7 +100,7 @@ def build_microscope(store_dir: str | Path, out_dir: str | Path) -> Path:
             for entry in best:
                 file = folder / f"c{channel}-r{entry['rank']}.png"
                 try:
-                    _patch(entry["path"], info, layer, entry["y"], entry["x"]).save(file)
+                    _patch(entry["path"], model_input, layer, entry["y"], entry["x"]).save(file)
                 except (ImageError, OSError) as error:
                     unreadable.append(f"{entry['path']}: {getattr(error, 'reason', None) or error}")
                     _missing().save(file)

@@ -11,48 +11,46 @@ resume rules. Point it at a cluster with ``--ray-address ray://HEAD:10001`` (or 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from featuremaps.batch.pipeline import (
-    ExtractConfig,
-    ExtractSummary,
+from featuremaps.batch.config import ExtractConfig, ExtractSummary
+from featuremaps.batch.shards import (
     ShardCollector,
-    _open_maps,
     decode_item,
     layer_table,
     make_manifest,
+    open_maps,
     redone_shards,
     shard_plan,
     store_errors,
     summarize,
 )
-from featuremaps.batch.sources import absolute_sources, list_sources
 from featuremaps.batch.store import Store
 from featuremaps.errors import SettingsError
-from featuremaps.models.preprocess import ModelInfo, model_info, normalise
+from featuremaps.features import FeatureExtractor
+from featuremaps.inputs import ModelInput
+from featuremaps.models.info import model_info
 from featuremaps.models.registry import load_model
 
-__all__ = ["run_extract_ray"]
+__all__ = ["run_ray"]
 
 
-def _decode_batch(batch: dict[str, np.ndarray], info: dict[str, Any], transforms: Any) -> dict[str, Any]:
-    """Ray task: decode a batch of files; unreadable ones come back with ``ok = False`` and the reason."""
-    model = ModelInfo.from_dict(info)
-    model.transforms = transforms
-    shape = tuple(model.input_size)
+def _decode_batch(batch: dict[str, np.ndarray], model_input: dict[str, Any]) -> dict[str, Any]:
+    """Ray task: decode a batch of files to uint8 model input; unreadable ones come back with
+    ``ok = False`` and the reason."""
+    frame = ModelInput.from_dict(model_input)
+    shape = frame.shape
     images, ok, reasons, widths, heights, hashes = [], [], [], [], [], []
     for path in batch["path"]:
-        item = decode_item(str(path), model)
+        item = decode_item(str(path), frame)
         good = "tensor" in item
-        tensor = item["tensor"].float() if good and item["tensor"].dtype != torch.uint8 else (
-            normalise(model, item["tensor"]) if good else None)
-        images.append(tensor.numpy() if tensor is not None else np.zeros(shape, np.float32))
+        images.append(item["tensor"].numpy() if good else np.zeros(shape, np.uint8))
         ok.append(good)
         reasons.append("" if good else item["reason"])
         widths.append(item.get("width", 0))
@@ -68,26 +66,24 @@ class FeatureActor:
 
     def __init__(self, model: str, weights: str | None, layers: Sequence[str], pool: str, precision: str,
                  device: str) -> None:
-        import torch
 
         self.torch = torch
         self.device = torch.device(device)
         self.model = load_model(model, weights=weights).to(self.device).to(memory_format=torch.channels_last)
-        self.layers = layer_table(self.model, layers)
+        self.extractor = FeatureExtractor(self.model, [e.name for e in layer_table(self.model, layers)])
+        self.model_input = model_info(self.model).input
         self.pool, self.precision = pool, precision
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        from featuremaps.extract import capture
-
         torch = self.torch
         good = np.asarray(batch["ok"], dtype=bool)
         out = {key: batch[key] for key in ("index", "path", "ok", "reason", "width", "height", "sha256")}
         if good.any():
             x = torch.from_numpy(np.ascontiguousarray(batch["image"][good])).to(self.device)
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = self.model_input.normalise(x).contiguous(memory_format=torch.channels_last)
             dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
             with torch.autocast(device_type=self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                summaries = summarize(capture(self.model, x, self.layers), self.pool)
+                summaries = summarize(self.extractor(x), self.pool)
         else:
             summaries = {}
         count = len(good)
@@ -122,15 +118,14 @@ def _split(batch: dict[str, Any], layers: Sequence[str]) -> tuple[list[dict[str,
     return good, summaries, bad
 
 
-def run_extract_ray(source: str | Path | Sequence[str], out: str | Path, config: ExtractConfig, *,
-                    resume: bool = False, on_progress: Callable[[int, int], None] | None = None) -> ExtractSummary:
-    """:func:`featuremaps.batch.run_extract` on Ray Data (see the module docstring)."""
+def run_ray(sources: list[str], out: str | os.PathLike[str], config: ExtractConfig, *, resume: bool = False,
+            on_progress: Callable[[int, int], None] | None = None) -> ExtractSummary:
+    """:func:`featuremaps.batch.run_extract` on Ray Data (see the module docstring); ``sources`` are absolute."""
     try:
         import ray
     except ImportError:
         raise SettingsError("the ray engine needs the ray extra: pip install 'featuremaps[ray]'") from None
     started = time.perf_counter()
-    sources = absolute_sources(source) if isinstance(source, (list, tuple)) else list_sources(source)
     model = load_model(config.model, weights=config.weights)
     info = model_info(model)
     layers = layer_table(model, config.layers)
@@ -139,22 +134,23 @@ def run_extract_ray(source: str | Path | Sequence[str], out: str | Path, config:
     manifest = make_manifest(config, info, layers, sources)
     todo = store.open(manifest, sources, resume=resume)
     indices, expected = shard_plan(todo, config.shard_size, len(sources))
-    zarr_write = _open_maps(store, layers, len(sources), config.precision != "fp32") if config.pool == "none" else None
+    zarr_write = open_maps(store, layers, len(sources), config.precision != "fp32") if config.pool == "none" else None
     collector = ShardCollector(store, manifest, expected, config, zarr_write)
     logging.getLogger("ray").setLevel(logging.WARNING)
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     ray.data.DataContext.get_current().enable_progress_bars = False
     started_ray = not ray.is_initialized()
     if started_ray:
+        resources: dict[str, Any] = {} if config.ray_address else {"num_cpus": max(2, config.workers + 1)}
         ray.init(address=config.ray_address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
-                 **({} if config.ray_address else {"num_cpus": max(2, config.workers + 1)}))
+                 **resources)
     try:
         cuda = config.device.startswith("cuda")
         gpus = int(ray.cluster_resources().get("GPU", 0)) if cuda else 0
         actors = max(1, gpus) if cuda else 1
-        dataset = ray.data.from_items([{"index": i, "path": sources[i]} for i in indices])
+        dataset: Any = ray.data.from_items([{"index": i, "path": sources[i]} for i in indices])
         dataset = dataset.map_batches(_decode_batch, batch_size=config.batch_size, batch_format="numpy",
-                                      fn_kwargs={"info": info.to_dict(), "transforms": info.transforms})
+                                      fn_kwargs={"model_input": info.input.to_dict()})
         dataset = dataset.map_batches(
             FeatureActor, batch_size=config.batch_size, batch_format="numpy", concurrency=actors,
             num_gpus=1 if cuda else 0,

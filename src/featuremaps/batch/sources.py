@@ -30,7 +30,7 @@ def absolute_sources(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
     return [os.path.abspath(path) for path in paths]
 
 
-def list_sources(source: str | Path) -> list[str]:
+def list_sources(source: str | os.PathLike[str]) -> list[str]:
     """Absolute image paths of ``source``.
 
     - a folder: every file with an image suffix below it, sorted;

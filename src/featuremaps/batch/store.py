@@ -151,7 +151,7 @@ class ShardResult:
 class Store:
     """A store folder: create or resume it, write shards, finalise, read results."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
 
     # --- paths -----------------------------------------------------------------------
@@ -193,6 +193,8 @@ class Store:
             if differences:
                 raise SettingsError(f"{self.root}: cannot resume with another config; "
                                     + "; ".join(differences))
+            for stale in self.root.rglob(".*.tmp"):  # half-written files of the run that was killed
+                stale.unlink(missing_ok=True)
         elif self.root.exists() and any(self.root.iterdir()):
             raise SettingsError(f"{self.root}: the folder is not empty and holds no store; choose another --out")
         else:
@@ -386,7 +388,7 @@ def _folder(layer: str) -> str:
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with open(path, "wb") as handle:
-        np.savez(handle, **arrays)
+        np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
 
 
 def _features_table(rows: list[dict[str, Any]], *, half: bool, pooled: bool) -> pa.Table:

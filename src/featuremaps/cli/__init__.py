@@ -12,11 +12,10 @@ import os
 import sys
 
 import typer
+from typer.exceptions import TyperException
 
 from featuremaps.cli import animate, batch, conv, demo, images, models, recognize, segment, web  # noqa: F401  (registers the subcommands)
 from featuremaps.cli._common import app
-from typer.exceptions import TyperException
-
 from featuremaps.errors import FeatureMapsError, ImageError, SettingsError
 
 __all__ = ["app", "main"]

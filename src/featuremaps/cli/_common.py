@@ -6,11 +6,13 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, cast
 
 import typer
 
 from featuremaps.conv import ConvLayer
+from featuremaps.conv.geometry import PaddingSpec
+from featuremaps.conv.layer import PaddingMode as ConvPaddingMode
 from featuremaps.errors import SettingsError
 
 app = typer.Typer(
@@ -37,11 +39,11 @@ def parse_pair(text: str, option: str) -> int | tuple[int, int]:
     raise SettingsError(f"{option} must be an integer or HxW (e.g. 3 or 3x5); got {text!r}")
 
 
-def parse_padding(text: str) -> int | tuple[int, ...] | str:
+def parse_padding(text: str) -> PaddingSpec:
     """``"1"``, ``"1,2"`` (y, x), ``"1,2,3,4"`` (top, bottom, left, right), ``same`` or ``valid``."""
     cleaned = text.strip().lower()
     if cleaned in ("same", "valid"):
-        return cleaned
+        return "same" if cleaned == "same" else "valid"
     try:
         values = tuple(int(p) for p in cleaned.split(","))
     except ValueError:
@@ -82,7 +84,7 @@ def make_layer(
         kernel_size=parse_pair(kernel_size, "--kernel-size") if kernel_size else None,
         stride=parse_pair(stride, "--stride"),
         padding=parse_padding(padding),
-        padding_mode=padding_mode,  # type: ignore[arg-type]
+        padding_mode=cast(ConvPaddingMode, padding_mode),  # ConvLayer checks the value
         dilation=parse_pair(dilation, "--dilation"),
         groups=groups,
         bias=bias,

@@ -23,7 +23,7 @@ from featuremaps.cli._common import (
 )
 from featuremaps.errors import SettingsError
 from featuremaps.illustrate.receptive import field_levels, parse_stack, receptive_field_diagram
-from featuremaps.illustrate.scene import ConvScene, image_patch, random_grid
+from featuremaps.illustrate.scene import ConvScene, SceneKind, image_patch, random_grid
 from featuremaps.render.animate import SCENE_FORMATS, save_scene
 
 MAX_FRAMES = 2000
@@ -36,10 +36,10 @@ def _size(text: str, option: str) -> tuple[int, int]:
 
 @app.command("animate")
 def animate_command(
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="OUT.gif|mp4|png|svg|json",
+                                         help="Animation (.gif, .mp4), diagram (.png, .svg) or scene data (.json).")],
     image: Annotated[Optional[str], typer.Argument(metavar="[IMAGE]", help="Image or sample:NAME to shrink to "
                                                    "--input-size; without it a seeded grid of integers 0..9.")] = None,
-    output: Annotated[Path, typer.Option("-o", "--output", metavar="OUT.gif|mp4|png|svg|json",
-                                         help="Animation (.gif, .mp4), diagram (.png, .svg) or scene data (.json).")] = ...,  # type: ignore[assignment]
     input_size: Annotated[str, typer.Option(metavar="HxW", help="Size of the input grid.")] = "7x7",
     channels: Annotated[Optional[int], typer.Option(metavar="C", help="Input channels (default 1; 3 for an image).")] = None,
     depth: Depth = None,
@@ -61,6 +61,7 @@ def animate_command(
     if output.suffix.lower() not in SCENE_FORMATS:
         raise SettingsError(f"-o must end in {', '.join(SCENE_FORMATS)}; got {str(output)!r}")
     height, width = _size(input_size, "--input-size")
+    kind: SceneKind
     if image is None:
         x = random_grid(height, width, channels or 1, seed=seed)
         kind = "grid"
@@ -71,7 +72,7 @@ def animate_command(
         depth = 2
     layer = make_layer(x.shape[0], filters, depth=depth, kernel_size=kernel_size, stride=stride, padding=padding,
                        padding_mode=padding_mode, dilation=dilation, groups=groups, relu=relu, seed=seed, bias=bias)
-    scene = ConvScene.from_layer(layer, x, kind=kind)  # type: ignore[arg-type]
+    scene = ConvScene.from_layer(layer, x, kind=kind)
     suffix = output.suffix.lower()
     if suffix in (".gif", ".mp4") and len(scene.frame_steps(every)) > MAX_FRAMES:
         raise SettingsError(

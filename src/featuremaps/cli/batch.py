@@ -6,12 +6,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from featuremaps.cli._common import app, print_json
-
-_stderr = Console(stderr=True)
+from featuremaps.cli._progress import CountBar
+from featuremaps.cli._progress import stderr as _stderr
 
 
 @app.command("extract")
@@ -44,25 +42,8 @@ def extract_command(
     config = ExtractConfig(model=model, weights=weights, layers=tuple(x for x in layers.split(",") if x), pool=pool,
                            batch_size=batch_size, workers=workers, device=device, precision=precision, top_k=top_k,
                            shard_size=shard_size, compile=compile, engine=engine, ray_address=ray_address)
-    state: dict[str, object] = {}
-
-    def on_progress(done: int, total: int) -> None:
-        import time
-
-        if "bar" not in state:  # start the bar with the first batch, after the store checks passed
-            bar = Progress(TextColumn("extract"), BarColumn(), MofNCompleteColumn(),
-                           TextColumn("{task.fields[speed]:.1f} img/s"), TimeRemainingColumn(), console=_stderr)
-            bar.start()
-            state.update(bar=bar, task=bar.add_task("extract", total=total, speed=0.0), start=time.perf_counter())
-        bar = state["bar"]
-        elapsed = time.perf_counter() - float(state["start"])  # type: ignore[arg-type]
-        bar.update(state["task"], completed=done, speed=done / max(elapsed, 1e-6))  # type: ignore[union-attr]
-
-    try:
-        summary = run_extract(source, out, config, resume=resume, on_progress=on_progress)
-    finally:
-        if "bar" in state:
-            state["bar"].stop()  # type: ignore[union-attr]
+    with CountBar("extract", "img") as bar:
+        summary = run_extract(source, out, config, resume=resume, on_progress=bar.update)
     if as_json:
         print_json(summary.to_dict())
         return

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional, cast
 
 import typer
 
@@ -24,7 +24,7 @@ from featuremaps.conv.filters import describe_banks
 from featuremaps.conv.geometry import output_size_formula
 from featuremaps.errors import SettingsError
 from featuremaps.images import load_image
-from featuremaps.render.grid import NORMALIZATIONS, render_grid, save_maps
+from featuremaps.render.grid import NORMALIZATIONS, Normalization, render_grid, save_maps
 
 _PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -65,7 +65,8 @@ def conv_command(
     written = {}
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
-        picture = render_grid(maps, names=layer.filter_names, cmap=cmap, normalize=normalize, clip=clip,  # type: ignore[arg-type]
+        picture = render_grid(maps, names=layer.filter_names, cmap=cmap, clip=clip,
+                              normalize=cast(Normalization, normalize),  # render_grid checks the value
                               title=f"{image}: {filters}")
         picture.save(output)
         written["picture"] = str(output)
@@ -75,7 +76,7 @@ def conv_command(
         {"index": i, "name": name, "min": float(m.min()), "max": float(m.max()), "mean": float(m.mean())}
         for i, (name, m) in enumerate(zip(layer.filter_names, maps))
     ]
-    report = {
+    report: dict[str, Any] = {
         "image": image,
         "input_shape": list(tensor.shape),
         "output_shape": list(maps.shape),
@@ -105,10 +106,10 @@ def conv_command(
     typer.echo(f"output  {shape_out}  (D x H' x W')")
     for line in report["formula"]:
         typer.echo(f"        {line}")
-    for row in stats:
-        typer.echo(f"  map {row['index']:>3} {row['name']:<14} min {row['min']:>9.4g}  max {row['max']:>9.4g}  "
-                   f"mean {row['mean']:>9.4g}")
-    for kind, path in written.items():
+    for i, (name, m) in enumerate(zip(layer.filter_names, maps)):
+        typer.echo(f"  map {i:>3} {name:<14} min {float(m.min()):>9.4g}  max {float(m.max()):>9.4g}  "
+                   f"mean {float(m.mean()):>9.4g}")
+    for path in written.values():
         typer.echo(f"wrote {path}")
     if not written:
         typer.echo("(use -o maps.png to draw the maps, --save maps.npy to keep them)")
@@ -124,5 +125,5 @@ def banks_command(
         print_json(rows)
         return
     for row in rows:
-        size = "x".join(str(s) for s in row["kernel_size"])  # type: ignore[union-attr]
-        typer.echo(f"{row['name']:<10} {size:<6} {', '.join(row['filters'])}")  # type: ignore[arg-type]
+        size = "x".join(str(s) for s in row["kernel_size"])
+        typer.echo(f"{row['name']:<10} {size:<6} {', '.join(row['filters'])}")

@@ -25,5 +25,5 @@ def samples_command(
         print_json(rows)
         return
     for row in rows:
-        shape = "x".join(str(s) for s in row["shape"])
-        typer.echo(f"{row['image']:<18} {shape:<12} {row['title']} - {row['author']}, {row['licence']}")
+        size = "x".join(str(s) for s in row["shape"])
+        typer.echo(f"{row['image']:<18} {size:<12} {row['title']} - {row['author']}, {row['licence']}")

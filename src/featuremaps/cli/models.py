@@ -8,9 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from featuremaps.cli._common import app, print_json
-from featuremaps.models import available_models, list_layers, load_model
+from featuremaps.models import available_models, list_layers, load_model, model_info
 from featuremaps.models.catalogue import LayerInfo
-from featuremaps.render.overview import describe_layer
 
 ModelName = Annotated[str, typer.Option("--model", "-m", metavar="MODEL",
                                         help="tinyvgg, lenet5, a torchvision name, timm:NAME or a checkpoint.")]
@@ -61,8 +60,8 @@ def layers_command(
 ) -> None:
     """List every layer in forward order: output shape, stride (jump) and receptive field."""
     net = load_model(model, weights=weights)
-    info = net.featuremaps_info
-    size = info.input_size
+    info = model_info(net)
+    size: tuple[int, ...] = info.input_size
     if input_size:
         parts = [int(v) for v in input_size.lower().replace(",", "x").split("x")]
         size = (info.input_size[0], parts[0], parts[0]) if len(parts) == 1 else tuple(parts[-3:]) if len(parts) == 3 \
@@ -109,9 +108,9 @@ def show_command(
         unit_spec = (name, channel, y, x)
     result = show(net, image, output, layers=layers, max_maps=max_maps, overlay=overlay_spec, unit=unit_spec)
     if as_json:
-        print_json({"model": net.featuremaps_info.name, "image": image, "input_shape": list(result.input_shape),
+        print_json({"model": model_info(net).name, "image": image, "input_shape": list(result.input_shape),
                     "layers": result.layers, "index": str(result.index), "extra": [str(p) for p in result.extra]})
         return
     for row in result.layers:
-        typer.echo(f"{row['name']:<24} {'x'.join(map(str, row['output_shape']))}")
+        typer.echo(f"{row['name']:<24} {'x'.join(str(v) for v in row['output_shape'])}")
     typer.echo(f"wrote {result.index}")

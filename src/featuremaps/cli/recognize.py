@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from featuremaps.cli._common import app, print_json
 from featuremaps.errors import SettingsError
+
+if TYPE_CHECKING:
+    from featuremaps.training import Progress as TrainingProgress
 
 _stderr = Console(stderr=True)
 
@@ -25,7 +28,7 @@ class _EpochBars:
                        "{task.fields[val]}"),
             TimeRemainingColumn(), console=_stderr, transient=False,
         )
-        self.tasks: dict[int, int] = {}
+        self.tasks: dict[int, TaskID] = {}
 
     def __enter__(self) -> _EpochBars:
         self.bar.start()
@@ -34,17 +37,38 @@ class _EpochBars:
     def __exit__(self, *exc: object) -> None:
         self.bar.stop()
 
-    def update(self, epoch: int, epochs: int, batch: int, batches: int, loss: float, speed: float,
-               accuracy: float | None = None, validation: str = "") -> None:
+    def update(self, progress: TrainingProgress) -> None:
+        """Show one :class:`~featuremaps.training.Progress` report."""
+        epoch = progress.epoch
         if epoch not in self.tasks:
-            self.tasks[epoch] = self.bar.add_task("train", total=batches, epoch=f"{epoch}/{epochs}", loss=0.0, acc="",
-                                                  speed=0.0, val="")
-        self.bar.update(self.tasks[epoch], completed=batch, loss=loss, speed=speed, val=validation,
-                        acc=f"acc {accuracy:.1%}" if accuracy is not None else "")
+            self.tasks[epoch] = self.bar.add_task("train", total=progress.batches, epoch=f"{epoch}/{progress.epochs}",
+                                                  loss=0.0, acc="", speed=0.0, val="")
+        figures = progress.validation
+        validation = ", ".join(f"val {k.replace('_', ' ')} {v:.1%}" if k != "loss" and k != "miou" else
+                               f"val {k} {v:.3f}" for k, v in figures.items() if k != "loss")
+        self.bar.update(self.tasks[epoch], completed=progress.batch, loss=progress.loss,
+                        speed=progress.images_per_second, val=validation,
+                        acc=f"acc {progress.accuracy:.1%}" if progress.accuracy is not None else "")
+
+
+_CLASSIFICATION_ONLY = ("model", "width", "layer", "head", "pool", "samples", "val_fraction")
+_SEGMENTATION_ONLY = ("layers", "scenes", "size")
+
+
+def _refuse_other_task(ctx: typer.Context, task: str) -> None:
+    """Options of the other task, given on the command line, are an error (not silently ignored)."""
+    other = _SEGMENTATION_ONLY if task == "classification" else _CLASSIFICATION_ONLY
+    sources = {name: ctx.get_parameter_source(name) for name in other}
+    given = [name for name, source in sources.items() if source is not None and source.name != "DEFAULT"]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise SettingsError(f"{flags} {'does' if len(given) == 1 else 'do'} not apply to --task {task} "
+                            f"(see 'featuremaps train --help')")
 
 
 @app.command("train")
 def train_command(
+    ctx: typer.Context,
     dataset: Annotated[str, typer.Option(metavar="shapes|digits|DIR", help="Training data: the synthetic shapes, "
                                          "scikit-learn digits, or a folder with one sub-folder per class.")],
     output: Annotated[Path, typer.Option("-o", "--output", metavar="CKPT_DIR", help="Checkpoint directory to "
@@ -81,22 +105,20 @@ def train_command(
     with --task segmentation, a per-pixel head on frozen hypercolumns."""
     from featuremaps.recognize.train import TrainConfig, train_classifier
 
+    if task not in ("classification", "segmentation"):
+        raise SettingsError(f"--task must be classification or segmentation; got {task!r}")
+    _refuse_other_task(ctx, task)
     if task == "segmentation":
         _train_segmentation(dataset, output, backbone or "builtin:shapes", backbone_weights, layers, scenes, size,
                             epochs, batch_size or 8, lr or 1e-3, seed, device, as_json, overwrite)
         return
-    if task != "classification":
-        raise SettingsError(f"--task must be classification or segmentation; got {task!r}")
-
     options = {"width": width} if width is not None else None
     config = TrainConfig(dataset=dataset, model=model, options=options, backbone=backbone,
                          backbone_weights=backbone_weights, layer=layer, head=head, pool=pool, epochs=epochs,
                          batch_size=batch_size or 64, lr=lr, seed=seed, samples=samples, val_fraction=val_fraction,
                          device=device)
     with _EpochBars() as bars:
-        result = train_classifier(config, output, overwrite=overwrite, on_progress=lambda s: bars.update(
-            s.epoch, s.epochs, s.batch, s.batches, s.loss, s.images_per_second, s.accuracy,
-            f"val {s.val_accuracy:.1%}" if s.val_accuracy is not None else ""))
+        result = train_classifier(config, output, overwrite=overwrite, on_progress=bars.update)
     if result.skipped:
         _stderr.print(f"skipped {len(result.skipped)} unreadable files, e.g. {result.skipped[0][0]}: "
                       f"{result.skipped[0][1]}")
@@ -117,9 +139,7 @@ def _train_segmentation(dataset: str, output: Path, backbone: str, backbone_weig
                                 layers=tuple(layers.split(",")) if layers else None, scenes=scenes, size=size,
                                 epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
     with _EpochBars() as bars:
-        result = train_segmenter(config, output, overwrite=overwrite, on_progress=lambda s: bars.update(
-            s["epoch"], s["epochs"], s["batch"], s["batches"], s["loss"], s["images_per_second"],
-            validation=f"val mIoU {s['val_miou']:.3f}" if "val_miou" in s else ""))
+        result = train_segmenter(config, output, overwrite=overwrite, on_progress=bars.update)
     if as_json:
         print_json({"checkpoint": str(result.checkpoint), **result.record})
         return
@@ -153,19 +173,19 @@ def evaluate_command(
     if task != "classification":
         raise SettingsError(f"--task must be classification or segmentation; got {task!r}")
     from featuremaps.data.datasets import digits_dataset, folder_dataset, load_dataset, shapes_dataset
-    from featuremaps.models import load_model
+    from featuremaps.models import load_model, model_info
     from featuremaps.recognize.evaluate import evaluate
     from featuremaps.render.confusion import render_confusion
 
     net = load_model(checkpoint)
-    info = net.featuremaps_info
-    channels, height, width = info.input_size
+    info = model_info(net)
     if dataset == "shapes":
-        data = shapes_dataset(samples or 1000, seed, 64)
+        data = shapes_dataset(samples or 1000, seed, 64, model_input=info.input)
     elif split == "validation":
-        data = load_dataset(dataset, seed=seed, size=(height, width), channels=channels)[1]
+        data = load_dataset(dataset, info.input, seed=seed)[1]
     else:
-        data = digits_dataset(height) if dataset == "digits" else folder_dataset(dataset, (height, width), channels)
+        data = (digits_dataset(max(info.input.size), info.input) if dataset == "digits"
+                else folder_dataset(dataset, info.input))
     result = evaluate(net, data)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -196,7 +216,7 @@ def _evaluate_segmentation(checkpoint: str, dataset: str, scenes: int, seed: int
                     "method": f"{clusters} clusters, Hungarian-matched" if clusters else "trained head", **result})
         return
     typer.echo(f"mIoU {scores.miou:.3f}, pixel accuracy {scores.pixel_accuracy:.1%} on {len(data)} images")
-    for name, value in result["iou"].items():  # type: ignore[union-attr]
+    for name, value in scores.iou_by_name(data.class_names).items():
         typer.echo(f"  {name:<16} IoU {value:.3f}")
 
 
@@ -209,9 +229,9 @@ def predict_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Name the object in each image, with probabilities (and where the maps saw it, with --cam)."""
-    from featuremaps.models import load_model
+    from featuremaps.models import load_model, model_info
     from featuremaps.recognize.predict import class_activation_map, predict
-    from featuremaps.render.overlay import display_image, render_overlay
+    from featuremaps.render.overlay import render_overlay
 
     net = load_model(checkpoint)
     results = predict(net, images, top_k=top_k)
@@ -221,7 +241,7 @@ def predict_command(
         for image, result, row in zip(images, results, rows):
             heat, layer, index = class_activation_map(net, image)
             label, probability = result.labels[0]
-            picture = render_overlay(display_image(net, image), heat, alpha=0.5, cmap="jet",
+            picture = render_overlay(model_info(net).input.display(image), heat, alpha=0.5, cmap="jet",
                                      title=f"{label} {probability:.0%}: where {layer} saw it")
             stem = Path(image.removeprefix("sample:")).stem
             path = cam / f"{stem}_cam.png"

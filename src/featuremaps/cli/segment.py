@@ -33,9 +33,10 @@ def segment_command(
     from featuremaps.models import load_model
     from featuremaps.segment.run import read_truth, segment_image, write_segmentation
 
-    if (model is None) == (checkpoint is None):
+    chosen = checkpoint or model
+    if chosen is None or (model is not None and checkpoint is not None):
         raise SettingsError("give either --model M [--clusters K] or --checkpoint CKPT (e.g. builtin:shapes-seg)")
-    net = load_model(checkpoint or model, weights=weights)  # type: ignore[arg-type]
+    net = load_model(chosen, weights=weights)
     entries = []
     for image in images:
         stem = Path(image.removeprefix("sample:")).stem

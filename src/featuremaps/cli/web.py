@@ -30,11 +30,10 @@ def serve_command(
     """Serve the web explorer: upload an image, play with stride/depth/padding, browse every layer's maps."""
     import uvicorn
 
-    from featuremaps.web.app import create_app
-    from featuremaps.web.service import ExplorerSettings
-
     from featuremaps.errors import SettingsError
+    from featuremaps.web.app import create_app
     from featuremaps.web.limits import LOOPBACK_HOSTS
+    from featuremaps.web.service import ExplorerSettings
 
     if not 1 <= port <= 65535:
         raise SettingsError(f"--port must be from 1 to 65535; got {port}")

@@ -9,7 +9,7 @@ from featuremaps.conv.geometry import (
     normalize_padding,
     receptive_field,
 )
-from featuremaps.conv.layer import PADDING_MODES, ConvCost, ConvLayer, Explanation, conv2d, pad_input
+from featuremaps.conv.layer import PADDING_MODES, ConvCost, ConvLayer, ConvStep, conv2d, pad_input
 
 __all__ = [
     "BANKS",
@@ -18,7 +18,7 @@ __all__ = [
     "ConvCost",
     "ConvGeometry",
     "ConvLayer",
-    "Explanation",
+    "ConvStep",
     "FilterBank",
     "Padding",
     "ReceptiveField",

@@ -21,13 +21,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import torch
 
 from featuremaps.errors import SettingsError
 
-__all__ = ["BANKS", "FilterBank", "bank", "filters_from_array", "load_filters"]
+__all__ = ["BANKS", "BankInfo", "FilterBank", "bank", "describe_banks", "filters_from_array", "load_filters"]
 
 
 @dataclass(frozen=True)
@@ -47,14 +48,19 @@ class FilterBank:
         return int(self.weights.shape[0])
 
 
-def _fixed(kernel: list[list[float]]) -> Callable[..., np.ndarray]:
-    array = np.asarray(kernel, dtype=np.float64)
+class _Fixed:
+    """A hand-made kernel of one size (``fixed_size``)."""
 
-    def make(size: tuple[int, int] | None, depth: int | None, seed: int) -> np.ndarray:
-        return array[None]
+    def __init__(self, kernel: list[list[float]]) -> None:
+        self.array = np.asarray(kernel, dtype=np.float64)
+        self.fixed_size = (int(self.array.shape[0]), int(self.array.shape[1]))
 
-    make.fixed_size = array.shape  # type: ignore[attr-defined]
-    return make
+    def __call__(self, size: tuple[int, int] | None, depth: int | None, seed: int) -> np.ndarray:
+        return self.array[None]
+
+
+def _fixed(kernel: list[list[float]]) -> _Fixed:
+    return _Fixed(kernel)
 
 
 def _gaussian(size: tuple[int, int] | None, depth: int | None, seed: int) -> np.ndarray:
@@ -317,9 +323,17 @@ def bank_for_layer(
     return result
 
 
-def describe_banks() -> list[dict[str, object]]:
+class BankInfo(TypedDict):
+    """A bank name, the names of its filters and their size (``[kh, kw]``)."""
+
+    name: str
+    filters: list[str]
+    kernel_size: list[int]
+
+
+def describe_banks() -> list[BankInfo]:
     """One entry per bank name: its filters and size, for listings."""
-    rows: list[dict[str, object]] = []
+    rows: list[BankInfo] = []
     for name in bank_names():
         array, names = bank(name)
         rows.append({"name": name, "filters": list(names), "kernel_size": list(array.shape[2:])})

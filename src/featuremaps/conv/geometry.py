@@ -41,15 +41,17 @@ def to_pair(value: int | Sequence[int], name: str, *, minimum: int = 1) -> IntPa
     """An int or a pair of ints, checked against ``minimum``, as ``(height, width)``."""
     if isinstance(value, bool):
         raise SettingsError(f"{name} must be an int >= {minimum} or a pair of them; got {value!r}")
+    pair: tuple[object, ...]
     if isinstance(value, int):
         pair = (value, value)
     elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
         pair = tuple(value)
     else:
         raise SettingsError(f"{name} must be an int >= {minimum} or a pair of them; got {value!r}")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in pair):
+    ints = [v for v in pair if isinstance(v, int) and not isinstance(v, bool) and v >= minimum]
+    if len(ints) != 2:
         raise SettingsError(f"{name} must be an int >= {minimum} or a pair of them; got {value!r}")
-    return (int(pair[0]), int(pair[1]))
+    return (ints[0], ints[1])
 
 
 @dataclass(frozen=True)
@@ -113,9 +115,10 @@ def normalize_padding(padding: PaddingSpec) -> Padding | Literal["same"]:
     if isinstance(padding, int):
         values: tuple[int, ...] = (padding,) * 4
     elif isinstance(padding, Sequence) and len(padding) in (2, 4):
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in padding):
+        given = [v for v in padding if isinstance(v, int) and not isinstance(v, bool)]
+        if len(given) != len(padding):
             raise SettingsError(message)
-        values = (padding[0], padding[0], padding[1], padding[1]) if len(padding) == 2 else tuple(padding)
+        values = (given[0], given[0], given[1], given[1]) if len(given) == 2 else tuple(given)
     else:
         raise SettingsError(message)
     if any(v < 0 for v in values):
@@ -164,7 +167,8 @@ class ConvGeometry:
     @property
     def extent(self) -> IntPair:
         """Input pixels one window spans per axis: ``dilation * (kernel - 1) + 1``."""
-        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation))  # type: ignore[return-value]
+        (kh, kw), (dh, dw) = self.kernel_size, self.dilation
+        return dh * (kh - 1) + 1, dw * (kw - 1) + 1
 
     def resolve_padding(self, input_size: IntPair) -> Padding:
         """The concrete padding for an input of ``(H, W)`` (resolves ``"same"``)."""

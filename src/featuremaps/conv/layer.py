@@ -22,7 +22,7 @@ from featuremaps.conv.filters import bank_for_layer
 from featuremaps.conv.geometry import ConvGeometry, IntPair, Padding, PaddingSpec, to_pair
 from featuremaps.errors import SettingsError
 
-__all__ = ["PADDING_MODES", "ConvCost", "ConvLayer", "Explanation", "PaddingMode", "conv2d", "pad_input"]
+__all__ = ["PADDING_MODES", "ConvCost", "ConvLayer", "ConvStep", "PaddingMode", "conv2d", "conv_step", "pad_input"]
 
 PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
 PADDING_MODES: tuple[str, ...] = ("zeros", "reflect", "replicate", "circular")
@@ -85,20 +85,25 @@ def conv2d(
 
 
 @dataclass(frozen=True)
-class Explanation:
-    """The computation behind one output value ``maps[filter, y, x]``.
+class ConvStep:
+    """The computation behind one output value ``maps[filter, y, x]`` (``explain()`` and every scene step).
+
+    Coordinates: ``rows`` and ``cols`` are in the *input* frame: row 0 is the image's first row,
+    and a tap at a row below 0 or at H or more (a column below 0 or at W or more) reads
+    padding. :attr:`padded_rows` / :attr:`padded_cols` are the same taps on the padded input
+    (shifted by the top / left padding), where drawings put the window.
 
     Attributes:
         filter, name, y, x: which output value, and its filter's name.
         channels: input channels the filter reads (one group's channels).
-        rows, cols: input row/column under each kernel row/column; values outside
-            ``0..H-1`` / ``0..W-1`` are padding.
+        rows, cols: input row/column under each kernel row/column (input frame, see above).
+        padding: the concrete padding of the input (``top``, ``bottom``, ``left``, ``right``).
         patch: padded input values under the window ``(C / groups, kh, kw)``.
         weights: the filter ``(C / groups, kh, kw)``.
-        products: ``patch * weights``.
+        products: ``patch * weights`` ``(C / groups, kh, kw)``, float32.
         in_padding: bool ``(kh, kw)``, True where the window covers padding.
         bias: the filter's bias (0 when the layer has none).
-        total: ``products.sum() + bias`` in float64, before ReLU.
+        total: the sum of the products (in float64) plus ``bias``, before ReLU.
         relu: whether the layer applies ReLU.
         value: the value in the map (after ReLU when enabled).
     """
@@ -110,6 +115,7 @@ class Explanation:
     channels: tuple[int, ...]
     rows: tuple[int, ...]
     cols: tuple[int, ...]
+    padding: Padding
     patch: torch.Tensor
     weights: torch.Tensor
     products: torch.Tensor
@@ -124,6 +130,27 @@ class Explanation:
         """``total`` after the layer's activation: what the map should hold."""
         return max(self.total, 0.0) if self.relu else self.total
 
+    @property
+    def padded_rows(self) -> tuple[int, ...]:
+        """``rows`` on the padded input (0 = the first padding row)."""
+        return tuple(r + self.padding.top for r in self.rows)
+
+    @property
+    def padded_cols(self) -> tuple[int, ...]:
+        """``cols`` on the padded input (0 = the first padding column)."""
+        return tuple(c + self.padding.left for c in self.cols)
+
+    @property
+    def window(self) -> tuple[int, int, int, int]:
+        """``(top, left, bottom, right)`` of the window on the padded input, inclusive."""
+        rows, cols = self.padded_rows, self.padded_cols
+        return rows[0], cols[0], rows[-1], cols[-1]
+
+    @property
+    def channel_sums(self) -> tuple[float, ...]:
+        """The sum of the products of each input channel (in float64)."""
+        return tuple(float(v) for v in self.products.double().sum(dim=(1, 2)))
+
     def __str__(self) -> str:
         relu = f"ReLU -> {self.output:.6g}" if self.relu else ""
         return (
@@ -132,6 +159,33 @@ class Explanation:
             f"{list(self.channels)}; sum of {self.products.numel()} products "
             f"{float(self.products.double().sum()):.6g} + bias {self.bias:.6g} = {self.total:.6g} {relu}".rstrip()
         )
+
+
+def conv_step(layer: ConvLayer, padded: torch.Tensor, padding: Padding, size: IntPair, maps: torch.Tensor, *,
+              filter: int, y: int, x: int, products: torch.Tensor | None = None) -> ConvStep:
+    """The :class:`ConvStep` of ``maps[filter, y, x]`` from the padded input ``(C, Hp, Wp)`` and the layer.
+
+    ``products`` may be given when already computed (a scene computes them all at once).
+    """
+    per_group = layer.in_channels // layer.groups
+    group = filter // (layer.depth // layer.groups)
+    channels = tuple(range(group * per_group, (group + 1) * per_group))
+    (sy, sx), (dy, dx), (kh, kw) = layer.stride, layer.dilation, layer.kernel_size
+    padded_rows = [y * sy + i * dy for i in range(kh)]
+    padded_cols = [x * sx + j * dx for j in range(kw)]
+    patch = padded[list(channels)][:, padded_rows][:, :, padded_cols]  # (C/g, kh, kw)
+    weights = layer.weight[filter].to(torch.float32)
+    products = patch * weights if products is None else products
+    rows = tuple(r - padding.top for r in padded_rows)
+    cols = tuple(c - padding.left for c in padded_cols)
+    height, width = size
+    row_pad = torch.tensor([not 0 <= r < height for r in rows])
+    col_pad = torch.tensor([not 0 <= c < width for c in cols])
+    bias = float(layer.bias[filter]) if layer.bias is not None else 0.0
+    return ConvStep(filter=filter, name=layer.filter_names[filter], y=y, x=x, channels=channels, rows=rows, cols=cols,
+                    padding=padding, patch=patch, weights=weights, products=products,
+                    in_padding=row_pad[:, None] | col_pad[None, :], bias=bias,
+                    total=float(products.double().sum()) + bias, relu=layer.relu, value=float(maps[filter, y, x]))
 
 
 @dataclass(frozen=True)
@@ -231,7 +285,7 @@ class ConvLayer(nn.Module):
     @classmethod
     def from_module(cls, conv: nn.Conv2d, *, relu: bool = False) -> ConvLayer:
         """A ``ConvLayer`` with the weights and settings of a ``torch.nn.Conv2d``."""
-        padding = conv.padding if isinstance(conv.padding, str) else tuple(conv.padding)
+        padding: PaddingSpec = conv.padding if isinstance(conv.padding, str) else tuple(conv.padding)  # type: ignore[assignment]  # torch types padding as str | tuple
         bias = conv.bias.detach().clone() if conv.bias is not None else None
         return cls(
             conv.in_channels,
@@ -335,8 +389,8 @@ class ConvLayer(nn.Module):
             )
         return batch
 
-    def explain(self, image: torch.Tensor, /, *, filter: int, y: int, x: int) -> Explanation:
-        """The exact computation behind ``self(image)[filter, y, x]``.
+    def explain(self, image: torch.Tensor, /, *, filter: int, y: int, x: int) -> ConvStep:
+        """The exact computation behind ``self(image)[filter, y, x]`` (see :class:`ConvStep`).
 
         Args:
             image: one input ``(C, H, W)`` (or a batch of one).
@@ -350,42 +404,10 @@ class ConvLayer(nn.Module):
         for label, value, limit in (("filter", filter, self.depth), ("y", y, out_h), ("x", x, out_w)):
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < limit:
                 raise SettingsError(f"{label} must be an int in 0..{limit - 1}; got {value!r}")
-        padding = self.resolved_padding((batch.shape[2], batch.shape[3]))
+        size = (int(batch.shape[2]), int(batch.shape[3]))
         padded = self.pad(batch)[0].to(torch.float32)  # (C, Hp, Wp)
-        per_group = self.in_channels // self.groups
-        group = filter // (self.depth // self.groups)
-        channels = tuple(range(group * per_group, (group + 1) * per_group))
-        (sy, sx), (dy, dx), (kh, kw) = self.stride, self.dilation, self.kernel_size
-        padded_rows = [y * sy + i * dy for i in range(kh)]
-        padded_cols = [x * sx + j * dx for j in range(kw)]
-        patch = padded[list(channels)][:, padded_rows][:, :, padded_cols]  # (C/g, kh, kw)
-        weights = self.weight[filter].to(torch.float32)
-        products = patch * weights
-        rows = tuple(r - padding.top for r in padded_rows)
-        cols = tuple(c - padding.left for c in padded_cols)
-        height, width = batch.shape[2], batch.shape[3]
-        row_pad = torch.tensor([not 0 <= r < height for r in rows])
-        col_pad = torch.tensor([not 0 <= c < width for c in cols])
-        bias = float(self.bias[filter]) if self.bias is not None else 0.0
-        total = float(products.double().sum()) + bias
-        value = float(self.forward(batch)[0, filter, y, x])
-        return Explanation(
-            filter=filter,
-            name=self.filter_names[filter],
-            y=y,
-            x=x,
-            channels=channels,
-            rows=rows,
-            cols=cols,
-            patch=patch,
-            weights=weights,
-            products=products,
-            in_padding=row_pad[:, None] | col_pad[None, :],
-            bias=bias,
-            total=total,
-            relu=self.relu,
-            value=value,
-        )
+        return conv_step(self, padded, self.resolved_padding(size), size, self.forward(batch)[0],
+                         filter=filter, y=y, x=x)
 
 
 def _bias_tensor(bias: float | Sequence[float] | torch.Tensor | None, depth: int) -> torch.Tensor | None:

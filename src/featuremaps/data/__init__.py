@@ -1,7 +1,6 @@
 """Datasets: synthetic shapes (and scenes), scikit-learn digits, image folders."""
 
-from featuremaps.data.datasets import ArrayDataset, DatasetError, load_dataset, to_model_input
+from featuremaps.data.datasets import ArrayDataset, DatasetError, load_dataset
 from featuremaps.data.shapes import SHAPE_CLASSES, draw_shape, shapes_scene
 
-__all__ = ["SHAPE_CLASSES", "ArrayDataset", "DatasetError", "draw_shape", "load_dataset", "shapes_scene",
-           "to_model_input"]
+__all__ = ["SHAPE_CLASSES", "ArrayDataset", "DatasetError", "draw_shape", "load_dataset", "shapes_scene"]

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from featuremaps.errors import SettingsError
+from featuremaps.images import LUMA
 
 __all__ = ["BACKGROUNDS", "SHAPE_CLASSES", "ShapeImage", "draw_shape", "shapes_scene"]
 
@@ -60,7 +61,7 @@ def _random_colour(rng: np.random.Generator) -> np.ndarray:
 
 
 def _luma(colour: np.ndarray) -> float:
-    return float(np.dot(colour, (0.299, 0.587, 0.114)))
+    return float(np.dot(colour, LUMA))
 
 
 def _background(rng: np.random.Generator, size: int, kind: str) -> np.ndarray:

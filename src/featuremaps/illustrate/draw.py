@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from featuremaps.illustrate.scene import ConvScene, SceneStep
-from featuremaps.render._draw import apply_colormap
-from featuremaps.render.canvas import Canvas, Colour
+from featuremaps.conv.layer import ConvStep
+from featuremaps.drawing import Canvas, Colour, apply_colormap
+from featuremaps.illustrate.scene import ConvScene
 
 __all__ = ["WINDOW", "GridBox", "SceneLayout", "draw_scene", "layout_scene"]
 
@@ -95,7 +95,8 @@ def layout_scene(scene: ConvScene) -> SceneLayout:
     input_cell = min(_cell_size(460, pad_w, low, 38), _cell_size(800 - channels * 48, channels * pad_h, low, 38))
     kernel_cell = _cell_size(150, max(kh, kw), 18, 34)
     output_cell = min(_cell_size(300, out_w, low, 38), _cell_size(620 - depth * _LABEL, depth * out_h, low, 38))
-    x = _MARGIN
+    x: float = _MARGIN
+    y: float
     inputs, y = [], _TOP + _LABEL
     for _ in range(channels):
         inputs.append(GridBox(x + 2 * _BAND, y + _LABEL + _BAND, pad_h, pad_w, input_cell))
@@ -175,7 +176,7 @@ def draw_scene(
     )
     canvas.text(
         _MARGIN, layout.footer + 24,
-        f"window: padded rows {current.rows[0]}..{current.rows[-1]}, cols {current.cols[0]}..{current.cols[-1]}"
+        f"window: padded rows {current.window[0]}..{current.window[2]}, cols {current.window[1]}..{current.window[3]}"
         f" (y x stride {layer.stride[0]}, x x stride {layer.stride[1]}; taps every {layer.dilation[0]}x"
         f"{layer.dilation[1]} cells)",
         size=12, colour=MUTED,
@@ -206,8 +207,8 @@ def _draw_header(scene: ConvScene, canvas: Canvas, title: str | None) -> None:
         x += 40 + int(canvas.text_width(label, 12) * 1.15)  # browsers set SVG text a little wider
 
 
-def _draw_inputs(scene: ConvScene, canvas: Canvas, layout: SceneLayout, current: SceneStep,
-                 ghosts: list[SceneStep], jumps: list[tuple[SceneStep, SceneStep]]) -> None:
+def _draw_inputs(scene: ConvScene, canvas: Canvas, layout: SceneLayout, current: ConvStep,
+                 ghosts: list[ConvStep], jumps: list[tuple[ConvStep, ConvStep]]) -> None:
     channels, pad_h, pad_w = scene.padded.shape
     padded = scene.padded.numpy()
     first = layout.inputs[0]
@@ -246,15 +247,15 @@ def _draw_inputs(scene: ConvScene, canvas: Canvas, layout: SceneLayout, current:
             canvas.rect(gx, gy, gw, gh, outline=GHOST, width=2, dashed=True)
         for start, end in jumps:
             _draw_jump(scene, canvas, grid, start, end)
-        for r in current.rows:
-            for col in current.cols:
+        for r in current.padded_rows:
+            for col in current.padded_cols:
                 x, y, w, h = grid.cell_box(r, col)
                 canvas.rect(x, y, w, h, fill=TAP)
         x, y, w, h = grid.span(*current.window)
         canvas.rect(x, y, w, h, outline=WINDOW, width=3, css="window", data={"c": c})
 
 
-def _draw_jump(scene: ConvScene, canvas: Canvas, grid: GridBox, start: SceneStep, end: SceneStep) -> None:
+def _draw_jump(scene: ConvScene, canvas: Canvas, grid: GridBox, start: ConvStep, end: ConvStep) -> None:
     """An arrow above the grid (a jump along x) or left of it (along y), labelled with the stride."""
     if start.y == end.y:
         x0, x1 = grid.span(*start.window)[0], grid.span(*end.window)[0]
@@ -276,7 +277,7 @@ def _outline_padding(scene: ConvScene, canvas: Canvas, grid: GridBox) -> None:
     canvas.rect(x, y, w, h, outline=INK)
 
 
-def _draw_filters(scene: ConvScene, canvas: Canvas, layout: SceneLayout, current: SceneStep) -> None:
+def _draw_filters(scene: ConvScene, canvas: Canvas, layout: SceneLayout, current: ConvStep) -> None:
     layer = scene.layer
     weights = layer.weight.numpy()
     first = layout.filters[0][0]
@@ -302,7 +303,7 @@ def _draw_filters(scene: ConvScene, canvas: Canvas, layout: SceneLayout, current
                 canvas.rect(grid.left, grid.top, grid.width, grid.height, outline=WINDOW, width=3)
 
 
-def _draw_products(canvas: Canvas, layout: SceneLayout, current: SceneStep) -> None:
+def _draw_products(canvas: Canvas, layout: SceneLayout, current: ConvStep) -> None:
     first = layout.products[0]
     canvas.text(first.left, _TOP, "patch x filter", size=14, colour=INK)
     for k, grid in enumerate(layout.products):
@@ -319,7 +320,7 @@ def _draw_products(canvas: Canvas, layout: SceneLayout, current: SceneStep) -> N
                     colour=INK, css="channel-sum")
 
 
-def _draw_outputs(scene: ConvScene, canvas: Canvas, layout: SceneLayout, current: SceneStep, done: int) -> None:
+def _draw_outputs(scene: ConvScene, canvas: Canvas, layout: SceneLayout, current: ConvStep, done: int) -> None:
     depth, out_h, out_w = scene.output_shape
     maps = scene.maps.numpy()
     first = layout.outputs[0]
@@ -346,7 +347,8 @@ def _draw_outputs(scene: ConvScene, canvas: Canvas, layout: SceneLayout, current
                     canvas.text(bx + w / 2, by + h / 2, text, size=_font_size(grid.cell, text), colour=INK,
                                 anchor="mm", css="out-value", data=data)
                 else:
-                    canvas.rect(bx, by, w, h, fill=tuple(int(v) for v in colours[y, x]), css="out", data=data)
+                    red, green, blue = (int(v) for v in colours[y, x])
+                    canvas.rect(bx, by, w, h, fill=(red, green, blue), css="out", data=data)
         if d == current.filter:
-            x, y, w, h = grid.cell_box(current.y, current.x)
-            canvas.rect(x, y, w, h, outline=WINDOW, width=3, css="current")
+            cx, cy, w, h = grid.cell_box(current.y, current.x)
+            canvas.rect(cx, cy, w, h, outline=WINDOW, width=3, css="current")

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from featuremaps.conv.geometry import ConvGeometry, IntPair, ReceptiveField, receptive_field, to_pair
+from featuremaps.drawing import RasterCanvas, SvgCanvas
 from featuremaps.errors import SettingsError
-from featuremaps.render.canvas import Canvas, RasterCanvas, SvgCanvas
 
 __all__ = ["FieldLevel", "field_levels", "parse_stack", "receptive_field_diagram"]
 
@@ -150,7 +150,8 @@ def receptive_field_diagram(
     below = max((lv.size[0] + r[1]) * cell for lv, r in zip(levels, reach))
     width = int(margin * 2 + sum(widths) + gap * (len(levels) - 1))
     labels_y = top + above + below + 12
-    canvas: Canvas = SvgCanvas(width, int(labels_y + 64)) if svg else RasterCanvas(width, int(labels_y + 64))
+    canvas: SvgCanvas | RasterCanvas = (SvgCanvas(width, int(labels_y + 64)) if svg
+                                        else RasterCanvas(width, int(labels_y + 64)))
     last = levels[-1]
     canvas.text(margin, 12, f"Receptive field of unit (y={last.region[0]}, x={last.region[1]}) of the last layer",
                 size=16, colour=_INK, css="title")
@@ -159,7 +160,7 @@ def receptive_field_diagram(
                 f"{levels[0].region[2]}, cols {levels[0].region[1]}..{levels[0].region[3]}; neighbouring units' "
                 f"fields are {field.jump[0]}x{field.jump[1]} pixels apart (jump)", size=13, colour=_INK)
     canvas.text(margin, 58, "orange: cells the unit depends on; dashed grey: padding", size=12, colour=_MUTED)
-    left = margin
+    left: float = margin
     for index, (level, r, w) in enumerate(zip(levels, reach, widths)):
         h, wd = level.size
         ox, oy = left + r[2] * cell, top + above

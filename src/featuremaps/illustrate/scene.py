@@ -24,48 +24,15 @@ import torch
 import torch.nn.functional as F
 
 from featuremaps.conv.geometry import Padding, output_size_formula
-from featuremaps.conv.layer import ConvLayer, pad_input
+from featuremaps.conv.layer import ConvLayer, ConvStep, PaddingMode, conv_step, pad_input
 from featuremaps.errors import SettingsError
 from featuremaps.images import load_image
 
-__all__ = ["MAX_STEPS", "ConvScene", "SceneStep", "image_patch", "random_grid"]
+__all__ = ["MAX_STEPS", "ConvScene", "SceneKind", "image_patch", "random_grid"]
 
 SceneKind = Literal["grid", "image"]
 MAX_STEPS = 20_000
 """Largest number of steps (D * H' * W') a scene may have; it is an illustration."""
-
-
-@dataclass(frozen=True)
-class SceneStep:
-    """One output value being computed: ``maps[filter, y, x]``.
-
-    Attributes:
-        filter, y, x: the output cell.
-        rows, cols: rows/columns of the padded input under each kernel tap.
-        channels: the input channels this filter reads (its group).
-        products: ``(C / groups, kh, kw)`` patch times weights.
-        channel_sums: sum of the products per channel.
-        bias: the filter's bias (0 without bias).
-        total: sum of everything plus bias (before ReLU).
-        value: the map's value (after ReLU when the layer has it).
-    """
-
-    filter: int
-    y: int
-    x: int
-    rows: tuple[int, ...]
-    cols: tuple[int, ...]
-    channels: tuple[int, ...]
-    products: np.ndarray
-    channel_sums: tuple[float, ...]
-    bias: float
-    total: float
-    value: float
-
-    @property
-    def window(self) -> tuple[int, int, int, int]:
-        """``(top, left, bottom, right)`` of the window on the padded input, inclusive."""
-        return self.rows[0], self.cols[0], self.rows[-1], self.cols[-1]
 
 
 @dataclass(frozen=True)
@@ -148,33 +115,17 @@ class ConvScene:
         selected = patches[:, :, channel_index]  # (H', W', D, C/g, kh, kw)
         return selected.permute(2, 0, 1, 3, 4, 5) * layer.weight.to(torch.float32)[:, None, None]
 
-    def step(self, index: int) -> SceneStep:
-        """Step ``index`` (see the module docstring for the order)."""
+    def step(self, index: int) -> ConvStep:
+        """Step ``index`` (see the module docstring for the order): the same :class:`ConvStep` as
+        ``layer.explain`` gives for that output value."""
         if not 0 <= index < len(self):
             raise SettingsError(f"step must be in 0..{len(self) - 1}; got {index}")
         _, out_h, out_w = self.output_shape
         filter_, rest = divmod(index, out_h * out_w)
         y, x = divmod(rest, out_w)
-        layer = self.layer
-        (kh, kw), (sy, sx), (dy, dx) = layer.kernel_size, layer.stride, layer.dilation
-        per_group = layer.in_channels // layer.groups
-        group = filter_ // (layer.depth // layer.groups)
-        products = self._products[filter_, y, x].numpy()
-        sums = products.astype(np.float64).sum(axis=(1, 2))
-        bias = float(layer.bias[filter_]) if layer.bias is not None else 0.0
-        return SceneStep(
-            filter=filter_,
-            y=y,
-            x=x,
-            rows=tuple(y * sy + i * dy for i in range(kh)),
-            cols=tuple(x * sx + j * dx for j in range(kw)),
-            channels=tuple(range(group * per_group, (group + 1) * per_group)),
-            products=products,
-            channel_sums=tuple(float(s) for s in sums),
-            bias=bias,
-            total=float(sums.sum()) + bias,
-            value=float(self.maps[filter_, y, x]),
-        )
+        size = (int(self.input.shape[1]), int(self.input.shape[2]))
+        return conv_step(self.layer, self.padded, self.padding, size, self.maps, filter=filter_, y=y, x=x,
+                         products=self._products[filter_, y, x])
 
     def frame_steps(self, every: int = 1) -> list[int]:
         """Indices of the steps that become frames: every ``every``-th, and always the last."""
@@ -190,7 +141,8 @@ class ConvScene:
         layer = self.layer
         steps = [self.step(k) for k in range(len(self))]
         return {
-            "version": 1,
+            "version": 2,
+            "coordinates": "padded_rows/padded_cols index the padded input (row 0 = the first padding row)",
             "kind": self.kind,
             "input": {"shape": list(self.input.shape), "values": _round(self.input)},
             "padding": {
@@ -220,8 +172,8 @@ class ConvScene:
             "order": "filter, then row y, then column x; step k computes maps[d, y, x], k = (d * H' + y) * W' + x",
             "steps": [
                 {
-                    "filter": s.filter, "y": s.y, "x": s.x, "rows": list(s.rows), "cols": list(s.cols),
-                    "channels": list(s.channels), "products": _round(s.products),
+                    "filter": s.filter, "y": s.y, "x": s.x, "padded_rows": list(s.padded_rows),
+                    "padded_cols": list(s.padded_cols), "channels": list(s.channels), "products": _round(s.products),
                     "channel_sums": [round(v, 6) for v in s.channel_sums], "bias": round(s.bias, 6),
                     "total": round(s.total, 6), "value": round(s.value, 6),
                 }
@@ -241,7 +193,7 @@ def _round(values: torch.Tensor | np.ndarray, digits: int = 6) -> Any:
     return np.round(array.astype(np.float64), digits).tolist()
 
 
-def _padding_sources(height: int, width: int, padding: Padding, mode: str) -> np.ndarray:
+def _padding_sources(height: int, width: int, padding: Padding, mode: PaddingMode) -> np.ndarray:
     """For each padded cell, the input (row, col) it copies; -1 where it is a zero."""
     rows = torch.arange(height, dtype=torch.float32)[:, None].expand(height, width)
     cols = torch.arange(width, dtype=torch.float32)[None, :].expand(height, width)
@@ -249,7 +201,7 @@ def _padding_sources(height: int, width: int, padding: Padding, mode: str) -> np
     if mode == "zeros":
         padded = F.pad(grid + 1, padding.for_torch(), mode="constant", value=0.0) - 1
     else:
-        padded = pad_input(grid, padding, mode)  # type: ignore[arg-type]
+        padded = pad_input(grid, padding, mode)
     return padded[0].permute(1, 2, 0).round().to(torch.int64).numpy()  # (Hp, Wp, 2)
 
 

@@ -1,9 +1,9 @@
-"""Models: built-in CNNs, torchvision, timm and checkpoints; the layer catalogue."""
+"""Models: built-in CNNs, torchvision, timm and checkpoints; what each expects; the layer catalogue."""
 
 from featuremaps.models.catalogue import LayerInfo, list_layers
-from featuremaps.models.checkpoint import read_checkpoint, save_checkpoint
-from featuremaps.models.preprocess import ModelInfo, model_info, preprocess
-from featuremaps.models.registry import available_models, load_model
+from featuremaps.models.checkpoint import model_record, read_checkpoint, save_checkpoint
+from featuremaps.models.info import ModelInfo, model_device, model_info
+from featuremaps.models.registry import available_models, load_model, register_checkpoint_loader
 
 __all__ = [
     "LayerInfo",
@@ -11,8 +11,10 @@ __all__ = [
     "available_models",
     "list_layers",
     "load_model",
+    "model_device",
     "model_info",
-    "preprocess",
+    "model_record",
     "read_checkpoint",
+    "register_checkpoint_loader",
     "save_checkpoint",
 ]

@@ -24,7 +24,6 @@ ReLU) has one entry per call: ``layer1.0.relu`` for the first, ``layer1.0.relu:1
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -33,8 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from featuremaps.models.locks import model_lock
-from featuremaps.models.preprocess import model_info
+from featuremaps.errors import SettingsError
+from featuremaps.models.hooks import first_tensor, module_calls, tensors_in
+from featuremaps.models.info import model_device, model_info
 
 __all__ = ["LayerInfo", "LayerList", "list_layers"]
 
@@ -92,17 +92,6 @@ def _union(fields: list[_Field]) -> _Field:
                   any(f.merged for f in fields) or differ, fields[0].axes, any(f.context for f in fields))
 
 
-def _tensors(value: Any) -> Iterator[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _tensors(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _tensors(item)
-
-
 def _permutation(args: tuple, kwargs: dict) -> list[int]:
     if "dims" in kwargs:
         return list(kwargs["dims"])
@@ -138,10 +127,10 @@ class _FieldTracer(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        inputs = [t for t in _tensors((args, kwargs)) if self._known(t)]
+        inputs = [t for t in tensors_in((args, kwargs)) if self._known(t)]
         if inputs:
             result = self._propagate(func, args, kwargs, inputs, out)
-            for tensor in _tensors(out):
+            for tensor in tensors_in(out):
                 self._fields[id(tensor)] = (tensor, result)
         return out
 
@@ -149,7 +138,7 @@ class _FieldTracer(TorchFunctionMode):
         fields = [self.field_of(t) for t in inputs]
         if any(f is None for f in fields):
             return None
-        outputs = list(_tensors(out))
+        outputs = list(tensors_in(out))
         if not outputs:
             return None
         result = outputs[0]
@@ -328,14 +317,12 @@ def _settings(module: nn.Module) -> dict[str, Any]:
     return {}
 
 
-class LayerList(list):
-    """A list of :class:`LayerInfo`; ``stopped_at`` is ``(layer, error)`` when the forward pass failed there."""
+class LayerList(list[LayerInfo]):
+    """A list of :class:`LayerInfo`; ``stopped_at`` is ``(layer, error)`` when the forward pass failed there,
+    and ``module_names`` names every module of the model (run or not)."""
 
     stopped_at: tuple[str, str] | None = None
-
-
-def _first_tensor(value: Any) -> torch.Tensor | None:
-    return next(_tensors(value), None)
+    module_names: frozenset[str] = frozenset()
 
 
 def list_layers(model: nn.Module, input_size: tuple[int, ...] | None = None, *, strict: bool = True) -> LayerList:
@@ -343,7 +330,7 @@ def list_layers(model: nn.Module, input_size: tuple[int, ...] | None = None, *, 
 
     Args:
         model: any ``nn.Module`` taking one image batch.
-        input_size: ``(C, H, W)``; default: the model's own (``model.featuremaps_info``) or 3x224x224.
+        input_size: ``(C, H, W)``; default: the model's own (``model_info(model).input_size``) or 3x224x224.
         strict: raise when the forward pass fails at this size; with False, return the
             layers that ran, with ``stopped_at`` set (a classifier of fixed size fails on
             another input size, but every layer before it still works).
@@ -355,67 +342,37 @@ def list_layers(model: nn.Module, input_size: tuple[int, ...] | None = None, *, 
     """
     size = tuple(input_size) if input_size is not None else model_info(model).input_size
     if len(size) != 3 or not all(isinstance(v, int) and v >= 1 for v in size):
-        from featuremaps.errors import SettingsError
-
         raise SettingsError(f"input_size must be (C, H, W) of positive ints; got {input_size!r}")
-    try:
-        device = next(model.parameters()).device
-    except StopIteration:
-        device = torch.device("cpu")
-    image = torch.zeros(1, *size, device=device)
-    names = {module: name for name, module in model.named_modules() if name}
-    calls: dict[str, int] = {}
-    order: list[tuple[str, str, int, nn.Module]] = []
+    image = torch.zeros(1, *size, device=model_device(model))
+    calls_seen: list[tuple[str, str, int, nn.Module]] = []
     outputs: dict[str, tuple[tuple[int, ...], Any]] = {}
     tracer = _FieldTracer(image)
 
-    def before(module: nn.Module, args: Any) -> None:
-        name = names[module]
-        call = calls.get(name, 0)
-        calls[name] = call + 1
-        order.append((name if call == 0 else f"{name}:{call}", name, call, module))
+    def before(name: str, call: int, module: nn.Module) -> None:
+        calls_seen.append((name if call == 0 else f"{name}:{call}", name, call, module))
 
-    def after(module: nn.Module, args: Any, output: Any) -> None:
-        name = names[module]
-        call = calls[name] - 1
-        key = name if call == 0 else f"{name}:{call}"
-        tensor = _first_tensor(output)
+    def after(name: str, call: int, output: Any) -> None:
+        tensor = first_tensor(output)
         if tensor is not None:
-            outputs[key] = (tuple(tensor.shape[1:]), tracer.field_of(tensor))
+            outputs[name if call == 0 else f"{name}:{call}"] = (tuple(tensor.shape[1:]), tracer.field_of(tensor))
 
-    handles = []
-    lock = model_lock(model)
-    lock.acquire()  # hooks live on the modules: one catalogue or capture per model at a time
-    modes = {module: module.training for module in model.modules()}
     failure: tuple[str, str] | None = None
-    try:
-        for module in names:
-            handles.append(module.register_forward_pre_hook(before))
-            handles.append(module.register_forward_hook(after))
-        model.eval()
-        with torch.inference_mode(), tracer:
-            try:
-                model(image)
-            except Exception as error:  # noqa: BLE001 - reported with the layer where it happened
-                unfinished = [key for key, *_ in order if key not in outputs]
-                where = unfinished[-1] if unfinished else "(after the last layer)"
-                failure = (where, f"{type(error).__name__}: {' '.join(str(error).split())}")
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, training in modes.items():
-            module.train(training)
-        lock.release()
+    with module_calls(model, after, on_input=before), torch.inference_mode(), tracer:
+        try:
+            model(image)
+        except Exception as error:  # noqa: BLE001 - reported with the layer where it happened
+            unfinished = [key for key, *_ in calls_seen if key not in outputs]
+            where = unfinished[-1] if unfinished else "(after the last layer)"
+            failure = (where, f"{type(error).__name__}: {' '.join(str(error).split())}")
     if failure is not None and strict:
-        from featuremaps.errors import SettingsError
-
         raise SettingsError(
             f"{model_info(model).name} cannot run on an input of {'x'.join(map(str, size))}: layer {failure[0]} "
             f"failed ({failure[1]}); the layers before it work at this size (strict=False lists them)"
         )
     layers = LayerList()
     layers.stopped_at = failure
-    for key, name, call, module in order:
+    layers.module_names = frozenset(name for name, _ in model.named_modules() if name)
+    for key, name, call, module in calls_seen:
         if key not in outputs:
             continue  # the forward pass failed inside it
         shape, traced = outputs[key]

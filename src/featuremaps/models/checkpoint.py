@@ -27,9 +27,11 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from featuremaps.errors import CheckpointError, SettingsError
+from featuremaps.errors import CheckpointError, ModelError, SettingsError
+from featuremaps.models.info import model_info
 
-__all__ = ["CHECKPOINT_SUFFIXES", "check_writable", "load_weights_into", "read_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT_SUFFIXES", "check_writable", "load_weights_into", "model_record", "read_checkpoint",
+           "save_checkpoint"]
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
 METADATA_KEY = "featuremaps"
@@ -159,10 +161,8 @@ def save_checkpoint(model: nn.Module, path: str | Path, record: Mapping[str, Any
     checkpoint, and an existing file or non-empty directory is replaced only with ``overwrite``.
     """
     path = check_writable(path, overwrite=overwrite)
-    if record is None and hasattr(model, "featuremaps_info"):
-        from featuremaps.models.registry import architecture_record
-
-        record = architecture_record(model)
+    if record is None and model_info(model).source != "module":
+        record = model_record(model)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     suffix = path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -198,6 +198,22 @@ def save_checkpoint(model: nn.Module, path: str | Path, record: Mapping[str, Any
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def model_record(model: nn.Module) -> dict[str, Any]:
+    """What a checkpoint records so ``load_model`` can rebuild ``model`` from the file alone.
+
+    The ``model`` section is its :class:`ModelInfo`; a model that needs more (a head on a
+    backbone) adds its own sections with a ``featuremaps_record()`` method.
+    """
+    info = model_info(model)
+    if info.source == "module":
+        raise ModelError(f"{type(model).__name__} was not built by load_model; featuremaps cannot record it")
+    record: dict[str, Any] = {"model": info.to_dict()}
+    extra = getattr(model, "featuremaps_record", None)
+    if callable(extra):
+        record.update(extra())
+    return record
 
 
 def _fsync(path: Path) -> None:

@@ -17,6 +17,7 @@ torchvision when online, or a path to a weights file for the named architecture.
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 import json
 import os
@@ -32,11 +33,22 @@ import torch
 from torch import nn
 
 from featuremaps.errors import CheckpointError, ModelError, SettingsError
+from featuremaps.inputs import IMAGENET_MEAN, IMAGENET_STD, Interpolation, ModelInput
 from featuremaps.models.builtin import LeNet5, TinyVGG
 from featuremaps.models.checkpoint import CHECKPOINT_SUFFIXES, load_weights_into, read_checkpoint
-from featuremaps.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, ModelInfo
+from featuremaps.models.info import ModelInfo, attach, model_info
 
-__all__ = ["BUILTIN_MODELS", "available_models", "load_model", "register_builtin"]
+__all__ = [
+    "BUILTIN_MODELS",
+    "CheckpointLoader",
+    "available_models",
+    "build_architecture",
+    "load_model",
+    "record_info",
+    "record_section",
+    "register_builtin",
+    "register_checkpoint_loader",
+]
 
 
 @dataclass(frozen=True)
@@ -52,13 +64,13 @@ class BuiltinModel:
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
     "tinyvgg": BuiltinModel(
         build=lambda n, options: TinyVGG(num_classes=n or 10, **options),
-        info=ModelInfo(name="tinyvgg", source="builtin", input_size=(3, 64, 64), resize=64,
-                       mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+        info=ModelInfo(name="tinyvgg", source="builtin",
+                       input=ModelInput(3, (64, 64), 64, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))),
         description="TinyVGG as in CNN Explainer: 64x64 RGB, 2 blocks of two 3x3 convs + max-pool",
     ),
     "lenet5": BuiltinModel(
         build=lambda n, options: LeNet5(num_classes=n or 10, **options),
-        info=ModelInfo(name="lenet5", source="builtin", input_size=(1, 32, 32), resize=32, mean=(0.5,), std=(0.25,)),
+        info=ModelInfo(name="lenet5", source="builtin", input=ModelInput(1, (32, 32), 32, mean=(0.5,), std=(0.25,))),
         description="LeNet-5: 32x32 gray, 5x5 convs, tanh, average pooling",
     ),
 }
@@ -148,7 +160,7 @@ def load_model(
     options: dict[str, Any] | None = None,
     _names_only: bool = False,
 ) -> nn.Module:
-    """Build a model by name or from a checkpoint, in eval mode, with ``model.featuremaps_info``.
+    """Build a model by name or from a checkpoint, in eval mode, carrying its :class:`ModelInfo` (``model_info``).
 
     Args:
         name_or_path: see the module docstring.
@@ -162,7 +174,7 @@ def load_model(
         CheckpointError: a weights file that is unsafe, unreadable or does not fit.
 
     Example:
-        >>> load_model("tinyvgg").featuremaps_info.input_size
+        >>> model_info(load_model("tinyvgg")).input_size
         (3, 64, 64)
     """
     if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
@@ -194,8 +206,8 @@ def _unknown_name_message(name: str) -> str:
     return f"unknown model {name!r}{hint} See 'featuremaps models' for the {len(candidates)} names{timm_hint}."
 
 
-def _load_file_weights(model: nn.Module, weights: str | os.PathLike, name: str) -> str:
-    state, _ = read_checkpoint(weights)
+def _load_file_weights(model: nn.Module, weights: str | os.PathLike[str], name: str) -> str:
+    state, _ = read_checkpoint(os.fspath(weights))
     load_weights_into(model, state, source=os.fspath(weights), name=name)
     return os.fspath(weights)
 
@@ -209,24 +221,22 @@ def _from_builtin(name: str, weights: Any, num_classes: int | None, seed: int | 
     spec = BUILTIN_MODELS[name]
     if spec.weights_file is not None and weights in (None, "DEFAULT"):
         model = load_model(spec.weights_file, num_classes=num_classes)  # a shipped, trained model
-        model.featuremaps_info.name, model.featuremaps_info.weights = f"builtin:{name}", "DEFAULT"
-        model.featuremaps_info.source = "builtin"
-        return model
+        shipped = replace(model_info(model), name=f"builtin:{name}", weights="DEFAULT", source="builtin")
+        return attach(model, shipped)
     try:
         model = _seeded(seed, lambda: spec.build(num_classes, options))
     except TypeError as error:
         raise ModelError(f"{name} does not take options {options}: {error}") from None
     except SettingsError as error:
         raise ModelError(f"{name} cannot be built with options {options}: {error}") from None
-    info = ModelInfo.from_dict(spec.info.to_dict())
-    info.options = dict(options) or None
+    loaded = None
     if _weights_is_file(weights):
-        info.weights = _load_file_weights(model, weights, name)
+        loaded = _load_file_weights(model, weights, name)
     elif weights is not None:
         raise ModelError(f"{name} has no downloadable weights; pass a weights file or leave weights out")
-    info.num_classes = num_classes or info.num_classes or _output_features(model)
-    model.featuremaps_info = info  # type: ignore[assignment]
-    return model
+    info = replace(spec.info, options=dict(options) or None, weights=loaded,
+                   num_classes=num_classes or spec.info.num_classes or _output_features(model))
+    return attach(model, info)
 
 
 def _output_features(model: nn.Module) -> int | None:
@@ -249,8 +259,17 @@ def _resolve_torchvision_weights(name: str, weights: str) -> Any:
     raise ModelError(f"unknown weights {weights!r} for {name}; choose DEFAULT or one of {', '.join(enum.__members__)}")
 
 
-def _torchvision_info(name: str, weights_enum: Any, weights_label: str | None) -> ModelInfo:
-    """Preprocessing from the weights' transforms (or the DEFAULT weights' for untrained models)."""
+_INTERPOLATION_NAMES: dict[str, Interpolation] = {
+    "InterpolationMode.BILINEAR": "bilinear", "InterpolationMode.BICUBIC": "bicubic",
+    "InterpolationMode.NEAREST": "nearest"}
+
+
+def _torchvision_input(name: str, weights_enum: Any) -> ModelInput:
+    """The weights' own preprocessing (or the DEFAULT weights' for untrained models) as a ModelInput.
+
+    torchvision's classification presets resize the shorter side, centre-crop and normalise;
+    their sizes, mean, std and interpolation are read, and featuremaps applies them itself.
+    """
     from torchvision import models
 
     reference = weights_enum
@@ -259,19 +278,22 @@ def _torchvision_info(name: str, weights_enum: Any, weights_label: str | None) -
             reference = models.get_model_weights(name).DEFAULT
         except (ValueError, KeyError, AttributeError):
             reference = None
-    size, resize, mean, std = 224, 256, IMAGENET_MEAN, IMAGENET_STD
+    size, resize = 224, 256
+    interpolation: Interpolation = "bilinear"
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
     if reference is not None:
         transform = reference.transforms()
         crop = getattr(transform, "crop_size", None) or getattr(transform, "resize_size", None) or [size]
         resize_size = getattr(transform, "resize_size", None) or [resize]
         size, resize = int(crop[0]), int(resize_size[0])
-        mean, std = tuple(getattr(transform, "mean", mean)), tuple(getattr(transform, "std", std))
-    categories = list(weights_enum.meta.get("categories") or []) if weights_enum is not None else None
-    return ModelInfo(
-        name=name, source="torchvision", weights=weights_label, input_size=(3, size, size), resize=resize,
-        mean=mean, std=std, class_names=categories or None,
-        transforms=weights_enum.transforms() if weights_enum is not None else None,
-    )
+        mean = tuple(float(v) for v in getattr(transform, "mean", mean))
+        std = tuple(float(v) for v in getattr(transform, "std", std))
+        interpolation = _INTERPOLATION_NAMES.get(str(getattr(transform, "interpolation", "")), "bilinear")
+    segmentation = name in models.list_models(module=models.segmentation)
+    return ModelInput(3, (size, size), resize, mean=tuple(mean), std=tuple(std),
+                      interpolation=interpolation,
+                      frame="whole" if segmentation else "crop")
 
 
 def _from_torchvision(name: str, weights: Any, num_classes: int | None, seed: int | None) -> nn.Module:
@@ -285,9 +307,8 @@ def _from_torchvision(name: str, weights: Any, num_classes: int | None, seed: in
             model = _seeded(seed, lambda: models.get_model(name, weights=None, **options))
         except TypeError as error:
             raise ModelError(f"{name} cannot be built with num_classes={num_classes} ({error})") from None
-        info = _torchvision_info(name, None, None)
-        if weights is not None:
-            info.weights = _load_file_weights(model, weights, name)
+        label = _load_file_weights(model, weights, name) if weights is not None else None
+        info = ModelInfo(name=name, source="torchvision", weights=label, input=_torchvision_input(name, None))
     else:
         enum = _resolve_torchvision_weights(name, os.fspath(weights))
         categories = enum.meta.get("categories") or []
@@ -297,10 +318,10 @@ def _from_torchvision(name: str, weights: Any, num_classes: int | None, seed: in
             model = models.get_model(name, weights=enum)
         except (urllib.error.URLError, OSError, RuntimeError) as error:
             raise ModelError(_download_message(name, enum, error)) from None
-        info = _torchvision_info(name, enum, str(enum))
-    info.num_classes = num_classes or (len(info.class_names) if info.class_names else _output_features(model))
-    model.featuremaps_info = info  # type: ignore[assignment]
-    return model
+        info = ModelInfo(name=name, source="torchvision", weights=str(enum), input=_torchvision_input(name, enum),
+                         class_names=tuple(categories) or None)
+    classes = num_classes or (len(info.class_names) if info.class_names else _output_features(model))
+    return attach(model, replace(info, num_classes=classes))
 
 
 def _download_message(name: str, enum: Any, error: BaseException) -> str:
@@ -326,7 +347,7 @@ def _from_timm(name: str, weights: Any, num_classes: int | None, seed: int | Non
     pretrained = weights is not None and not _weights_is_file(weights)
     if pretrained and os.fspath(weights) != "DEFAULT":
         raise ModelError(f"timm weights are chosen by tag in the name (timm:{name}.TAG); use weights='DEFAULT'")
-    options = {"num_classes": num_classes} if num_classes is not None else {}
+    options: dict[str, Any] = {"num_classes": num_classes} if num_classes is not None else {}
     try:
         model = _seeded(seed, lambda: timm.create_model(name, pretrained=pretrained, **options))
     except (OSError, RuntimeError) as error:
@@ -335,15 +356,41 @@ def _from_timm(name: str, weights: Any, num_classes: int | None, seed: int | Non
     config = timm.data.resolve_data_config({}, model=model)
     size = tuple(int(v) for v in config["input_size"])
     crop_pct = float(config.get("crop_pct", 0.875))
-    info = ModelInfo(
-        name=f"timm:{name}", source="timm", weights="DEFAULT" if pretrained else None, input_size=size,  # type: ignore[arg-type]
-        resize=int(round(size[1] / crop_pct)), mean=tuple(config["mean"]), std=tuple(config["std"]),
-        num_classes=num_classes or getattr(model, "num_classes", None),
-    )
-    if _weights_is_file(weights):
-        info.weights = _load_file_weights(model, weights, f"timm:{name}")
-    model.featuremaps_info = info  # type: ignore[assignment]
-    return model
+    interpolation: Interpolation = "bicubic" if config.get("interpolation") == "bicubic" else "bilinear"
+    model_input = ModelInput(size[0], (size[1], size[2]), int(round(size[1] / crop_pct)),
+                             mean=tuple(float(v) for v in config["mean"]), std=tuple(float(v) for v in config["std"]),
+                             interpolation=interpolation)
+    label = _load_file_weights(model, weights, f"timm:{name}") if _weights_is_file(weights) else (
+        "DEFAULT" if pretrained else None)
+    return attach(model, ModelInfo(name=f"timm:{name}", source="timm", weights=label, input=model_input,
+                                   num_classes=num_classes or getattr(model, "num_classes", None)))
+
+
+CheckpointLoader = Callable[[Path, dict[str, torch.Tensor], dict[str, Any]], nn.Module]
+"""``(path, state_dict, record) -> model``: rebuilds a model whose record has the loader's key."""
+
+_CHECKPOINT_LOADERS: dict[str, CheckpointLoader | str] = {}
+
+
+def register_checkpoint_loader(key: str, loader: CheckpointLoader | str) -> None:
+    """Let checkpoints whose record has a ``key`` section be rebuilt by ``loader``.
+
+    ``loader`` is a function or ``"module:function"``, imported on first use; the package's
+    own heads register themselves this way (``featuremaps/__init__.py``), so ``models`` never
+    imports the code above it.
+    """
+    _CHECKPOINT_LOADERS[key] = loader
+
+
+def _loader_for(record: dict[str, Any]) -> CheckpointLoader | None:
+    for key, loader in _CHECKPOINT_LOADERS.items():
+        if key in record:
+            if isinstance(loader, str):
+                module, _, function = loader.partition(":")
+                loader = getattr(importlib.import_module(module), function)
+                _CHECKPOINT_LOADERS[key] = loader
+            return loader
+    return None
 
 
 def record_info(path: Path, data: Any, where: str = "model") -> ModelInfo:
@@ -354,7 +401,7 @@ def record_info(path: Path, data: Any, where: str = "model") -> ModelInfo:
         raise CheckpointError(f"{path}: invalid featuremaps record ({where}): {error}") from None
 
 
-def spec_of(path: Path, record: dict[str, Any], key: str, fields: dict[str, Any]) -> dict[str, Any]:
+def record_section(path: Path, record: dict[str, Any], key: str, fields: dict[str, Any]) -> dict[str, Any]:
     """``record[key]``, checked against ``fields`` (name -> a type, or a tuple of allowed values)."""
     spec = record.get(key)
     if not isinstance(spec, dict):
@@ -377,24 +424,30 @@ def spec_of(path: Path, record: dict[str, Any], key: str, fields: dict[str, Any]
     return spec
 
 
-def _build_architecture(path: Path, info: ModelInfo, seed: int | None) -> nn.Module:
-    """The untrained architecture a checkpoint names: a model name only, never a path."""
-    name = info.name  # ModelInfo.from_dict allows no "/" and no "..": never a path
+def build_architecture(path: Path, info: ModelInfo, seed: int | None = 0) -> nn.Module:
+    """The untrained architecture a checkpoint's record names (a model name, never a path).
+
+    A shipped model's name (``builtin:shapes``) builds its architecture; the checkpoint that
+    names it holds the weights. The model carries ``info``.
+    """
+    name = info.name.removeprefix("builtin:")  # ModelInfo.from_dict allows no "/" and no "..": never a path
+    if name in BUILTIN_MODELS and BUILTIN_MODELS[name].weights_file is not None:
+        name = BUILTIN_MODELS[name].info.name
     try:
-        return load_model(name, weights=None, num_classes=info.num_classes, seed=seed, options=info.options,
-                          _names_only=True)
+        model = load_model(name, weights=None, num_classes=info.num_classes, seed=seed,
+                           options=dict(info.options) if info.options else None, _names_only=True)
     except ModelError as error:
         raise CheckpointError(f"{path}: its record names an architecture featuremaps cannot build ({error})") from None
+    return attach(model, info)
 
 
 def _from_checkpoint(path: Path, num_classes: int | None, seed: int | None) -> nn.Module:
     state, record = read_checkpoint(path)
     if record is not None and not isinstance(record, dict):
         raise CheckpointError(f"{path}: invalid featuremaps record: expected a JSON object")
-    if record and "head" in record:
-        return _head_from_checkpoint(path, state, record)
-    if record and "segmentation" in record:
-        return _segmenter_from_checkpoint(path, state, record)
+    loader = _loader_for(record) if record else None
+    if loader is not None and record is not None:
+        return loader(path, state, record).eval()
     if not record or "model" not in record:
         raise CheckpointError(
             f"{path}: holds weights but no featuremaps record of the architecture; name the architecture "
@@ -403,82 +456,6 @@ def _from_checkpoint(path: Path, num_classes: int | None, seed: int | None) -> n
     info = record_info(path, record["model"])
     if num_classes is not None and info.num_classes is not None and num_classes != info.num_classes:
         raise ModelError(f"{path} has {info.num_classes} classes; num_classes={num_classes} does not fit")
-    model = _build_architecture(path, info, seed)
+    model = build_architecture(path, info, seed)
     load_weights_into(model, state, source=str(path), name=info.name)
-    info.source, info.weights = "checkpoint", str(path)
-    model.featuremaps_info = info  # type: ignore[assignment]
-    return model
-
-
-def _head_from_checkpoint(path: Path, state: dict[str, torch.Tensor], record: dict[str, Any]) -> nn.Module:
-    from featuremaps.recognize.head import FeatureHead, make_head
-
-    from featuremaps.recognize.head import HEADS, POOLINGS
-
-    spec = spec_of(path, record, "head", {"kind": tuple(HEADS), "features": int, "layer": str,
-                                          "pool": tuple(POOLINGS), "backbone": dict})
-    info = record_info(path, record.get("model"))
-    if not info.class_names:
-        raise CheckpointError(f"{path}: invalid featuremaps record: model.class_names is empty")
-    backbone_info = record_info(path, spec["backbone"], "head.backbone")
-    backbone = _architecture_only(path, backbone_info)
-    hidden = spec.get("hidden", 256)
-    if not isinstance(hidden, int) or isinstance(hidden, bool) or not 1 <= hidden <= 65536:
-        raise CheckpointError(f"{path}: invalid featuremaps record: head.hidden must be an int in 1..65536")
-    head = make_head(spec["kind"], spec["features"], len(info.class_names), hidden)
-    model = FeatureHead(backbone, spec["layer"], spec["pool"], head, spec["features"], spec)
-    load_weights_into(model, state, source=str(path), name=f"a head on {backbone_info.name}")
-    info.source, info.weights = "checkpoint", str(path)
-    model.featuremaps_info = info  # type: ignore[assignment]
-    return model.eval()
-
-
-def _segmenter_from_checkpoint(path: Path, state: dict[str, torch.Tensor], record: dict[str, Any]) -> nn.Module:
-    from featuremaps.segment.head import PixelHead
-
-    spec = spec_of(path, record, "segmentation", {"layers": list, "features": int, "hidden": int,
-                                                  "colour": bool, "scales": list, "class_maps": bool,
-                                                  "backbone": dict})
-    if not all(isinstance(v, (int, float)) and 0 < v <= 1 for v in spec["scales"]):
-        raise CheckpointError(f"{path}: invalid featuremaps record: segmentation.scales must be numbers in (0, 1]")
-    if not all(isinstance(v, str) for v in spec["layers"]):
-        raise CheckpointError(f"{path}: invalid featuremaps record: segmentation.layers must be layer names")
-    info = record_info(path, record.get("model"))
-    if not info.class_names:
-        raise CheckpointError(f"{path}: invalid featuremaps record: model.class_names is empty")
-    backbone_info = record_info(path, spec["backbone"], "segmentation.backbone")
-    backbone = _architecture_only(path, backbone_info)
-    model = PixelHead(backbone, spec["layers"], len(info.class_names), spec["features"],
-                      hidden=spec["hidden"], colour=spec["colour"], scales=spec["scales"],
-                      class_maps=spec["class_maps"], spec=spec)
-    load_weights_into(model, state, source=str(path), name=f"a segmentation head on {backbone_info.name}")
-    info.source, info.weights = "checkpoint", str(path)
-    model.featuremaps_info = info  # type: ignore[assignment]
-    return model.eval()
-
-
-def _architecture_only(path: Path, info: ModelInfo) -> nn.Module:
-    """The backbone's architecture (its weights come from the checkpoint that embeds it)."""
-    name = info.name.removeprefix("builtin:")
-    if name in BUILTIN_MODELS and BUILTIN_MODELS[name].weights_file is not None:
-        name = BUILTIN_MODELS[name].info.name  # a shipped model: build its architecture, untrained
-    model = _build_architecture(path, replace(info, name=name), seed=0)
-    model.featuremaps_info = ModelInfo.from_dict(info.to_dict())  # type: ignore[assignment]
-    return model
-
-
-def architecture_record(model: nn.Module) -> dict[str, Any]:
-    """What a checkpoint records so :func:`load_model` can rebuild ``model`` from the file alone."""
-    from featuremaps.models.preprocess import model_info
-
-    info = model_info(model)
-    if info.source == "module":
-        raise ModelError(f"{type(model).__name__} was not built by load_model; featuremaps cannot record it")
-    record: dict[str, Any] = {"model": info.to_dict()}
-    spec = getattr(model, "head_spec", None)
-    if spec is not None:
-        record["head"] = dict(spec)
-    segmentation = getattr(model, "segmentation_spec", None)
-    if segmentation is not None:
-        record["segmentation"] = dict(segmentation)
-    return record
+    return attach(model, replace(info, source="checkpoint", weights=str(path)))

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featuremaps.data.datasets import ArrayDataset, DatasetError, to_model_input
-from featuremaps.models.preprocess import model_info
+from featuremaps.data.datasets import ArrayDataset
+from featuremaps.errors import DatasetError
+from featuremaps.models.info import model_device, model_info
 
 __all__ = ["Evaluation", "evaluate"]
 
@@ -48,7 +49,8 @@ class Evaluation:
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, dataset: ArrayDataset, *, batch_size: int = 128) -> Evaluation:
-    """Score ``model`` on ``dataset``; the dataset's classes are matched to the model's by name.
+    """Score ``model`` on ``dataset`` (uint8 images prepared with the model's input); the dataset's
+    classes are matched to the model's by name.
 
     Raises:
         DatasetError: the dataset has classes the model does not know.
@@ -61,14 +63,14 @@ def evaluate(model: nn.Module, dataset: ArrayDataset, *, batch_size: int = 128) 
                            f"(the model knows {', '.join(names)})")
     to_model = torch.tensor([names.index(name) for name in dataset.class_names])
     targets = to_model[dataset.labels]
-    try:
-        device = next(model.parameters()).device
-    except StopIteration:
-        device = torch.device("cpu")
+    device = model_device(model)
+    if tuple(dataset.images.shape[1:]) != info.input_size:
+        raise DatasetError(f"the dataset's images are {tuple(dataset.images.shape[1:])}, not the model's input "
+                           f"{info.input_size}; make it with the model's input (load_dataset(..., model_input))")
     model.eval()
     predictions, loss = [], 0.0
     for index in torch.arange(len(dataset)).split(batch_size):
-        x = to_model_input(dataset.images[index], info.input_size, info.mean, info.std).to(device)
+        x = info.input.normalise(dataset.images[index].to(device))
         logits = model(x)
         loss += float(F.cross_entropy(logits, targets[index].to(device), reduction="sum"))
         predictions.append(logits.argmax(dim=1).cpu())

@@ -1,21 +1,27 @@
 """A classifier on frozen feature maps: backbone up to one layer, pooling, a small head.
 
 ``FeatureHead`` is an ``nn.Module`` like any other: ``list_layers``, ``extract``, ``show`` and
-the class activation map work on it. Its forward pass stops the backbone right after the
-chosen layer (later layers are never computed).
+the class activation map work on it. Its forward pass takes the layer's maps from the feature
+core (the backbone stops right after the chosen layer). Its checkpoint records the backbone
+and the head; :func:`head_from_checkpoint` rebuilds it (registered with the model registry).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from featuremaps.errors import SettingsError
-from featuremaps.models.locks import model_lock
+from featuremaps.errors import CheckpointError, SettingsError
+from featuremaps.features import FeatureExtractor
+from featuremaps.models.checkpoint import load_weights_into
+from featuremaps.models.info import attach
+from featuremaps.models.registry import build_architecture, record_info, record_section
 
-__all__ = ["POOLINGS", "FeatureHead", "make_head", "pool_maps"]
+__all__ = ["HEADS", "POOLINGS", "FeatureHead", "head_from_checkpoint", "make_head", "pool_maps"]
 
 Pooling = Literal["avg", "max", "avgmax", "flatten"]
 POOLINGS: tuple[str, ...] = ("avg", "max", "avgmax", "flatten")
@@ -46,10 +52,6 @@ def make_head(kind: str, features: int, classes: int, hidden: int = 256) -> nn.S
     raise SettingsError(f"head must be one of {', '.join(HEADS)}; got {kind!r}")
 
 
-class _Stop(Exception):
-    """Ends the backbone's forward pass after the chosen layer."""
-
-
 class FeatureHead(nn.Module):
     """``head(standardise(pool(backbone.layer(x))))``.
 
@@ -62,47 +64,37 @@ class FeatureHead(nn.Module):
         spec: what a checkpoint records to rebuild it (backbone ModelInfo, head kind, hidden size).
     """
 
+    featuremaps_traceable = False  # extract from it with hooks: its forward runs the feature core itself
+    feature_mean: torch.Tensor
+    feature_std: torch.Tensor
+
     def __init__(self, backbone: nn.Module, layer: str, pool: str, head: nn.Module, features: int,
-                 spec: dict | None = None) -> None:
+                 spec: dict[str, Any] | None = None) -> None:
         super().__init__()
-        module_name, _, call = layer.partition(":")
-        modules = dict(backbone.named_modules())
-        if module_name not in modules or not module_name:
-            raise SettingsError(f"layer {layer!r} is not a module of the backbone")
         if pool not in POOLINGS:
             raise SettingsError(f"pool must be one of {', '.join(POOLINGS)}; got {pool!r}")
         self.backbone = backbone
         self.head = head
         self.layer, self.pool = layer, pool
-        self._module_name, self._call = module_name, int(call or 0)
         self.head_spec = dict(spec or {}, layer=layer, pool=pool, features=features)
+        self._extractor = FeatureExtractor(backbone, [layer], method="hooks")
+        if len(self._extractor.layers) != 1:
+            raise SettingsError(f"a head reads one layer; {layer!r} names {len(self._extractor.layers)}")
         self.register_buffer("feature_mean", torch.zeros(features))
         self.register_buffer("feature_std", torch.ones(features))
         for parameter in backbone.parameters():
             parameter.requires_grad_(False)
 
     def layer_maps(self, x: torch.Tensor) -> torch.Tensor:
-        """The backbone layer's output for ``x``; the rest of the backbone is not run."""
-        module = dict(self.backbone.named_modules())[self._module_name]
-        calls, stash = [0], {}
+        """The backbone layer's output for ``x``; the rest of the backbone is not run.
 
-        def hook(_module: nn.Module, _args: object, output: torch.Tensor) -> None:
-            if calls[0] == self._call:
-                stash["maps"] = output
-                raise _Stop
-            calls[0] += 1
+        In the autograd graph when gradients are on (Grad-CAM reaches through the head).
+        """
+        return self._extractor(x, grad=torch.is_grad_enabled())[self._extractor.names[0]]
 
-        with model_lock(self.backbone):
-            handle = module.register_forward_hook(hook)
-            try:
-                self.backbone(x)
-            except _Stop:
-                pass
-            finally:
-                handle.remove()
-        if "maps" not in stash:
-            raise SettingsError(f"layer {self.layer} did not run in the backbone's forward pass")
-        return stash["maps"]
+    def featuremaps_record(self) -> dict[str, Any]:
+        """The checkpoint's ``head`` section (see :func:`head_from_checkpoint`)."""
+        return {"head": dict(self.head_spec)}
 
     def set_standardisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.feature_mean.copy_(mean)
@@ -120,3 +112,23 @@ class FeatureHead(nn.Module):
         super().train(mode)
         self.backbone.eval()
         return self
+
+
+def head_from_checkpoint(path: Path, state: dict[str, torch.Tensor], record: dict[str, Any]) -> nn.Module:
+    """Rebuild a :class:`FeatureHead` from its checkpoint (the loader for records with a ``head`` section)."""
+    spec = record_section(path, record, "head", {"kind": tuple(HEADS), "features": int, "layer": str,
+                                                 "pool": tuple(POOLINGS), "backbone": dict})
+    info = record_info(path, record.get("model"))
+    if not info.class_names:
+        raise CheckpointError(f"{path}: invalid featuremaps record: model.class_names is empty")
+    hidden = spec.get("hidden", 256)
+    if not isinstance(hidden, int) or isinstance(hidden, bool) or not 1 <= hidden <= 65536:
+        raise CheckpointError(f"{path}: invalid featuremaps record: head.hidden must be an int in 1..65536")
+    backbone = build_architecture(path, record_info(path, spec["backbone"], "head.backbone"))
+    head = make_head(spec["kind"], spec["features"], len(info.class_names), hidden)
+    try:
+        model = FeatureHead(backbone, spec["layer"], spec["pool"], head, spec["features"], spec)
+    except SettingsError as error:
+        raise CheckpointError(f"{path}: invalid featuremaps record: {error}") from None
+    load_weights_into(model, state, source=str(path), name=f"a head on {spec['backbone'].get('name')}")
+    return attach(model, replace(info, source="checkpoint", weights=str(path)))

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from featuremaps.errors import LayerError, SettingsError
-from featuremaps.extract import catalogue_for, select_layers
+from featuremaps.features import FeatureExtractor, catalogue_for
 from featuremaps.images import ImageSource
-from featuremaps.models.locks import model_lock
-from featuremaps.models.preprocess import model_info, preprocess
+from featuremaps.models.info import model_device, model_info
 
 __all__ = ["Prediction", "class_activation_map", "default_cam_layer", "predict"]
 
@@ -26,7 +26,7 @@ class Prediction:
     labels: list[tuple[str, float]]
     class_index: int
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         return {"path": self.source, "predictions": [{"label": label, "probability": round(p, 6)}
                                                      for label, p in self.labels]}
 
@@ -36,13 +36,6 @@ def _names(model: nn.Module) -> list[str]:
     if info.class_names:
         return list(info.class_names)
     return [str(i) for i in range(info.num_classes or 1000)]
-
-
-def _device(model: nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
 
 
 @torch.inference_mode()
@@ -55,7 +48,7 @@ def predict(model: nn.Module, images: Sequence[ImageSource], *, top_k: int = 3) 
     model.eval()
     results = []
     for image in images:
-        x = preprocess(info, image)[None].to(_device(model))
+        x = info.input.tensor(image)[None].to(model_device(model))
         probabilities = F.softmax(model(x)[0].float(), dim=0).cpu()
         values, indices = probabilities.topk(min(top_k, len(probabilities)))
         labels = [(names[i] if i < len(names) else str(i), float(v)) for v, i in zip(values, indices.tolist())]
@@ -84,39 +77,18 @@ def class_activation_map(
         ``(cam (h, w) in [0, 1], layer name, class index)``.
     """
     info = model_info(model)
-    x = preprocess(info, image)[None].to(_device(model))
-    name = layer or default_cam_layer(model)
-    entry = select_layers(catalogue_for(model, tuple(x.shape[1:])), name, model_name=info.name)[0]
-    module = dict(model.named_modules())[entry.module]
-    calls, stash = [0], {}
-
-    def hook(_module: nn.Module, _args: object, output: torch.Tensor) -> torch.Tensor | None:
-        call = calls[0]
-        calls[0] += 1
-        if call != entry.call:
-            return None
-        stash["maps"] = output
-        return output.clone()  # later in-place ops change the clone, never the maps we differentiate
-
-    lock = model_lock(model)
-    lock.acquire()
-    modes = {m: m.training for m in model.modules()}
-    handle = module.register_forward_hook(hook)
-    try:
-        model.eval()
-        with torch.enable_grad():
-            logits = model(x)
-            index = int(logits[0].argmax()) if class_index is None else class_index
-            if not 0 <= index < logits.shape[1]:
-                raise SettingsError(f"class_index must be in 0..{logits.shape[1] - 1}; got {index}")
-            maps = stash["maps"]
-            (gradient,) = torch.autograd.grad(logits[0, index], maps)
-    finally:
-        handle.remove()
-        for m, training in modes.items():
-            m.train(training)
-        lock.release()
+    x = info.input.tensor(image)[None].to(model_device(model))
+    extractor = FeatureExtractor(model, layer or default_cam_layer(model), input_shape=tuple(x.shape[1:]))
+    if len(extractor.layers) != 1:
+        raise LayerError(f"a class activation map needs one layer; {layer!r} names {len(extractor.layers)}")
+    name = extractor.names[0]
+    captured, logits = extractor.with_output(x, grad=True)
+    maps = captured[name]
+    index = int(logits[0].argmax()) if class_index is None else class_index
+    if not 0 <= index < logits.shape[1]:
+        raise SettingsError(f"class_index must be in 0..{logits.shape[1] - 1}; got {index}")
+    (gradient,) = torch.autograd.grad(logits[0, index], maps)
     weights = gradient[0].mean(dim=(1, 2))  # (C,)
     cam = F.relu((weights[:, None, None] * maps[0]).sum(dim=0)).detach().cpu()  # (h, w)
     peak = float(cam.max())
-    return (cam / peak if peak > 0 else cam), entry.name, index
+    return (cam / peak if peak > 0 else cam), name, index

@@ -13,10 +13,9 @@ class names, input size and preprocessing, data, training settings, metrics).
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +23,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featuremaps.data.datasets import ArrayDataset, load_dataset, shapes_dataset, to_model_input
+from featuremaps.data.datasets import ArrayDataset, load_dataset, shapes_dataset
 from featuremaps.errors import LayerError, SettingsError
-from featuremaps.extract import capture, catalogue_for, select_layers
-from featuremaps.models.checkpoint import check_writable, save_checkpoint
-from featuremaps.models.preprocess import ModelInfo, model_info
-from featuremaps.models.registry import architecture_record, load_model
+from featuremaps.features import FeatureExtractor
+from featuremaps.models.info import ModelInfo, attach, model_info
+from featuremaps.models.registry import load_model
 from featuremaps.recognize.head import HEADS, POOLINGS, FeatureHead, make_head, pool_maps
+from featuremaps.training import Progress, check_output, fit, write_checkpoint
 
-__all__ = ["EpochStats", "TrainConfig", "TrainResult", "train_classifier"]
+__all__ = ["TrainConfig", "TrainResult", "train_classifier"]
 
 logger = logging.getLogger(__name__)
-FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -89,38 +87,23 @@ class TrainConfig:
 
 
 @dataclass
-class EpochStats:
-    """Progress of one epoch (``batch == batches`` at its end, with validation figures)."""
-
-    epoch: int
-    epochs: int
-    batch: int
-    batches: int
-    loss: float
-    accuracy: float
-    images_per_second: float
-    val_loss: float | None = None
-    val_accuracy: float | None = None
-
-
-@dataclass
 class TrainResult:
-    """The trained model, its checkpoint record and the epoch history."""
+    """The trained model, its checkpoint record and the epoch history (end-of-epoch reports)."""
 
     model: nn.Module
     record: dict[str, Any]
-    history: list[EpochStats] = field(default_factory=list)
+    history: list[Progress] = field(default_factory=list)
     checkpoint: Path | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
 
 
-Progress = Callable[[EpochStats], None]
+ProgressCallback = Callable[[Progress], None]
 
 
-def _cosine(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+def _describe(train: ArrayDataset, val: ArrayDataset) -> dict[str, Any]:
+    return {**train.description, "train_samples": len(train), "val_samples": len(val),
+            "classes": train.class_names, "skipped": len(train.skipped)}
 
 
 def _batches(count: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -129,160 +112,110 @@ def _batches(count: int, batch_size: int, generator: torch.Generator) -> list[to
 
 @torch.inference_mode()
 def _evaluate_inputs(forward: Callable[[torch.Tensor], torch.Tensor], inputs: Callable[[torch.Tensor], torch.Tensor],
-                     labels: torch.Tensor, batch_size: int, device: torch.device) -> tuple[float, float]:
+                     labels: torch.Tensor, batch_size: int, device: torch.device) -> dict[str, float]:
     total_loss, correct = 0.0, 0
     for index in torch.arange(len(labels)).split(batch_size):
         logits = forward(inputs(index).to(device))
         target = labels[index].to(device)
         total_loss += float(F.cross_entropy(logits, target, reduction="sum"))
         correct += int((logits.argmax(dim=1) == target).sum())
-    return total_loss / len(labels), correct / len(labels)
+    return {"loss": total_loss / len(labels), "accuracy": correct / len(labels)}
 
 
-def _fit(
-    parameters: list[nn.Parameter], step_fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-    train_labels_for: Callable[[int], torch.Tensor], validate: Callable[[], tuple[float, float]],
-    config: TrainConfig, set_mode: Callable[[bool], None], on_progress: Progress | None, history: list[EpochStats],
-) -> None:
-    """The shared loop: AdamW, warm-up then cosine decay, one validation per epoch."""
-    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
-    generator = torch.Generator().manual_seed(config.seed)
-    steps_per_epoch = math.ceil(len(train_labels_for(0)) / config.batch_size)
-    total, warmup = steps_per_epoch * config.epochs, min(100, steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _cosine(s, total, warmup))
-    for epoch in range(config.epochs):
-        labels = train_labels_for(epoch)
-        set_mode(True)
-        seen, loss_sum, correct, start = 0, 0.0, 0, time.perf_counter()
-        batches = _batches(len(labels), config.batch_size, generator)
-        for number, index in enumerate(batches, 1):
-            logits, target = step_fn(index)
-            loss = F.cross_entropy(logits, target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            seen += len(index)
-            loss_sum += float(loss.detach()) * len(index)
-            correct += int((logits.detach().argmax(dim=1) == target).sum())
-            stats = EpochStats(epoch + 1, config.epochs, number, len(batches), loss_sum / seen, correct / seen,
-                               seen / max(time.perf_counter() - start, 1e-9))
-            if number == len(batches):
-                set_mode(False)
-                stats.val_loss, stats.val_accuracy = validate()
-                history.append(stats)
-            if on_progress is not None:
-                on_progress(stats)
+def _classification_step(forward: Callable[[torch.Tensor], torch.Tensor], inputs: Callable[[torch.Tensor], torch.Tensor],
+                         labels: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], Iterator[Any]]:
+    """One optimiser step per batch: cross-entropy on the batch, and how many it got right."""
+
+    def step(index: torch.Tensor) -> Iterator[tuple[torch.Tensor, int]]:
+        logits, target = forward(inputs(index)), labels(index)
+        yield F.cross_entropy(logits, target), int((logits.detach().argmax(dim=1) == target).sum())
+
+    return step
 
 
-def _train_cnn(config: TrainConfig, on_progress: Progress | None) -> TrainResult:
+def _train_cnn(config: TrainConfig, on_progress: ProgressCallback | None) -> TrainResult:
     torch.manual_seed(config.seed)
     device = torch.device(config.device)
     probe = load_model(config.model, options=config.options, seed=config.seed)
-    channels, height, width = model_info(probe).input_size
-    train, val = load_dataset(config.dataset, seed=config.seed, samples=config.samples, size=(height, width),
-                              channels=channels, val_fraction=config.val_fraction)
+    model_input = model_info(probe).input
+    train, val = load_dataset(config.dataset, model_input, seed=config.seed, samples=config.samples,
+                              val_fraction=config.val_fraction, draw_size=max(model_input.size))
     model = load_model(config.model, num_classes=len(train.class_names), options=config.options,
                        seed=config.seed).to(device)
     info = model_info(model)
-    as_input = lambda images: to_model_input(images, info.input_size, info.mean, info.std)  # noqa: E731
     current = {"data": train}
+    generator = torch.Generator().manual_seed(config.seed)
 
-    def labels_for(epoch: int) -> torch.Tensor:
+    def batches(epoch: int) -> list[torch.Tensor]:
         if config.dataset == "shapes" and epoch > 0:  # fresh images every epoch
-            current["data"] = shapes_dataset(config.samples, config.seed, height, start=epoch * config.samples)
-        return current["data"].labels
+            current["data"] = shapes_dataset(config.samples, config.seed, max(model_input.size),
+                                             start=epoch * config.samples, model_input=model_input)
+        return _batches(len(current["data"]), config.batch_size, generator)
 
-    def step(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        data = current["data"]
-        return model(as_input(data.images[index]).to(device)), data.labels[index].to(device)
+    def inputs(index: torch.Tensor) -> torch.Tensor:
+        return model_input.normalise(current["data"].images[index].to(device))
 
-    def validate() -> tuple[float, float]:
-        return _evaluate_inputs(model, lambda i: as_input(val.images[i]), val.labels, 256, device)
-
-    history: list[EpochStats] = []
-    _fit(list(model.parameters()), step, labels_for, validate, config, model.train, on_progress, history)
+    step = _classification_step(model, inputs, lambda i: current["data"].labels[i].to(device))
+    validate = lambda: _evaluate_inputs(model, lambda i: model_input.normalise(val.images[i]),  # noqa: E731
+                                        val.labels, 256, device)
+    history = fit(list(model.parameters()), epochs=config.epochs, lr=config.learning_rate,
+                  weight_decay=config.weight_decay, batches=batches, step=step, validate=validate,
+                  train_mode=model.train, on_progress=on_progress)
     model.eval()
-    info.class_names, info.num_classes = list(train.class_names), len(train.class_names)
-    return TrainResult(model, _record(model, config, train, val, history), history, skipped=train.skipped)
+    attach(model, replace(info, class_names=tuple(train.class_names), num_classes=len(train.class_names)))
+    return TrainResult(model, {}, history, skipped=train.skipped, data=_describe(train, val))
 
 
 def _features(backbone: nn.Module, data: ArrayDataset, layer: str, pool: str, device: torch.device,
               batch_size: int = 64) -> torch.Tensor:
     """Pooled maps of ``layer`` for every image: ``(N, F)``, computed once."""
     info = model_info(backbone)
-    catalogue = catalogue_for(backbone, info.input_size)
-    selected = select_layers(catalogue, layer, model_name=info.name)
-    if len(selected) != 1:
-        raise LayerError(f"--layer must name one layer; {layer!r} matches {len(selected)}: "
-                         f"{', '.join(e.name for e in selected[:6])}")
+    extractor = FeatureExtractor(backbone, layer)
+    if len(extractor.layers) != 1:
+        raise LayerError(f"--layer must name one layer; {layer!r} matches {len(extractor.layers)}: "
+                         f"{', '.join(extractor.names[:6])}")
     vectors = []
     for index in torch.arange(len(data)).split(batch_size):
-        x = to_model_input(data.images[index], info.input_size, info.mean, info.std).to(device)
-        maps = capture(backbone, x, selected)[selected[0].name]
-        vectors.append(pool_maps(maps, pool).cpu())
+        x = info.input.normalise(data.images[index]).to(device)
+        vectors.append(pool_maps(extractor(x)[extractor.names[0]], pool).cpu())
     return torch.cat(vectors)
 
 
-def _train_head(config: TrainConfig, on_progress: Progress | None) -> TrainResult:
+def _train_head(config: TrainConfig, on_progress: ProgressCallback | None) -> TrainResult:
+    if config.backbone is None or config.layer is None:
+        raise SettingsError("a head on frozen maps needs --backbone and --layer")
+    layer = config.layer
     torch.manual_seed(config.seed)
     device = torch.device(config.device)
-    backbone = load_model(config.backbone, weights=config.backbone_weights, seed=config.seed).to(device)  # type: ignore[arg-type]
+    backbone = load_model(config.backbone, weights=config.backbone_weights, seed=config.seed).to(device)
     info = model_info(backbone)
-    channels, height, width = info.input_size
-    size = (64, 64) if config.dataset == "shapes" else (height, width)  # shapes are drawn at 64 and resized
-    train, val = load_dataset(config.dataset, seed=config.seed, samples=config.samples, size=size,
-                              channels=channels, val_fraction=config.val_fraction)
+    train, val = load_dataset(config.dataset, info.input, seed=config.seed, samples=config.samples,
+                              val_fraction=config.val_fraction)
     started = time.perf_counter()
-    train_x = _features(backbone, train, config.layer, config.pool, device)  # type: ignore[arg-type]
-    val_x = _features(backbone, val, config.layer, config.pool, device)  # type: ignore[arg-type]
+    train_x = _features(backbone, train, layer, config.pool, device)
+    val_x = _features(backbone, val, layer, config.pool, device)
     logger.info("features %s computed once in %.1f s", tuple(train_x.shape), time.perf_counter() - started)
     head = make_head(config.head, train_x.shape[1], len(train.class_names), config.hidden)
     spec = {"backbone": info.to_dict(), "kind": config.head, "hidden": config.hidden}
-    model = FeatureHead(backbone, config.layer, config.pool, head, train_x.shape[1], spec).to(device)  # type: ignore[arg-type]
+    model = FeatureHead(backbone, layer, config.pool, head, train_x.shape[1], spec).to(device)
     model.set_standardisation(train_x.mean(dim=0).to(device), train_x.std(dim=0).to(device))
     train_x, val_x = train_x.to(device), val_x.to(device)
-
-    def step(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return model.head(model.standardise(train_x[index])), train.labels[index].to(device)
-
-    def validate() -> tuple[float, float]:
-        return _evaluate_inputs(lambda v: model.head(model.standardise(v)), lambda i: val_x[i], val.labels, 1024,
-                                device)
-
-    history: list[EpochStats] = []
-    _fit(list(model.head.parameters()), step, lambda _: train.labels, validate, config, model.train, on_progress,
-         history)
+    generator = torch.Generator().manual_seed(config.seed)
+    classify = lambda v: model.head(model.standardise(v))  # noqa: E731
+    step = _classification_step(classify, lambda i: train_x[i], lambda i: train.labels[i].to(device))
+    history = fit(list(model.head.parameters()), epochs=config.epochs, lr=config.learning_rate,
+                  weight_decay=config.weight_decay,
+                  batches=lambda _: _batches(len(train), config.batch_size, generator), step=step,
+                  validate=lambda: _evaluate_inputs(classify, lambda i: val_x[i], val.labels, 1024, device),
+                  train_mode=model.train, on_progress=on_progress)
     model.eval()
-    model.featuremaps_info = ModelInfo(  # type: ignore[assignment]
-        name=f"head:{info.name}:{config.layer}", source="head", weights=None, input_size=info.input_size,
-        resize=info.resize, mean=info.mean, std=info.std, class_names=list(train.class_names),
-        num_classes=len(train.class_names), transforms=info.transforms,
-    )
-    return TrainResult(model, _record(model, config, train, val, history), history, skipped=train.skipped)
-
-
-def _record(model: nn.Module, config: TrainConfig, train: ArrayDataset, val: ArrayDataset,
-            history: list[EpochStats]) -> dict[str, Any]:
-    last = history[-1]
-    record = architecture_record(model)
-    record.update({
-        "format": "featuremaps.classifier",
-        "version": FORMAT_VERSION,
-        "task": "classification",
-        "kind": "head" if config.backbone else "cnn",
-        "data": {**train.description, "train_samples": len(train), "val_samples": len(val),
-                 "classes": train.class_names, "skipped": len(train.skipped)},
-        "training": {k: v for k, v in asdict(config).items() if k not in ("dataset",)},
-        "metrics": {"train_loss": round(last.loss, 5), "train_accuracy": round(last.accuracy, 5),
-                    "val_loss": round(last.val_loss or 0.0, 5), "val_accuracy": round(last.val_accuracy or 0.0, 5),
-                    "images_per_second": round(last.images_per_second, 1)},
-    })
-    return record
+    attach(model, ModelInfo(name=f"head:{info.name}:{config.layer}", source="head", input=info.input,
+                            class_names=tuple(train.class_names), num_classes=len(train.class_names)))
+    return TrainResult(model, {}, history, skipped=train.skipped, data=_describe(train, val))
 
 
 def train_classifier(config: TrainConfig, out_dir: str | Path | None = None, *,
-                     on_progress: Progress | None = None, overwrite: bool = False) -> TrainResult:
+                     on_progress: ProgressCallback | None = None, overwrite: bool = False) -> TrainResult:
     """Train as ``config`` says; with ``out_dir``, write the checkpoint directory there.
 
     ``out_dir`` is checked before training starts: a non-empty directory is refused unless
@@ -293,9 +226,15 @@ def train_classifier(config: TrainConfig, out_dir: str | Path | None = None, *,
         >>> result.record["metrics"]["val_accuracy"] > 0.25
         True
     """
-    if out_dir is not None:
-        check_writable(out_dir, overwrite=overwrite, directory=True)
+    check_output(out_dir, overwrite=overwrite)
     result = _train_head(config, on_progress) if config.backbone else _train_cnn(config, on_progress)
-    if out_dir is not None:
-        result.checkpoint = save_checkpoint(result.model.cpu(), out_dir, result.record, overwrite=overwrite)
+    last = result.history[-1]
+    result.record, result.checkpoint = write_checkpoint(
+        result.model, out_dir, format="featuremaps.classifier", task="classification",
+        kind="head" if config.backbone else "cnn", data=result.data,
+        training={k: v for k, v in asdict(config).items() if k != "dataset"},
+        metrics={"train_loss": round(last.loss, 5), "train_accuracy": round(last.accuracy or 0.0, 5),
+                 "val_loss": round(last.validation["loss"], 5), "val_accuracy": round(last.validation["accuracy"], 5),
+                 "images_per_second": round(last.images_per_second, 1)},
+        overwrite=overwrite)
     return result

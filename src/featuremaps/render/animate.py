@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal, overload
 
 import numpy as np
 from PIL import Image
 
+from featuremaps.drawing import RasterCanvas, SvgCanvas
 from featuremaps.errors import SettingsError
 from featuremaps.illustrate.draw import SceneLayout, draw_scene, layout_scene
 from featuremaps.illustrate.scene import ConvScene
-from featuremaps.render.canvas import RasterCanvas, SvgCanvas
 
 __all__ = ["SCENE_FORMATS", "diagram_steps", "render_diagram", "render_frames", "save_scene"]
 
@@ -36,6 +37,18 @@ def diagram_steps(scene: ConvScene) -> tuple[int, tuple[int, ...]]:
     if out_h > 1:
         neighbours.append(scene.step_index(0, 1, 0))
     return 0, tuple(neighbours)
+
+
+@overload
+def render_diagram(scene: ConvScene, *, svg: Literal[False] = False) -> Image.Image: ...
+
+
+@overload
+def render_diagram(scene: ConvScene, *, svg: Literal[True]) -> str: ...
+
+
+@overload
+def render_diagram(scene: ConvScene, *, svg: bool) -> Image.Image | str: ...
 
 
 def render_diagram(scene: ConvScene, *, svg: bool = False) -> Image.Image | str:
@@ -55,7 +68,8 @@ def render_frames(scene: ConvScene, *, every: int = 1, layout: SceneLayout | Non
     for index in scene.frame_steps(every):
         canvas = RasterCanvas(layout.width, layout.height)
         step = scene.step(index)
-        ghosts = (previous,) if previous is not None and scene.step(previous).filter == step.filter else ()
+        ghosts: tuple[int, ...] = (previous,) if previous is not None and scene.step(previous).filter == step.filter \
+            else ()
         draw_scene(scene, canvas, layout, step=index, ghosts=ghosts, jumps=tuple((g, index) for g in ghosts))
         previous = index
         yield canvas.image
@@ -116,4 +130,4 @@ def _write_mp4(frames: list[Image.Image], path: Path, fps: float) -> None:
         for frame in frames:
             canvas = Image.new("RGB", (even_w, even_h), (255, 255, 255))
             canvas.paste(frame, (0, 0))
-            writer.append_data(np.asarray(canvas))
+            writer.append_data(np.asarray(canvas))  # type: ignore[attr-defined]  # imageio's stub misses it

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from featuremaps.render._draw import apply_colormap, font, text_size
+from featuremaps.drawing import apply_colormap, font, text_size
 
 __all__ = ["render_confusion"]
 

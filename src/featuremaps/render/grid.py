@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from featuremaps.drawing import apply_colormap, font, format_number, text_size
 from featuremaps.errors import SettingsError
-from featuremaps.render._draw import apply_colormap, font, format_number, text_size
 
 __all__ = ["Normalization", "render_grid", "save_maps"]
 
@@ -127,8 +127,8 @@ def render_grid(
             (left - 1, top + _LABEL + _PAD // 2 - 1, left + tile_w, top + _LABEL + _PAD // 2 + tile_h), outline=_MUTED
         )
         if normalize == "map":
-            scale = _range_label(low, high, clip)
-            draw.text((left, top + _LABEL + tile_h + _PAD), scale, fill=_MUTED, font=font(_LABEL - 1))
+            label = _range_label(low, high, clip)
+            draw.text((left, top + _LABEL + tile_h + _PAD), label, fill=_MUTED, font=font(_LABEL - 1))
     if normalize == "shared":
         _colour_bar(canvas, draw, shared, cmap, top=30 + rows * cell_h, clip=clip)
     return canvas

@@ -1,26 +1,22 @@
 """Maps on the image: a map upsampled and blended over the input, and a unit's receptive field.
 
 Pictures are drawn on the model's input as the model saw it (resized and cropped, not
-normalised: see :func:`display_image`), so a unit's receptive field lands on the right pixels.
+normalised: ``model_info(model).input.display(image)``), so a unit's receptive field lands on
+the right pixels.
 """
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
-from torch import nn
 
+from featuremaps.drawing import apply_colormap, font, format_number, to_pil
 from featuremaps.errors import SettingsError
-from featuremaps.images import ImageSource
 from featuremaps.models.catalogue import LayerInfo
-from featuremaps.models.preprocess import model_info, preprocess
-from featuremaps.render._draw import apply_colormap, font, format_number, to_pil
 
-__all__ = ["display_image", "rank_maps", "render_overlay", "render_receptive_field"]
+__all__ = ["rank_maps", "render_overlay", "render_receptive_field"]
 
 _BOX = (255, 40, 120)
 _MIN_SIDE = 448
@@ -29,12 +25,6 @@ _MIN_SIDE = 448
 def _zoom(height: int, width: int) -> int:
     """Integer factor that brings small inputs to about 448 pixels, so boxes and text stay legible."""
     return max(1, -(-_MIN_SIDE // max(height, width)))
-
-
-def display_image(model: nn.Module, image: ImageSource) -> torch.Tensor:
-    """The model's input for ``image`` before normalisation: ``(C, H, W)`` in [0, 1]."""
-    info = model_info(model)
-    return preprocess(replace(info, mean=None, std=None, transforms=None), image).clamp(0, 1)
 
 
 def rank_maps(maps: torch.Tensor) -> list[int]:

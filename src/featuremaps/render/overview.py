@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from PIL import Image, ImageDraw
 
+from featuremaps.drawing import apply_colormap, font, to_pil
 from featuremaps.models.catalogue import LayerInfo
-from featuremaps.render._draw import apply_colormap, font, to_pil
 from featuremaps.render.overlay import rank_maps
 
 __all__ = ["describe_layer", "render_overview", "spatial_maps"]
@@ -81,6 +81,8 @@ def render_overview(
               fill=(110, 110, 110), font=font(12))
     top = 36 + thumb.height + _PAD * 2
     for name, tensor in rows:
+        if tensor is None:
+            continue
         layer = layers.get(name)
         facts = describe_layer(layer) if layer is not None else name
         head, _, rest = facts.partition(" (")

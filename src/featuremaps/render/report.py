@@ -50,22 +50,22 @@ class Section:
     """One titled part of the report; blocks are rendered in the order they were added."""
 
     title: str
-    blocks: list[tuple[str, object]] = field(default_factory=list)
+    blocks: list[str | Figure] = field(default_factory=list)
 
     def text(self, paragraph: str) -> Section:
         """A paragraph of plain text (escaped); ``code`` in backquotes is kept as code."""
         escaped = html.escape(paragraph)
-        self.blocks.append(("html", "<p>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped) + "</p>"))
+        self.blocks.append("<p>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped) + "</p>")
         return self
 
     def code(self, text: str) -> Section:
-        self.blocks.append(("html", f"<pre>{html.escape(text)}</pre>"))
+        self.blocks.append(f"<pre>{html.escape(text)}</pre>")
         return self
 
     def figure(self, source: Image.Image | Path, caption: str, name: str | None = None) -> Section:
         """Add a picture; a file is read now, so it may be deleted before :meth:`Report.write`."""
         content = source if isinstance(source, Image.Image) else (Path(source).read_bytes(), Path(source).suffix)
-        self.blocks.append(("figure", Figure(content, caption, name or _slug(caption)[:40])))
+        self.blocks.append(Figure(content, caption, name or _slug(caption)[:40]))
         return self
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Section:
@@ -73,7 +73,7 @@ class Section:
         body = "".join(
             "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows
         )
-        self.blocks.append(("html", f"<table><tr>{head}</tr>{body}</table>"))
+        self.blocks.append(f"<table><tr>{head}</tr>{body}</table>")
         return self
 
 
@@ -106,8 +106,8 @@ class Report:
             parts.append(f"<nav>{links}</nav>")
         for section in self.sections:
             parts.append(f"<h2 id='{_slug(section.title)}'>{html.escape(section.title)}</h2>")
-            for kind, block in section.blocks:
-                parts.append(self._figure_html(block, directory, used) if kind == "figure" else str(block))
+            for block in section.blocks:
+                parts.append(self._figure_html(block, directory, used) if isinstance(block, Figure) else block)
         parts.append("</body></html>")
         page = directory / "index.html"
         page.write_text("\n".join(parts), encoding="utf-8")

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from featuremaps.drawing import font, to_pil
 from featuremaps.errors import SettingsError
-from featuremaps.render._draw import font, to_pil
 
 __all__ = ["PALETTE", "render_segmentation", "save_index_mask"]
 

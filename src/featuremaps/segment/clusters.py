@@ -1,7 +1,8 @@
 """Unsupervised segmentation: cluster per-pixel hypercolumns into K segments, then clean them.
 
-1. The image is resized so its longer side is ``size`` pixels (aspect kept) and fed to
-   the model; the maps of ``layers`` become hypercolumns (aligned by receptive field).
+1. The image is prepared by the model's input description, framed ``whole`` with its longer
+   side ``size`` pixels (aspect kept), and fed to the model; the maps of ``layers`` become
+   hypercolumns (aligned by receptive field).
 2. Each feature is standardised over the pixels and each layer's block is scaled by
    ``1 / sqrt(its channels)``, so every layer (and the colour) weighs the same.
 3. scikit-learn's k-means (``n_init=4``, seeded) groups the pixels into K segments.
@@ -12,23 +13,25 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from scipy import ndimage
 from sklearn.cluster import KMeans
 from torch import nn
 
 from featuremaps.errors import SettingsError
+from featuremaps.features import catalogue_for, select_layers
 from featuremaps.images import ImageSource, load_image
-from featuremaps.models.preprocess import model_info
+from featuremaps.inputs import ModelInput
+from featuremaps.models.info import model_device, model_info
 from featuremaps.segment.hypercolumns import default_segmentation_layers, hypercolumns
 
-__all__ = ["Segmentation", "cluster_segments", "merge_small_regions", "model_batch", "processing_size"]
+__all__ = ["Segmentation", "cluster_segments", "merge_small_regions", "prepared_batch", "processing_input"]
 
 
 @dataclass
@@ -50,25 +53,26 @@ class Segmentation:
     method: str
 
 
-def processing_size(height: int, width: int, longer: int) -> tuple[int, int]:
-    """``(H', W')`` with the longer side ``longer`` and the aspect kept (each at least 16)."""
-    scale = longer / max(height, width)
-    return max(16, round(height * scale)), max(16, round(width * scale))
+def processing_input(model: nn.Module, longer: int) -> ModelInput:
+    """The model's input description, framed ``whole`` with the longer side ``longer`` (aspect kept)."""
+    return replace(model_info(model).input, frame="whole", resize=longer)
 
 
-def model_batch(model: nn.Module, image: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(model input (1, C, H', W'), colour (1, C, H', W') in [0, 1])`` for an image ``(C, H, W)``."""
-    info = model_info(model)
-    colour = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False, antialias=True)
-    colour = colour.clamp(0, 1)
-    x = colour
-    if info.mean is not None and info.std is not None:
-        x = (colour - torch.tensor(info.mean).view(1, -1, 1, 1)) / torch.tensor(info.std).view(1, -1, 1, 1)
-    try:
-        device = next(model.parameters()).device
-    except StopIteration:
-        device = torch.device("cpu")
-    return x.to(device), colour.to(device)
+def prepared_batch(model: nn.Module, image: ImageSource, longer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(model input (1, C, H', W'), colour (1, C, H', W') in [0, 1])``, from one decode of ``image``.
+
+    The longer side is ``longer`` pixels; the shorter one is at least 16 (small enough
+    images are enlarged so every layer still has maps).
+    """
+    model_input = processing_input(model, longer)
+    prepared = model_input.prepare(image)  # (C, H', W') uint8
+    if min(prepared.shape[1:]) < 16:
+        grow = math.ceil(longer * 16 / min(prepared.shape[1:]))
+        model_input = processing_input(model, grow)
+        prepared = model_input.prepare(image)
+    device = model_device(model)
+    return (model_input.normalise(prepared)[None].to(device),
+            prepared[None].to(torch.float32).div_(255.0).to(device))
 
 
 def merge_small_regions(mask: np.ndarray, min_pixels: int, *, max_rounds: int = 20) -> np.ndarray:
@@ -123,12 +127,10 @@ def cluster_segments(
     info = model_info(model)
     original = load_image(image, mode="rgb" if info.input_size[0] == 3 else "gray")
     longer = size or min(2 * max(info.input_size[1:]), 384)
-    work = processing_size(original.shape[1], original.shape[2], longer)
-    x, rgb = model_batch(model, original, work)
+    x, rgb = prepared_batch(model, original, longer)
+    work = (int(x.shape[2]), int(x.shape[3]))
     names = list(layers) if layers else default_segmentation_layers(model, tuple(x.shape[1:]))
     features = hypercolumns(model, x, names, colour=rgb if colour else None, position=position)[0]  # (F, H, W)
-    from featuremaps.extract import catalogue_for, select_layers
-
     entries = select_layers(catalogue_for(model, tuple(x.shape[1:])), names, model_name=info.name)
     groups = [int(e.output_shape[0]) for e in entries] + ([rgb.shape[1]] if colour else []) + ([2] if position else [])
     pixels = features.flatten(1).T.cpu().numpy()  # (H*W, F)

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from featuremaps.data.datasets import IMAGE_SUFFIXES, DatasetError
+from featuremaps.data.datasets import IMAGE_SUFFIXES
 from featuremaps.data.shapes import SHAPE_CLASSES, shapes_scene
-from featuremaps.errors import ImageError
-from featuremaps.images import load_image, open_pil
+from featuremaps.errors import DatasetError, ImageError
+from featuremaps.images import image_size, open_pil
+from featuremaps.inputs import ModelInput
 
 __all__ = ["MaskDataset", "mask_folder", "scenes_dataset"]
 
@@ -83,18 +84,18 @@ def mask_folder(root: str | Path, size: int | None = None) -> MaskDataset:
     pictures, labels = [], []
     for stem in sorted(images):
         try:
-            image = load_image(images[stem], mode="rgb")
+            width, height = image_size(images[stem])
+            frame = ModelInput(3, (size, size) if size is not None else (height, width), frame="stretch")
+            image = frame.prepare(images[stem])  # (3, H, W) uint8, stretched to size x size
         except ImageError as error:
             raise DatasetError(f"{images[stem]}: unreadable image ({error.reason})") from None
         mask = _read_mask(masks[stem])
-        if mask.shape != tuple(image.shape[1:]):
+        if mask.shape != (height, width):
             raise DatasetError(f"{masks[stem]}: mask is {mask.shape[1]}x{mask.shape[0]}, its image is "
-                               f"{image.shape[2]}x{image.shape[1]}")
+                               f"{width}x{height}")
         if size is not None:
-            image = torch.nn.functional.interpolate(image[None], size=(size, size), mode="bilinear",
-                                                    align_corners=False, antialias=True)[0]
             mask = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize((size, size), Image.Resampling.NEAREST))
-        pictures.append((image * 255).round().clamp(0, 255).to(torch.uint8))
+        pictures.append(image)
         labels.append(torch.from_numpy(mask.astype(np.int64)))
     classes_file = root / "classes.txt"
     top = int(max(int(m.max()) for m in labels))

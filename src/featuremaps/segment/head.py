@@ -9,25 +9,25 @@ pixel also carries context: the inside of a large flat shape is told from flat b
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featuremaps.extract import catalogue_for, select_layers
-from featuremaps.models.preprocess import model_info
-from featuremaps.errors import SettingsError
-from featuremaps.models.locks import model_lock
+from featuremaps.errors import CheckpointError, SettingsError
+from featuremaps.features import FeatureExtractor
+from featuremaps.models.checkpoint import load_weights_into
+from featuremaps.models.info import attach, model_info
+from featuremaps.models.registry import build_architecture, record_info, record_section
 from featuremaps.segment.hypercolumns import align_maps, class_maps, dense_classifier
 
-__all__ = ["DEFAULT_SCALES", "PixelHead"]
+__all__ = ["DEFAULT_SCALES", "PixelHead", "segmenter_from_checkpoint"]
 
 DEFAULT_SCALES: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125)
 _MIN_SIDE = 16
-
-
-class _Stop(Exception):
-    """Ends the backbone's forward pass after the deepest layer used."""
 
 
 class PixelHead(nn.Module):
@@ -38,9 +38,14 @@ class PixelHead(nn.Module):
     The model input itself is appended to the hypercolumn when ``colour`` is set.
     """
 
+    featuremaps_traceable = False  # extract from it with hooks: its forward runs the feature core itself
+    feature_mean: torch.Tensor
+    feature_std: torch.Tensor
+    prior_adjustment: torch.Tensor
+
     def __init__(self, backbone: nn.Module, layers: Sequence[str], classes: int, features: int, *,
                  hidden: int = 64, colour: bool = True, scales: Sequence[float] = DEFAULT_SCALES,
-                 class_maps: bool = False, spec: dict | None = None) -> None:
+                 class_maps: bool = False, spec: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.layers, self.colour, self.scales = list(layers), colour, tuple(float(s) for s in scales)
@@ -81,39 +86,10 @@ class PixelHead(nn.Module):
 
     def _aligned(self, x: torch.Tensor, *, with_classes: bool = False) -> torch.Tensor:
         """The layers' maps for ``x``, aligned to its pixels; the backbone stops after the last layer."""
-        catalogue = catalogue_for(self.backbone, tuple(x.shape[1:]))
         names = self.layers + ([self.dense[0].name] if with_classes and self.dense is not None else [])
-        entries = select_layers(catalogue, names, model_name=model_info(self.backbone).name)
-        wanted = {(e.module, e.call): e for e in entries}
-        modules = dict(self.backbone.named_modules())
-        captured: dict[str, torch.Tensor] = {}
-        calls: dict[str, int] = {}
-        handles = []
-
-        def hook_for(name: str):
-            def hook(_module: nn.Module, _args: object, output: torch.Tensor) -> None:
-                call = calls.get(name, 0)
-                calls[name] = call + 1
-                entry = wanted.get((name, call))
-                if entry is not None:
-                    captured[entry.name] = output.clone()
-                    if len(captured) == len(wanted):
-                        raise _Stop
-
-            return hook
-
-        with model_lock(self.backbone):
-            try:
-                for name in {e.module for e in entries}:
-                    handles.append(modules[name].register_forward_hook(hook_for(name)))
-                with torch.no_grad():
-                    try:
-                        self.backbone(x)
-                    except _Stop:
-                        pass
-            finally:
-                for handle in handles:
-                    handle.remove()
+        extractor = FeatureExtractor(self.backbone, names, input_shape=tuple(x.shape[1:]), method="hooks")
+        captured = extractor(x)
+        entries = extractor.layers
         size = (int(x.shape[2]), int(x.shape[3]))
         by_name = {e.name: e for e in entries}
         parts = [align_maps(captured[name], by_name[name], size) for name in self.layers]
@@ -123,7 +99,8 @@ class PixelHead(nn.Module):
             short = [max(0, k - n) for k, n in zip(spatial.output_shape[1:], maps.shape[2:])]
             if any(short):  # a small image: repeat the border so one window fits
                 maps = F.pad(maps, (0, short[1], 0, short[0]), mode="replicate")
-            parts.append(class_maps(maps, by_name[spatial.name], linear, spatial.output_shape, size))  # type: ignore[arg-type]
+            channels, height, width = spatial.output_shape
+            parts.append(class_maps(maps, by_name[spatial.name], linear, (channels, height, width), size))
         return torch.cat(parts, dim=1)
 
     def set_standardisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -145,3 +122,33 @@ class PixelHead(nn.Module):
         super().train(mode)
         self.backbone.eval()
         return self
+
+    def featuremaps_record(self) -> dict[str, Any]:
+        """The checkpoint's ``segmentation`` section (see :func:`segmenter_from_checkpoint`)."""
+        return {"segmentation": dict(self.segmentation_spec)}
+
+
+def segmenter_from_checkpoint(path: Path, state: dict[str, torch.Tensor], record: dict[str, Any]) -> nn.Module:
+    """Rebuild a :class:`PixelHead` (the loader for records with a ``segmentation`` section).
+
+    Its input is framed ``whole`` (aspect kept, nothing cut), so a mask covers the image.
+    """
+    spec = record_section(path, record, "segmentation", {"layers": list, "features": int, "hidden": int,
+                                                         "colour": bool, "scales": list, "class_maps": bool,
+                                                         "backbone": dict})
+    if not all(isinstance(v, (int, float)) and 0 < v <= 1 for v in spec["scales"]):
+        raise CheckpointError(f"{path}: invalid featuremaps record: segmentation.scales must be numbers in (0, 1]")
+    if not all(isinstance(v, str) for v in spec["layers"]):
+        raise CheckpointError(f"{path}: invalid featuremaps record: segmentation.layers must be layer names")
+    info = record_info(path, record.get("model"))
+    if not info.class_names:
+        raise CheckpointError(f"{path}: invalid featuremaps record: model.class_names is empty")
+    backbone = build_architecture(path, record_info(path, spec["backbone"], "segmentation.backbone"))
+    try:
+        model = PixelHead(backbone, spec["layers"], len(info.class_names), spec["features"], hidden=spec["hidden"],
+                          colour=spec["colour"], scales=spec["scales"], class_maps=spec["class_maps"], spec=spec)
+    except SettingsError as error:
+        raise CheckpointError(f"{path}: invalid featuremaps record: {error}") from None
+    load_weights_into(model, state, source=str(path), name=f"a segmentation head on {spec['backbone'].get('name')}")
+    whole = replace(info.input, frame="whole")
+    return attach(model, replace(info, input=whole, source="checkpoint", weights=str(path)))

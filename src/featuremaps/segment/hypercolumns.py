@@ -17,10 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from featuremaps.errors import LayerError
-from featuremaps.extract import capture, catalogue_for, select_layers
+from featuremaps.features import FeatureExtractor, catalogue_for, default_layers
 from featuremaps.models.catalogue import LayerInfo
-from featuremaps.models.preprocess import model_info
-from featuremaps.show import default_layers
+from featuremaps.models.info import model_info
 
 __all__ = ["align_maps", "default_segmentation_layers", "hypercolumns"]
 
@@ -67,10 +66,9 @@ def hypercolumns(
         position: append the pixel's ``y / H`` and ``x / W``.
     """
     size = (int(batch.shape[2]), int(batch.shape[3]))
-    catalogue = catalogue_for(model, tuple(batch.shape[1:]))
-    selected = select_layers(catalogue, list(layers), model_name=model_info(model).name)
-    maps = capture(model, batch, selected)
-    parts = [align_maps(maps[entry.name], entry, size) for entry in selected]
+    extractor = FeatureExtractor(model, list(layers), input_shape=tuple(batch.shape[1:]))
+    maps = extractor(batch)
+    parts = [align_maps(maps[entry.name], entry, size) for entry in extractor.layers]
     if colour is not None:
         parts.append(colour.float().to(batch.device))
     if position:
@@ -110,13 +108,15 @@ def class_maps(spatial_maps: torch.Tensor, spatial: LayerInfo, linear: nn.Linear
         window: ``(C, h, w)``: the maps' shape at the classifier's own input size.
     """
     channels, h, w = window
+    if spatial.receptive_field is None or spatial.jump is None:
+        raise LayerError(f"layer {spatial.name} has no local receptive field; its windows cannot be placed")
     kernel = linear.weight.view(linear.out_features, channels, h, w)
     logits = F.conv2d(spatial_maps.float(), kernel.float(), linear.bias.float() if linear.bias is not None else None)
     placed = LayerInfo(
         name=f"{spatial.name}+classifier", module=spatial.module, call=spatial.call, type="Conv2d", depth=0,
         output_shape=(linear.out_features, int(logits.shape[2]), int(logits.shape[3])), jump=spatial.jump,
-        receptive_field=(spatial.receptive_field[0] + (h - 1) * spatial.jump[0],  # type: ignore[index]
-                         spatial.receptive_field[1] + (w - 1) * spatial.jump[1]),  # type: ignore[index]
+        receptive_field=(spatial.receptive_field[0] + (h - 1) * spatial.jump[0],
+                         spatial.receptive_field[1] + (w - 1) * spatial.jump[1]),
         start=spatial.start,
     )
     return align_maps(F.softmax(logits, dim=1), placed, size)

@@ -9,6 +9,7 @@ to at most one class so that the total overlap is largest (the Hungarian method,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,17 +30,25 @@ class SegmentationScores:
     pixels: int
     mapping: dict[int, int] = field(default_factory=dict)
 
-    def to_dict(self, class_names: list[str] | None = None) -> dict[str, object]:
+    def iou_by_name(self, class_names: Sequence[str] | None = None) -> dict[str, float]:
+        """IoU per class, by class name (the index where no name is known), in index order."""
+        return {_name(class_names, k): v for k, v in sorted(self.iou.items())}
+
+    def to_dict(self, class_names: Sequence[str] | None = None) -> dict[str, object]:
         def name(index: int) -> str:
-            return class_names[index] if class_names and index < len(class_names) else str(index)
+            return _name(class_names, index)
 
         return {
             "miou": round(self.miou, 5),
             "pixel_accuracy": round(self.pixel_accuracy, 5),
-            "iou": {name(k): round(v, 5) for k, v in sorted(self.iou.items())},
+            "iou": {key: round(v, 5) for key, v in self.iou_by_name(class_names).items()},
             "pixels": self.pixels,
             **({"segment_to_class": {str(k): name(v) for k, v in self.mapping.items()}} if self.mapping else {}),
         }
+
+
+def _name(class_names: Sequence[str] | None, index: int) -> str:
+    return class_names[index] if class_names and index < len(class_names) else str(index)
 
 
 def _check(predicted: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -18,15 +18,9 @@ from torch import nn
 
 from featuremaps.errors import SettingsError
 from featuremaps.images import ImageSource, load_image, open_pil
-from featuremaps.models.preprocess import model_info
+from featuremaps.models.info import model_info
 from featuremaps.render.segmentation import render_segmentation, save_index_mask
-from featuremaps.segment.clusters import (
-    Segmentation,
-    cluster_segments,
-    merge_small_regions,
-    model_batch,
-    processing_size,
-)
+from featuremaps.segment.clusters import Segmentation, cluster_segments, merge_small_regions, prepared_batch
 from featuremaps.segment.head import PixelHead
 from featuremaps.segment.metrics import match_segments, score_masks
 
@@ -40,7 +34,7 @@ def is_segmentation_model(model: nn.Module) -> bool:
     """True for a trained head or a torchvision segmentation model (output ``{"out": ...}``)."""
     if isinstance(model, PixelHead):
         return True
-    from torchvision.models.segmentation import DeepLabV3, FCN, LRASPP
+    from torchvision.models.segmentation import FCN, LRASPP, DeepLabV3
 
     return isinstance(model, (FCN, DeepLabV3, LRASPP))
 
@@ -53,8 +47,8 @@ def _resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
 @torch.inference_mode()
 def _model_segments(model: nn.Module, image: torch.Tensor) -> tuple[np.ndarray, list[str]]:
     info = model_info(model)
-    longer = max(info.input_size[1:]) if isinstance(model, PixelHead) else (info.resize or 520)
-    x, _ = model_batch(model, image, processing_size(image.shape[1], image.shape[2], longer))
+    longer = max(info.input_size[1:]) if isinstance(model, PixelHead) else info.input.resize_to
+    x, _ = prepared_batch(model, image, longer)
     model.eval()
     output = model(x)
     logits = output["out"] if isinstance(output, dict) else output  # (1, K, H', W')

@@ -10,10 +10,8 @@ and the head's cost drops 16-fold at 128x128.
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featuremaps.data.datasets import DatasetError
-from featuremaps.errors import SettingsError
-from featuremaps.models.checkpoint import check_writable, save_checkpoint
-from featuremaps.models.preprocess import ModelInfo, model_info
-from featuremaps.models.registry import architecture_record, load_model
+from featuremaps.errors import DatasetError, SettingsError
+from featuremaps.inputs import ModelInput
+from featuremaps.models.info import ModelInfo, attach, model_device, model_info
+from featuremaps.models.registry import load_model
 from featuremaps.segment.data import MaskDataset, mask_folder, scenes_dataset
 from featuremaps.segment.head import PixelHead
 from featuremaps.segment.hypercolumns import default_segmentation_layers
@@ -37,6 +34,7 @@ from featuremaps.segment.metrics import (
     score_masks,
     scores_from_confusion,
 )
+from featuremaps.training import Progress, check_output, fit, write_checkpoint
 
 __all__ = ["SegmentTrainConfig", "SegmentTrainResult", "evaluate_clusters", "evaluate_segmenter", "train_segmenter"]
 
@@ -78,19 +76,17 @@ class SegmentTrainConfig:
 
 @dataclass
 class SegmentTrainResult:
+    """The trained head, its checkpoint record and the end-of-epoch reports."""
+
     model: PixelHead
     record: dict[str, Any]
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[Progress] = field(default_factory=list)
     checkpoint: Path | None = None
 
 
-def _normalised(images: torch.Tensor, info: ModelInfo) -> torch.Tensor:
-    x = images.float() / 255.0
-    if info.input_size[0] == 1 and x.shape[1] == 3:
-        x = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
-    if info.mean is not None and info.std is not None:
-        x = (x - torch.tensor(info.mean).view(1, -1, 1, 1)) / torch.tensor(info.std).view(1, -1, 1, 1)
-    return x
+def _normalised(images: torch.Tensor, model_input: ModelInput) -> torch.Tensor:
+    """uint8 scenes ``(N, C, H, W)`` -> model input, framed ``whole`` (the head is fully convolutional)."""
+    return model_input.normalise(model_input.prepare_tensor(images))
 
 
 def _split(data: MaskDataset, fraction: float, seed: int) -> tuple[MaskDataset, MaskDataset]:
@@ -114,12 +110,12 @@ def _data(config: SegmentTrainConfig) -> tuple[MaskDataset, MaskDataset]:
 @torch.inference_mode()
 def predict_masks(model: nn.Module, data: MaskDataset, batch_size: int = 8) -> torch.Tensor:
     """Class index per pixel ``(N, H, W)`` for every image of ``data``."""
-    info = model_info(model)
-    device = next(model.parameters()).device
+    model_input = model_info(model).input
+    device = model_device(model)
     model.eval()
     out = []
     for index in torch.arange(len(data)).split(batch_size):
-        logits = model(_normalised(data.images[index], info).to(device))
+        logits = model(_normalised(data.images[index], model_input).to(device))
         out.append(logits.argmax(dim=1).cpu())
     return torch.cat(out)
 
@@ -147,21 +143,21 @@ def evaluate_clusters(model: nn.Module, data: MaskDataset, *, k: int, layers: Se
 
 
 def train_segmenter(config: SegmentTrainConfig, out_dir: str | Path | None = None, *,
-                    on_progress: Callable[[dict[str, float]], None] | None = None,
+                    on_progress: Callable[[Progress], None] | None = None,
                     overwrite: bool = False) -> SegmentTrainResult:
     """Train a per-pixel head (see the module docstring); with ``out_dir``, write its checkpoint there.
 
     ``out_dir`` is checked before training starts: a non-empty directory is refused unless
     ``overwrite``; the checkpoint is written atomically.
     """
-    if out_dir is not None:
-        check_writable(out_dir, overwrite=overwrite, directory=True)
+    check_output(out_dir, overwrite=overwrite)
     torch.manual_seed(config.seed)
     device = torch.device(config.device)
     backbone = load_model(config.backbone, weights=config.backbone_weights, seed=config.seed).to(device)
     info = model_info(backbone)
     train, val = _data(config)
-    probe = _normalised(train.images[:1], info)
+    model_input = replace(info.input, size=(config.size, config.size), resize=config.size, frame="whole")
+    probe = _normalised(train.images[:1], model_input)
     layers = list(config.layers) if config.layers else default_segmentation_layers(backbone, tuple(probe.shape[1:]))
     classes = len(train.class_names)
     use_class_maps = config.class_maps
@@ -171,16 +167,14 @@ def train_segmenter(config: SegmentTrainConfig, out_dir: str | Path | None = Non
         use_class_maps = dense_classifier(backbone, info.input_size) is not None
     head_probe = PixelHead(backbone, layers, classes, 1, colour=config.colour, class_maps=use_class_maps)
     probe_index = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.seed))[:64]
-    sample = head_probe.hypercolumns(_normalised(train.images[probe_index], info).to(device))
+    sample = head_probe.hypercolumns(_normalised(train.images[probe_index], model_input).to(device))
     features = int(sample.shape[1])
     spec = {"backbone": info.to_dict(), "size": config.size}
     model = PixelHead(backbone, layers, classes, features, hidden=config.hidden, colour=config.colour,
                       class_maps=use_class_maps, spec=spec).to(device)
-    # Set before training: validation preprocesses with it (the backbone's normalisation).
-    model.featuremaps_info = ModelInfo(  # type: ignore[assignment]
-        name=f"seg:{info.name}", source="segmentation", input_size=(info.input_size[0], config.size, config.size),
-        resize=config.size, mean=info.mean, std=info.std, class_names=list(train.class_names), num_classes=classes,
-    )
+    # Set before training: validation prepares its input with it (the backbone's normalisation).
+    attach(model, ModelInfo(name=f"seg:{info.name}", source="segmentation", input=model_input,
+                            class_names=tuple(train.class_names), num_classes=classes))
     flat = sample.transpose(0, 1).flatten(1)  # (F, pixels)
     model.set_standardisation(flat.mean(dim=1), flat.std(dim=1))
     frequency = torch.bincount(train.masks.flatten(), minlength=classes).double()
@@ -188,53 +182,39 @@ def train_segmenter(config: SegmentTrainConfig, out_dir: str | Path | None = Non
     pixel_weight = share.pow(-0.5)  # rare classes drawn more often
     # Drawn pixels follow share^0.5, not share: add 0.5 log(share) back at inference (logit adjustment).
     model.prior_adjustment.copy_((0.5 * share.log()).float())
-    optimizer = torch.optim.AdamW(model.head.parameters(), lr=config.lr, weight_decay=1e-4)
     generator = torch.Generator().manual_seed(config.seed)
-    steps = math.ceil(len(train) / config.batch_size) * config.epochs * STEPS_PER_BATCH
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
-    history: list[dict[str, float]] = []
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        start, seen, loss_sum = time.perf_counter(), 0, 0.0
-        batches = torch.randperm(len(train), generator=generator).split(config.batch_size)
-        for number, index in enumerate(batches, 1):
-            x = _normalised(train.images[index], info).to(device)
-            features = model.hypercolumns(x)  # (B, F, H, W), computed once for several steps
-            pixels = features.permute(0, 2, 3, 1).reshape(-1, features.shape[1])  # (B*H*W, F)
-            targets = train.masks[index].reshape(-1).to(device)
-            draw_weight = pixel_weight[targets.cpu()]
-            for _ in range(STEPS_PER_BATCH):
-                chosen = torch.multinomial(draw_weight, PIXELS_PER_IMAGE * len(index), replacement=True,
-                                           generator=generator).to(device)
-                sampled = pixels[chosen].T[None, :, :, None]  # (1, F, P, 1): the 1x1 head sees P pixels
-                logits = model.classify(sampled)[0, :, :, 0].T  # (P, K)
-                loss = F.cross_entropy(logits, targets[chosen])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-            seen += len(index)
-            loss_sum += float(loss.detach()) * len(index)
-            stats = {"epoch": epoch, "epochs": config.epochs, "batch": number, "batches": len(batches),
-                     "loss": loss_sum / seen, "images_per_second": seen / (time.perf_counter() - start)}
-            if number == len(batches):
-                scores = evaluate_segmenter(model, val)
-                stats.update(val_miou=scores.miou, val_pixel_accuracy=scores.pixel_accuracy)
-                history.append(stats)
-            if on_progress is not None:
-                on_progress(stats)
+
+    def batches(_epoch: int) -> Sequence[torch.Tensor]:
+        return torch.randperm(len(train), generator=generator).split(config.batch_size)
+
+    def step(index: torch.Tensor) -> Iterator[tuple[torch.Tensor, None]]:
+        x = _normalised(train.images[index], model_input).to(device)
+        features = model.hypercolumns(x)  # (B, F, H, W), computed once for several steps
+        pixels = features.permute(0, 2, 3, 1).reshape(-1, features.shape[1])  # (B*H*W, F)
+        targets = train.masks[index].reshape(-1).to(device)
+        draw_weight = pixel_weight[targets.cpu()]
+        for _ in range(STEPS_PER_BATCH):
+            chosen = torch.multinomial(draw_weight, PIXELS_PER_IMAGE * len(index), replacement=True,
+                                       generator=generator).to(device)
+            sampled = pixels[chosen].T[None, :, :, None]  # (1, F, P, 1): the 1x1 head sees P pixels
+            logits = model.classify(sampled)[0, :, :, 0].T  # (P, K)
+            yield F.cross_entropy(logits, targets[chosen]), None
+
+    def validate() -> dict[str, float]:
+        scores = evaluate_segmenter(model, val)
+        return {"miou": scores.miou, "pixel_accuracy": scores.pixel_accuracy}
+
+    history = fit(list(model.head.parameters()), epochs=config.epochs, lr=config.lr, weight_decay=1e-4,
+                  batches=batches, step=step, validate=validate, train_mode=model.train,
+                  steps_per_batch=STEPS_PER_BATCH, warmup=0, on_progress=on_progress)
     model.eval()
     last = history[-1]
-    record = architecture_record(model)
-    record.update({
-        "format": "featuremaps.segmenter", "version": 1, "task": "segmentation", "kind": "pixel-head",
-        "data": {**train.description, "train_images": len(train), "val_images": len(val),
-                 "classes": train.class_names},
-        "training": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
-        "metrics": {"train_loss": round(last["loss"], 5), "val_miou": round(last["val_miou"], 5),
-                    "val_pixel_accuracy": round(last["val_pixel_accuracy"], 5)},
-    })
-    result = SegmentTrainResult(model, record, history)
-    if out_dir is not None:
-        result.checkpoint = save_checkpoint(model.cpu(), out_dir, record, overwrite=overwrite)
-    return result
+    record, checkpoint = write_checkpoint(
+        model, out_dir, format="featuremaps.segmenter", task="segmentation", kind="pixel-head",
+        data={**train.description, "train_images": len(train), "val_images": len(val),
+              "classes": train.class_names},
+        training={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
+        metrics={"train_loss": round(last.loss, 5), "val_miou": round(last.validation["miou"], 5),
+                 "val_pixel_accuracy": round(last.validation["pixel_accuracy"], 5)},
+        overwrite=overwrite)
+    return SegmentTrainResult(model, record, history, checkpoint)

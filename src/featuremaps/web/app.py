@@ -23,13 +23,23 @@ from fastapi.staticfiles import StaticFiles
 import featuremaps
 from featuremaps.web.limits import Busy, HostCheck, UploadLimit, WorkLimiter, short
 from featuremaps.web.schemas import (
+    ConfigResponse,
     ConvRequest,
-    describe_invalid,
+    ConvResponse,
+    Health,
+    LayerRow,
     MapsRequest,
+    MapsResponse,
     OverlayRequest,
+    OverlayResponse,
     PredictRequest,
+    PredictResponse,
     SceneRequest,
+    SceneResponse,
     SegmentRequest,
+    SegmentResponse,
+    Uploaded,
+    describe_invalid,
 )
 from featuremaps.web.service import Explorer, ExplorerSettings, error_status
 
@@ -55,7 +65,8 @@ def create_app(settings: ExplorerSettings | None = None) -> FastAPI:
         try:
             return await limiter.run(job)
         except Busy as busy:
-            raise _HTTPError(503, "the server is busy; retry shortly", {"Retry-After": str(busy.retry_after)})
+            raise _HTTPError(503, "the server is busy; retry shortly",
+                             {"Retry-After": str(busy.retry_after)}) from None
         except Exception as error:  # noqa: BLE001 - every failure becomes a JSON error
             status = error_status(error)
             if status >= 500:  # a bug, not the client's doing: the traceback goes to the server log
@@ -74,15 +85,15 @@ def create_app(settings: ExplorerSettings | None = None) -> FastAPI:
         return JSONResponse({"error": short(describe_invalid(error.errors()))}, status_code=422)
 
     @app.get("/api/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "version": featuremaps.__version__, "load": limiter.load}
+    async def health() -> Health:
+        return Health(status="ok", version=featuremaps.__version__, load=limiter.load)
 
     @app.get("/api/config")
-    async def config() -> dict[str, Any]:
+    async def config() -> ConfigResponse:
         return explorer.model_list()
 
     @app.post("/api/images")
-    async def upload(file: UploadFile = File(...)) -> dict[str, Any]:
+    async def upload(file: UploadFile = File(...)) -> Uploaded:
         data = await file.read()
         return await work(lambda: explorer.add_image(data))
 
@@ -92,32 +103,32 @@ def create_app(settings: ExplorerSettings | None = None) -> FastAPI:
         return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
     @app.post("/api/conv")
-    async def conv(request: ConvRequest) -> dict[str, Any]:
+    async def conv(request: ConvRequest) -> ConvResponse:
         return await work(lambda: explorer.conv(request))
 
     @app.post("/api/scene")
-    async def scene(request: SceneRequest) -> dict[str, Any]:
+    async def scene(request: SceneRequest) -> SceneResponse:
         return await work(lambda: explorer.scene(request))
 
     @app.get("/api/models/{name}/layers")
-    async def layers(name: str) -> list[dict[str, Any]]:
+    async def layers(name: str) -> list[LayerRow]:
         return await work(lambda: explorer.layers(name))
 
     @app.post("/api/maps")
-    async def maps(request: MapsRequest) -> dict[str, Any]:
-        return await work(lambda: explorer.maps(request.image, request.model, request.layer, request.max_maps))
+    async def maps(request: MapsRequest) -> MapsResponse:
+        return await work(lambda: explorer.maps(request))
 
     @app.post("/api/overlay")
-    async def overlay(request: OverlayRequest) -> dict[str, Any]:
-        return await work(lambda: explorer.overlay(request.image, request.model, request.layer, request.channel))
+    async def overlay(request: OverlayRequest) -> OverlayResponse:
+        return await work(lambda: explorer.overlay(request))
 
     @app.post("/api/predict")
-    async def predict(request: PredictRequest) -> dict[str, Any]:
-        return await work(lambda: explorer.predict(request.image, request.model, request.top_k))
+    async def predict(request: PredictRequest) -> PredictResponse:
+        return await work(lambda: explorer.predict(request))
 
     @app.post("/api/segment")
-    async def segment(request: SegmentRequest) -> dict[str, Any]:
-        return await work(lambda: explorer.segment(request.image, request.method, request.clusters, request.model))
+    async def segment(request: SegmentRequest) -> SegmentResponse:
+        return await work(lambda: explorer.segment(request))
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:

@@ -1,4 +1,5 @@
-"""What the explorer's API accepts: typed requests with their bounds, checked once, here.
+"""What the explorer's API accepts and answers: typed requests with their bounds, checked once
+here, and typed responses (the OpenAPI document at ``/openapi.json`` describes both).
 
 Every string has a length limit and, where it names something, a pattern: an image is a
 server id or ``sample:NAME``, filters are bank names. No request field is ever used as a path.
@@ -13,14 +14,28 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "CONV_LIMITS",
+    "ConfigResponse",
     "ConvLimits",
+    "ConvMap",
     "ConvRequest",
+    "ConvResponse",
+    "Health",
     "ImageRef",
+    "LayerRow",
+    "MapTile",
     "MapsRequest",
+    "MapsResponse",
     "OverlayRequest",
+    "OverlayResponse",
     "PredictRequest",
+    "PredictResponse",
+    "Prediction",
     "SceneRequest",
+    "SceneResponse",
+    "Segment",
     "SegmentRequest",
+    "SegmentResponse",
+    "Uploaded",
     "describe_invalid",
 ]
 
@@ -101,6 +116,133 @@ class SegmentRequest(_Request):
     method: Literal["clusters", "head"] = "clusters"
     clusters: int = Field(4, ge=2, le=12)
     model: ModelName | None = None
+
+
+# --- responses --------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    load: dict[str, int]
+
+
+class ConfigResponse(BaseModel):
+    choices: list[str] = Field(description="Models the explorer offers.")
+    default: str | None
+    recognition: str = Field(description="The classifier used for recognition.")
+    banks: list[str]
+    samples: list[str]
+    store: bool = Field(description="True when a microscope is served under /microscope/.")
+
+
+class Uploaded(BaseModel):
+    id: str = Field(description="The image's id for the other routes.")
+    width: int
+    height: int
+
+
+class ConvMap(BaseModel):
+    index: int
+    name: str
+    min: float
+    max: float
+    png: str = Field(description="A PNG data URL of the map.")
+
+
+class ConvResponse(BaseModel):
+    input_shape: list[int]
+    output_shape: list[int]
+    formula: list[str]
+    maps: list[ConvMap]
+
+
+class SceneResponse(BaseModel):
+    """The convolution scene as :meth:`featuremaps.illustrate.ConvScene.to_dict` writes it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: int
+    kind: str
+    coordinates: str
+    input: dict[str, Any]
+    padding: dict[str, Any]
+    padded: dict[str, Any]
+    layer: dict[str, Any]
+    output: dict[str, Any]
+    formula: list[str]
+    order: str
+    steps: list[dict[str, Any]]
+
+
+class LayerRow(BaseModel):
+    """One layer of the catalogue (:meth:`featuremaps.LayerInfo.to_dict`)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str
+    type: str
+    depth: int
+    output_shape: list[int]
+    stride: list[float] | None
+    receptive_field: list[float] | None
+    start: list[float] | None
+    global_field: bool = Field(alias="global")
+    merged: bool
+    global_context: bool
+    kernel_size: list[int] | None = None
+    layer_stride: list[int] | None = None
+    padding: Any = None
+    dilation: list[int] | None = None
+    groups: int | None = None
+    parameters: int
+
+
+class MapTile(BaseModel):
+    channel: int
+    min: float
+    max: float
+    png: str
+
+
+class MapsResponse(BaseModel):
+    layer: LayerRow
+    input: str = Field(description="The model's input before normalisation, as a PNG data URL.")
+    input_size: list[int]
+    maps: list[MapTile]
+    channels: int
+    weights: str = Field(description="The model's weights, or 'untrained (random) weights'.")
+
+
+class OverlayResponse(BaseModel):
+    png: str
+    map: str
+    map_size: list[int]
+
+
+class Prediction(BaseModel):
+    label: str
+    probability: float
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Prediction]
+    cam: str
+    cam_layer: str
+    model: str
+    classes: list[str]
+
+
+class Segment(BaseModel):
+    index: int
+    name: str
+    pixels: int
+
+
+class SegmentResponse(BaseModel):
+    png: str
+    segments: list[Segment]
+    layers: list[str]
 
 
 def describe_invalid(errors: Sequence[Any]) -> str:

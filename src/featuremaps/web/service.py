@@ -11,7 +11,6 @@ import base64
 import io
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -21,16 +20,39 @@ from PIL import Image
 from featuremaps.conv import ConvLayer
 from featuremaps.conv.filters import bank_names
 from featuremaps.conv.geometry import output_size_formula
+from featuremaps.drawing import apply_colormap, to_pil
 from featuremaps.errors import FeatureMapsError, ImageError, SettingsError
-from featuremaps.extract import capture, catalogue_for, select_layers
+from featuremaps.features import catalogue_for
 from featuremaps.illustrate import ConvScene, random_grid
 from featuremaps.images import MAX_PIXELS, image_size, load_image, samples
 from featuremaps.models import available_models, load_model
-from featuremaps.models.preprocess import model_info, prepare_batch
-from featuremaps.render._draw import apply_colormap, to_pil
-from featuremaps.render.overlay import display_image, rank_maps, render_overlay
+from featuremaps.models.catalogue import LayerInfo
+from featuremaps.models.info import model_info
+from featuremaps.render.overlay import rank_maps, render_overlay
+from featuremaps.show import ImageMaps, image_maps
 from featuremaps.web.limits import LOOPBACK_HOSTS, LRUCache
-from featuremaps.web.schemas import CONV_LIMITS, ConvRequest, SceneRequest
+from featuremaps.web.schemas import (
+    CONV_LIMITS,
+    ConfigResponse,
+    ConvMap,
+    ConvRequest,
+    ConvResponse,
+    LayerRow,
+    MapsRequest,
+    MapsResponse,
+    MapTile,
+    OverlayRequest,
+    OverlayResponse,
+    Prediction,
+    PredictRequest,
+    PredictResponse,
+    SceneRequest,
+    SceneResponse,
+    Segment,
+    SegmentRequest,
+    SegmentResponse,
+    Uploaded,
+)
 
 __all__ = ["Explorer", "ExplorerSettings"]
 
@@ -92,12 +114,6 @@ def map_tile(values: np.ndarray, cmap: str = "viridis", scale: int = 1) -> str:
     return png_url(picture)
 
 
-def _int(value: Any, name: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise SettingsError(f"{name} must be an integer from {low} to {high}; got {value!r}")
-    return value
-
-
 class Explorer:
     """State of one app: bounded caches of images, models and results."""
 
@@ -116,13 +132,13 @@ class Explorer:
             self.choices.insert(0, "checkpoint")
 
     # --- images ----------------------------------------------------------------------
-    def add_image(self, data: bytes) -> dict[str, Any]:
+    def add_image(self, data: bytes) -> Uploaded:
         """Keep an upload, shrunk to :data:`MAX_SIDE` while still 8-bit (the full-size float image is never made)."""
         width, height = image_size(data, max_pixels=self.settings.max_pixels)
         tensor = load_image(data, mode="rgb", max_pixels=self.settings.max_pixels, max_side=MAX_SIDE)
         image_id = secrets.token_hex(8)
         self.images.put(image_id, tensor)
-        return {"id": image_id, "width": width, "height": height}
+        return Uploaded(id=image_id, width=width, height=height)
 
     def image(self, image_id: str) -> torch.Tensor:
         if image_id.startswith("sample:"):
@@ -146,21 +162,21 @@ class Explorer:
         if name not in self.allowed:
             raise SettingsError(f"unknown model {name!r}; choose one of {', '.join(self.choices)} (or another "
                                 "torchvision name)")
-        target = self.settings.checkpoint if name == "checkpoint" else name
-        return self.models.get_or_create(name, lambda: load_model(target))  # type: ignore[arg-type]
+        target = self.settings.checkpoint if name == "checkpoint" and self.settings.checkpoint else name
+        return self.models.get_or_create(name, lambda: load_model(target))
 
-    def model_list(self) -> dict[str, Any]:
-        return {"choices": self.choices, "default": self.choices[0] if self.choices else None,
-                "recognition": "checkpoint" if self.settings.checkpoint else "builtin:shapes",
-                "banks": bank_names(), "samples": [s.name for s in samples()], "store": bool(self.settings.store)}
+    def model_list(self) -> ConfigResponse:
+        return ConfigResponse(choices=self.choices, default=self.choices[0] if self.choices else None,
+                              recognition="checkpoint" if self.settings.checkpoint else "builtin:shapes",
+                              banks=bank_names(), samples=[s.name for s in samples()], store=bool(self.settings.store))
 
-    def layers(self, name: str) -> list[dict[str, Any]]:
+    def layers(self, name: str) -> list[LayerRow]:
         model = self.model(name)
-        return [layer.to_dict() for layer in catalogue_for(model, model_info(model).input_size)
-                if layer.is_spatial]
+        return [LayerRow.model_validate(layer.to_dict())
+                for layer in catalogue_for(model, model_info(model).input_size) if layer.is_spatial]
 
     # --- the convolution playground ------------------------------------------------
-    def conv(self, request: ConvRequest) -> dict[str, Any]:
+    def conv(self, request: ConvRequest) -> ConvResponse:
         """Maps of the playground's layer; refused before computing when over :data:`CONV_LIMITS`."""
         image = self.image(request.image)
         sizeable = request.filters in ("random", "gabor", "random_int", "gaussian", "box")
@@ -179,90 +195,85 @@ class Explorer:
         with torch.inference_mode():
             maps = layer(image)
         size = (int(image.shape[1]), int(image.shape[2]))
-        return {
-            "input_shape": list(image.shape), "output_shape": list(maps.shape),
-            "formula": list(output_size_formula(layer.geometry, size)),
-            "maps": [{"index": i, "name": name, "min": float(m.min()), "max": float(m.max()),
-                      "png": map_tile(m.numpy())} for i, (name, m) in enumerate(zip(layer.filter_names, maps))],
-        }
+        return ConvResponse(
+            input_shape=list(image.shape), output_shape=list(maps.shape),
+            formula=list(output_size_formula(layer.geometry, size)),
+            maps=[ConvMap(index=i, name=name, min=float(m.min()), max=float(m.max()), png=map_tile(m.numpy()))
+                  for i, (name, m) in enumerate(zip(layer.filter_names, maps))],
+        )
 
-    def scene(self, request: SceneRequest) -> dict[str, Any]:
+    def scene(self, request: SceneRequest) -> SceneResponse:
         layer = ConvLayer(
             request.channels, "random_int", depth=request.depth, kernel_size=request.kernel_size,
             stride=request.stride, padding=request.padding, padding_mode=request.padding_mode,
             dilation=request.dilation,
         )
         grid = random_grid(request.height, request.width, request.channels, seed=0)
-        return ConvScene.from_layer(layer, grid).to_dict()
+        return SceneResponse.model_validate(ConvScene.from_layer(layer, grid).to_dict())
 
     # --- models' maps ---------------------------------------------------------------
-    def _input(self, model: torch.nn.Module, image_id: str) -> tuple[torch.Tensor, torch.Tensor]:
-        image = self.image(image_id)
-        batch, _ = prepare_batch(model, [to_pil(image)])
-        return batch, display_image(model, to_pil(image))
+    def layer_maps(self, image_id: str, model_name: str, layer: str) -> tuple[ImageMaps, LayerInfo]:
+        """The maps of one layer of a model for an image of the explorer (the feature core's ``image_maps``)."""
+        seen = image_maps(self.model(model_name), to_pil(self.image(image_id)), [layer])
+        entry = seen.layers[layer] if layer in seen.layers else next(iter(seen.layers.values()))
+        return seen, entry
 
-    def maps(self, image_id: str, name: str, layer: str, max_maps: int = 32) -> dict[str, Any]:
-        model = self.model(name)
-        max_maps = _int(max_maps, "max_maps", 1, 256)
-        batch, picture = self._input(model, image_id)
-        entry = select_layers(catalogue_for(model, tuple(batch.shape[1:])), layer, model_name=name)[0]
-        if not entry.is_spatial:
-            raise SettingsError(f"layer {layer} has no feature maps (output {list(entry.output_shape)})")
-        tensor = capture(model, batch, [entry])[entry.name][0].float()
-        order = rank_maps(tensor)[:max_maps]
+    def maps(self, request: MapsRequest) -> MapsResponse:
+        model = self.model(request.model)
+        seen, entry = self.layer_maps(request.image, request.model, request.layer)
+        tensor = seen.spatial(entry.name).float()
+        order = rank_maps(tensor)[:request.max_maps]
         scale = max(1, 64 // max(tensor.shape[1:]))
-        return {
-            "layer": entry.to_dict(), "input": png_url(to_pil(picture)),
-            "input_size": [int(picture.shape[1]), int(picture.shape[2])],
-            "maps": [{"channel": c, "min": float(tensor[c].min()), "max": float(tensor[c].max()),
-                      "png": map_tile(tensor[c].numpy(), scale=scale)} for c in order],
-            "channels": int(tensor.shape[0]),
-        }
+        return MapsResponse(
+            layer=LayerRow.model_validate(entry.to_dict()), input=png_url(to_pil(seen.display)),
+            input_size=[int(seen.display.shape[1]), int(seen.display.shape[2])],
+            maps=[MapTile(channel=c, min=float(tensor[c].min()), max=float(tensor[c].max()),
+                          png=map_tile(tensor[c].numpy(), scale=scale)) for c in order],
+            channels=int(tensor.shape[0]), weights=model_info(model).weights_label,
+        )
 
-    def overlay(self, image_id: str, name: str, layer: str, channel: int) -> dict[str, Any]:
-        model = self.model(name)
-        batch, picture = self._input(model, image_id)
-        entry = select_layers(catalogue_for(model, tuple(batch.shape[1:])), layer, model_name=name)[0]
-        tensor = capture(model, batch, [entry])[entry.name][0].float()
-        channel = _int(channel, "channel", 0, int(tensor.shape[0]) - 1)
-        return {"png": png_url(render_overlay(picture, tensor[channel], layer=entry,
-                                              title=f"{layer} channel {channel}")),
-                "map": map_tile(tensor[channel].numpy(), scale=max(1, 256 // max(tensor.shape[1:]))),
-                "map_size": [int(tensor.shape[1]), int(tensor.shape[2])]}
+    def overlay(self, request: OverlayRequest) -> OverlayResponse:
+        seen, entry = self.layer_maps(request.image, request.model, request.layer)
+        tensor = seen.spatial(entry.name).float()
+        channel = request.channel
+        if channel >= tensor.shape[0]:
+            raise SettingsError(f"channel must be from 0 to {tensor.shape[0] - 1} for {entry.name}; got {channel}")
+        return OverlayResponse(png=png_url(render_overlay(seen.display, tensor[channel], layer=entry,
+                                                         title=f"{entry.name} channel {channel}")),
+                               map=map_tile(tensor[channel].numpy(), scale=max(1, 256 // max(tensor.shape[1:]))),
+                               map_size=[int(tensor.shape[1]), int(tensor.shape[2])])
 
     # --- recognition and segmentation ------------------------------------------------
-    def predict(self, image_id: str, name: str | None, top_k: int = 3) -> dict[str, Any]:
+    def predict(self, request: PredictRequest) -> PredictResponse:
         from featuremaps.recognize.predict import class_activation_map, predict
 
-        model = self.model(name or self.model_list()["recognition"])
-        picture = to_pil(self.image(image_id))
-        result = predict(model, [picture], top_k=_int(top_k, "top_k", 1, 10))[0]
+        model = self.model(request.model or self.model_list().recognition)
+        picture = to_pil(self.image(request.image))
+        result = predict(model, [picture], top_k=request.top_k)[0]
         heat, layer, _ = class_activation_map(model, picture)
         label, probability = result.labels[0]
-        cam = render_overlay(display_image(model, picture), heat, alpha=0.5, cmap="jet",
+        info = model_info(model)
+        cam = render_overlay(info.input.display(picture), heat, alpha=0.5, cmap="jet",
                              title=f"{label} {probability:.0%}")
-        return {"predictions": [{"label": lab, "probability": p} for lab, p in result.labels], "cam": png_url(cam),
-                "cam_layer": layer, "model": model_info(model).name,
-                "classes": list(model_info(model).class_names or [])}
+        return PredictResponse(predictions=[Prediction(label=lab, probability=p) for lab, p in result.labels],
+                               cam=png_url(cam), cam_layer=layer, model=info.name, classes=list(info.class_names or []))
 
-    def segment(self, image_id: str, method: str, clusters: int, name: str | None) -> dict[str, Any]:
+    def segment(self, request: SegmentRequest) -> SegmentResponse:
         from featuremaps.render.segmentation import render_segmentation
         from featuremaps.segment.run import segment_image
 
-        picture = np.asarray(to_pil(self.image(image_id)).convert("RGB"))
-        if method == "head":
+        picture = to_pil(self.image(request.image))
+        if request.method == "head":
             model = self.models.get_or_create("builtin:shapes-seg", lambda: load_model("builtin:shapes-seg"))
             result = segment_image(model, picture)
-        elif method == "clusters":
-            result = segment_image(self.model(name or "builtin:shapes"), picture,
-                                   clusters=_int(clusters, "clusters", 2, 12))
         else:
-            raise SettingsError(f"method must be clusters or head; got {method!r}")
+            result = segment_image(self.model(request.model or "builtin:shapes"), picture, clusters=request.clusters)
         background = 0 if result.method == "head" else None
         counts = np.bincount(result.mask.ravel(), minlength=len(result.names))
-        return {"png": png_url(render_segmentation(result.image, result.mask, result.names, background=background)),
-                "segments": [{"index": i, "name": result.names[i], "pixels": int(c)}
-                             for i, c in enumerate(counts) if c], "layers": result.layers}
+        return SegmentResponse(
+            png=png_url(render_segmentation(result.image, result.mask, result.names, background=background)),
+            segments=[Segment(index=i, name=result.names[i], pixels=int(c)) for i, c in enumerate(counts) if c],
+            layers=result.layers)
 
 
 def error_status(error: Exception) -> int:

@@ -124,11 +124,11 @@ function drawScene() {
   const cell = Math.min(28, Math.floor(320 / padded.length));
   drawGrid(ctx, padded, 10, 30, cell, (r, c) => isPad[r][c] ? "#e8e8e8" : "#fff");
   ctx.fillStyle = "rgba(255,150,0,0.35)";
-  step.rows.forEach((r) => step.cols.forEach((c) => ctx.fillRect(10 + c * cell, 30 + r * cell, cell, cell)));
+  step.padded_rows.forEach((r) => step.padded_cols.forEach((c) => ctx.fillRect(10 + c * cell, 30 + r * cell, cell, cell)));
   ctx.strokeStyle = "#e6007a"; ctx.lineWidth = 3;
-  ctx.strokeRect(10 + step.cols[0] * cell, 30 + step.rows[0] * cell,
-                 (step.cols[step.cols.length - 1] - step.cols[0] + 1) * cell,
-                 (step.rows[step.rows.length - 1] - step.rows[0] + 1) * cell);
+  const rows = step.padded_rows, cols = step.padded_cols;
+  ctx.strokeRect(10 + cols[0] * cell, 30 + rows[0] * cell, (cols[cols.length - 1] - cols[0] + 1) * cell,
+                 (rows[rows.length - 1] - rows[0] + 1) * cell);
   ctx.lineWidth = 1; ctx.textAlign = "left"; ctx.fillStyle = "#222";
   ctx.fillText(`input ${scene.input.shape.join("×")}, padded ${scene.padded.shape.slice(1).join("×")}`, 10, 14);
   const out = scene.output.values, [depth, oh, ow] = scene.output.shape;

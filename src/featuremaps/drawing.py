@@ -1,22 +1,79 @@
-"""Two drawing surfaces with one interface: raster (PIL, for PNG/GIF/MP4) and SVG.
+"""Drawing primitives shared by every picture: fonts, colormaps, tensors to pixels, two canvases.
 
-Diagrams are drawn once against :class:`Canvas`; each backend turns the same calls into
-pixels or vector markup, so a PNG and an SVG of a diagram show the same thing. SVG
-elements can carry a CSS class and ``data-*`` attributes, which tests and the web page use.
+- :func:`font`, :func:`text_size`, :func:`format_number`, :func:`apply_colormap`, :func:`to_pil`.
+- Two drawing surfaces with one interface: raster (PIL, for PNG/GIF/MP4) and SVG. Diagrams
+  are drawn once against :class:`Canvas`; each backend turns the same calls into pixels or
+  vector markup, so a PNG and an SVG of a diagram show the same thing. SVG elements can
+  carry a CSS class and ``data-*`` attributes, which tests and the web page use.
+
+Both ``render`` (grids, overlays, animations) and ``illustrate`` (the convolution scene)
+draw with these.
 """
 
 from __future__ import annotations
 
 import html
 import math
+from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
-from PIL import Image, ImageDraw
+import matplotlib
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
 
-from featuremaps.render._draw import font, text_size
+from featuremaps.errors import SettingsError
 
-__all__ = ["Canvas", "Colour", "RasterCanvas", "SvgCanvas"]
+__all__ = ["Canvas", "Colour", "RasterCanvas", "SvgCanvas", "apply_colormap", "font", "format_number", "text_size",
+           "to_pil"]
+
+
+@lru_cache(maxsize=16)
+def font(size: int = 13) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's bundled font at ``size`` pixels (no system font needed)."""
+    return ImageFont.load_default(size=size)
+
+
+@lru_cache(maxsize=32)
+def _lut(cmap: str) -> np.ndarray:
+    try:
+        colormap = matplotlib.colormaps[cmap]
+    except KeyError:
+        known = ", ".join(sorted(name for name in matplotlib.colormaps if not name.endswith("_r"))[:12])
+        raise SettingsError(f"unknown colormap {cmap!r}; try one of {known}, ... (any matplotlib colormap)") from None
+    return (colormap(np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)  # (256, 3)
+
+
+def apply_colormap(values: np.ndarray, low: float, high: float, cmap: str = "viridis") -> np.ndarray:
+    """Map a 2-D array to RGB ``(H, W, 3)`` uint8, ``low`` -> first colour, ``high`` -> last."""
+    values = np.nan_to_num(np.asarray(values, dtype=np.float64))
+    span = high - low
+    scaled = (values - low) / span if span > 0 else np.zeros_like(values)
+    index = np.clip(np.rint(scaled * 255), 0, 255).astype(np.uint8)
+    return _lut(cmap)[index]
+
+
+def text_size(draw: ImageDraw.ImageDraw, text: str, size: int) -> tuple[int, int]:
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font(size))
+    return round(right - left), round(bottom - top)
+
+
+def format_number(value: float) -> str:
+    """A short, readable number: 3 significant digits."""
+    if value == 0:
+        return "0"
+    return f"{value:.3g}"
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """Tensor ``(C, H, W)`` in [0, 1] (C = 1 or 3) to a PIL image."""
+    array = image.detach().cpu().clamp(0, 1).mul(255).round().to(torch.uint8)
+    if array.shape[0] == 1:
+        return Image.fromarray(array[0].numpy())
+    return Image.fromarray(array.permute(1, 2, 0).numpy())  # (H, W, 3)
+
 
 Colour = tuple[int, int, int] | tuple[int, int, int, int]
 
@@ -37,14 +94,14 @@ class Canvas(Protocol):
 
     def rect(
         self, x: float, y: float, w: float, h: float, *, fill: Colour | None = None, outline: Colour | None = None,
-        width: int = 1, dashed: bool = False, css: str | None = None, data: dict[str, object] | None = None,
+        width: int = 1, dashed: bool = False, css: str | None = None, data: Mapping[str, object] | None = None,
     ) -> None: ...
 
     def line(self, x1: float, y1: float, x2: float, y2: float, *, colour: Colour, width: int = 1,
              arrow: bool = False) -> None: ...
 
     def text(self, x: float, y: float, text: str, *, size: int = 13, colour: Colour = (30, 30, 30),
-             anchor: str = "la", css: str | None = None, data: dict[str, object] | None = None) -> None: ...
+             anchor: str = "la", css: str | None = None, data: Mapping[str, object] | None = None) -> None: ...
 
     def text_width(self, text: str, size: int = 13) -> int: ...
 
@@ -117,7 +174,7 @@ class SvgCanvas:
         self._parts: list[str] = [f"<rect width='100%' height='100%' fill='{_css(background)}'/>"]
 
     @staticmethod
-    def _attributes(css: str | None, data: dict[str, object] | None) -> str:
+    def _attributes(css: str | None, data: Mapping[str, object] | None) -> str:
         parts = [f" class='{html.escape(css)}'"] if css else []
         parts += [f" data-{key}='{html.escape(str(value))}'" for key, value in (data or {}).items()]
         return "".join(parts)

@@ -1,0 +1,30 @@
+"""``run_extract``: one dataset extraction, on the local engine or on Ray Data."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+from featuremaps.batch.config import ExtractConfig, ExtractSummary
+from featuremaps.batch.pipeline import run_local
+from featuremaps.batch.ray_engine import run_ray
+from featuremaps.batch.sources import absolute_sources, list_sources
+
+__all__ = ["run_extract"]
+
+
+def run_extract(
+    source: str | os.PathLike[str] | Sequence[str], out: str | os.PathLike[str], config: ExtractConfig, *,
+    resume: bool = False, on_progress: Callable[[int, int], None] | None = None,
+) -> ExtractSummary:
+    """Extract ``config.layers`` of every image of ``source`` into the store ``out``.
+
+    Args:
+        source: a folder, a .txt/.csv/.parquet list, or a list of paths.
+        resume: continue an existing store (finished shards are checked and skipped; a
+            different config is refused with what differs).
+        on_progress: called with ``(images done, images to do)`` after each batch.
+    """
+    sources = list_sources(source) if isinstance(source, (str, os.PathLike)) else absolute_sources(source)
+    engine = run_ray if config.engine == "ray" else run_local
+    return engine(sources, out, config, resume=resume, on_progress=on_progress)

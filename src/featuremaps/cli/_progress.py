@@ -1,0 +1,42 @@
+"""Progress on stderr for the commands: a bar for counted work (images, patches, frames)."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+
+__all__ = ["CountBar", "stderr"]
+
+stderr = Console(stderr=True)
+
+
+class CountBar:
+    """``with CountBar("extract", "img") as bar: bar.update(done, total)``; the bar appears on the first update
+    (after the checks that may still refuse the job) and shows the rate and the time left."""
+
+    def __init__(self, label: str, unit: str) -> None:
+        self.label, self.unit = label, unit
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+        self._start = 0.0
+
+    def __enter__(self) -> CountBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def update(self, done: int, total: int) -> None:
+        if self._bar is None:
+            self._bar = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn(f"{{task.fields[speed]:.1f}} {self.unit}/s"), TimeRemainingColumn(),
+                                 console=stderr)
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=total, speed=0.0)
+            self._start = time.perf_counter()
+        assert self._task is not None  # set with the bar
+        elapsed = max(time.perf_counter() - self._start, 1e-6)
+        self._bar.update(self._task, completed=done, total=total, speed=done / elapsed)

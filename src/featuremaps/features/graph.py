@@ -1,0 +1,204 @@
+"""Truncated FX graphs: a model cut right after the layers asked for (torchvision's feature extraction idea).
+
+A model is traced once with ``torch.fx`` (in eval mode). The tracer records, for every module
+call, the graph node that holds its output: ``(module name, call number) -> node``, the same
+numbering as the hooks' (a ReLU that runs twice has calls 0 and 1). For a selection, a new
+graph returns those nodes and drops everything after the deepest one, so later layers are
+never computed; the result is an ``nn.Module`` that ``torch.compile`` takes as it is.
+
+In-place operations: a captured output that a later operation may change in place (ResNet's
+``ReLU(inplace=True)`` after ``bn1``, ``out += identity``) is protected: the operations after it
+get a copy, and the graph returns the original, untouched values (and, with gradients, the
+original is what the rest of the model was computed from, through the copy).
+"""
+
+from __future__ import annotations
+
+import operator
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from featuremaps.models.hooks import model_lock
+
+__all__ = ["OUTPUT", "TracedModel", "traced", "truncated_module"]
+
+OUTPUT = "__output__"
+"""The key of the model's own output in a graph built with ``with_output``."""
+
+_VIEW_METHODS = frozenset({"view", "reshape", "flatten", "transpose", "permute", "expand", "squeeze", "unsqueeze",
+                           "contiguous", "detach", "narrow", "select", "unflatten", "t", "view_as", "expand_as",
+                           "chunk", "split", "unbind", "movedim", "swapaxes", "__getitem__", "as_strided"})
+_VIEW_FUNCTIONS = frozenset({torch.flatten, torch.reshape, torch.transpose, torch.permute, torch.squeeze,
+                             torch.unsqueeze, torch.narrow, torch.chunk, torch.split, torch.unbind, torch.t,
+                             torch.movedim, torch.swapaxes, operator.getitem, torch.select})
+_INPLACE_OPERATORS = frozenset({operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.ifloordiv,
+                                operator.imod, operator.ipow, operator.iand, operator.ior, operator.ixor,
+                                operator.ilshift, operator.irshift, operator.imatmul, operator.setitem})
+
+
+class _RecordingTracer(fx.Tracer):
+    """``torch.fx.Tracer`` that notes the output node of every module call, in call order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: dict[tuple[str, int], fx.Node] = {}
+        self._counts: dict[str, int] = {}
+
+    def call_module(self, m: nn.Module, forward: Callable[..., Any], args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> Any:
+        out = super().call_module(m, forward, args, kwargs)
+        name = self.path_of_module(m)
+        call = self._counts.get(name, 0)
+        self._counts[name] = call + 1
+        node = _first_proxy_node(out)
+        if node is not None:
+            self.calls[(name, call)] = node
+        return out
+
+
+def _first_proxy_node(value: Any) -> fx.Node | None:
+    if isinstance(value, fx.Proxy):
+        return value.node
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            node = _first_proxy_node(item)
+            if node is not None:
+                return node
+    return None
+
+
+@dataclass
+class TracedModel:
+    """A model's traced graph and where each module call's output is in it."""
+
+    root: nn.Module
+    graph: fx.Graph
+    calls: dict[tuple[str, int], fx.Node]
+
+
+_TRACES: weakref.WeakKeyDictionary[nn.Module, TracedModel | Exception] = weakref.WeakKeyDictionary()
+
+
+def traced(model: nn.Module) -> TracedModel:
+    """The model's FX trace (made once, in eval mode, then cached).
+
+    Raises:
+        Exception: whatever ``torch.fx`` raised for a model it cannot trace (data-dependent
+            control flow, for example); the caller falls back to hooks.
+    """
+    with model_lock(model):
+        cached = _TRACES.get(model)
+        if cached is None:
+            modes = {module: module.training for module in model.modules()}
+            tracer = _RecordingTracer()
+            try:
+                model.eval()
+                graph = tracer.trace(model)
+                cached = TracedModel(model, graph, dict(tracer.calls))
+            except Exception as error:  # noqa: BLE001 - any tracing failure means: use hooks
+                cached = error
+            finally:
+                for module, training in modes.items():
+                    module.train(training)
+            _TRACES[model] = cached
+    if isinstance(cached, Exception):
+        raise cached
+    return cached
+
+
+def _aliases(graph: fx.Graph) -> dict[fx.Node, set[fx.Node]]:
+    """For each node, the earlier nodes whose memory it may share (itself included)."""
+    bases: dict[fx.Node, set[fx.Node]] = {}
+    for node in graph.nodes:
+        shared = {node}
+        first = node.args[0] if node.args else None
+        is_view = ((node.op == "call_method" and node.target in _VIEW_METHODS)
+                   or (node.op == "call_function" and node.target in _VIEW_FUNCTIONS))
+        if is_view and isinstance(first, fx.Node):
+            shared |= bases.get(first, {first})
+        bases[node] = shared
+    return bases
+
+
+def _mutated(node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node | None:
+    """The argument ``node`` changes in place, if any."""
+    first = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+    if first is None:
+        return None
+    if node.op == "call_module":
+        return first if getattr(modules.get(str(node.target)), "inplace", False) else None
+    if node.kwargs.get("inplace") is True:
+        return first
+    if node.op == "call_function" and node.target in _INPLACE_OPERATORS:
+        return first
+    name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+    if node.op in ("call_method", "call_function") and name.endswith("_") and not name.startswith("_"):
+        return first
+    return None
+
+
+def truncated_module(trace: TracedModel, wanted: Sequence[tuple[str, tuple[str, int]]], *,
+                     with_output: bool = False, reduce: Callable[[torch.Tensor], Any] | None = None) -> fx.GraphModule:
+    """A module returning ``{key: output of module call}`` for ``wanted`` ``(key, (module, call))`` pairs.
+
+    Without ``with_output`` every operation after the deepest wanted node is dropped (as a
+    forward pass stopped there would). With ``reduce``, each output is ``reduce(output)``,
+    computed right after it (inside the graph, so it compiles with the rest).
+    """
+    graph = fx.Graph()
+    copies: dict[fx.Node, fx.Node] = {}
+    original_output = None
+    for node in trace.graph.nodes:
+        if node.op == "output":
+            original_output = node.args[0]
+            continue
+        copies[node] = graph.node_copy(node, lambda n: copies[n])
+    targets = {key: copies[trace.calls[call]] for key, call in wanted}
+    if not with_output:
+        order = {node: index for index, node in enumerate(graph.nodes)}
+        last = max(order[node] for node in targets.values())
+        for node in reversed([n for n in graph.nodes if order[n] > last]):
+            graph.erase_node(node)  # the nodes after the cut: users of later ones go first
+    returned: dict[str, Any] = dict(targets)
+    if with_output:
+        returned[OUTPUT] = fx.map_arg(original_output, lambda n: copies[n])
+    output_node = graph.output(returned)
+    _protect_from_inplace(graph, set(targets.values()), dict(trace.root.named_modules()))
+    if reduce is not None:
+        returned_nodes = output_node.args[0]
+        assert isinstance(returned_nodes, dict)  # the graph's output is the dict built above
+        reduced = dict(returned_nodes)
+        for key, node in targets.items():
+            with graph.inserting_after(node):
+                reduced[key] = graph.call_function(reduce, (node,))
+        output_node.args = (reduced,)
+    graph.lint()
+    return fx.GraphModule(trace.root, graph, class_name="TruncatedFeatures")
+
+
+def _protect_from_inplace(graph: fx.Graph, captured: set[fx.Node], modules: dict[str, nn.Module]) -> None:
+    """Give later in-place operations a copy of any captured node they could change."""
+    order = {node: index for index, node in enumerate(graph.nodes)}
+    bases = _aliases(graph)
+    at_risk = set()
+    for node in graph.nodes:
+        target = _mutated(node, modules)
+        if target is None:
+            continue
+        for base in bases.get(target, {target}):
+            if base in captured and order[base] < order[node]:
+                at_risk.add(base)
+    for node in sorted(at_risk, key=order.__getitem__):
+        users = [user for user in node.users if user.op != "output"]
+        with graph.inserting_after(node):
+            copy = graph.call_method("clone", (node,))
+        for user in users:
+            user.replace_input_with(node, copy)

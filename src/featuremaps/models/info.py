@@ -1,0 +1,142 @@
+"""What featuremaps knows about a model: where it comes from and what input it expects.
+
+Every model that :func:`~featuremaps.load_model` returns carries one immutable
+:class:`ModelInfo`, attached once with :func:`attach` (the only writer) and read with
+:func:`model_info` (which also sees through a ``torch.compile`` wrapper). A change is a new
+object (``dataclasses.replace``), never an edit of the one a model already carries.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from featuremaps.errors import SettingsError
+from featuremaps.inputs import ModelInput
+
+__all__ = ["ModelInfo", "attach", "base_module", "model_device", "model_info"]
+
+_NAME = re.compile(r"[A-Za-z0-9_.:+\-]{1,200}")
+_ATTRIBUTE = "featuremaps_info"
+M = TypeVar("M", bound=nn.Module)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Where a model comes from and what input it expects.
+
+    Attributes:
+        name: architecture name as ``load_model`` takes it (``"resnet18"``, ``"timm:..."``).
+        source: ``builtin``, ``torchvision``, ``timm``, ``checkpoint``, ``head``, ``segmentation``
+            or ``module`` (a plain ``nn.Module`` featuremaps did not build).
+        weights: the weights it carries (None = untrained: random initialisation).
+        input: how an image becomes its input (:class:`~featuremaps.inputs.ModelInput`).
+        class_names: output class names, when known.
+        num_classes: outputs of the classifier, when known.
+        options: constructor options of a built-in architecture (``{"width": 32}``).
+    """
+
+    name: str
+    source: str
+    weights: str | None = None
+    input: ModelInput = field(default_factory=ModelInput)
+    class_names: tuple[str, ...] | None = None
+    num_classes: int | None = None
+    options: Mapping[str, Any] | None = None
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the model's input."""
+        return self.input.shape
+
+    @property
+    def trained(self) -> bool:
+        """False for untrained (randomly initialised) weights."""
+        return self.weights is not None
+
+    @property
+    def weights_label(self) -> str:
+        """The weights, or ``untrained (random) weights``: what pictures and pages must say."""
+        return self.weights if self.weights is not None else "untrained (random) weights"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, as checkpoints record it (the input's fields flat, as ``input_size`` etc.)."""
+        return {"name": self.name, "source": self.source, "weights": self.weights, **self.input.to_dict(),
+                "class_names": list(self.class_names) if self.class_names is not None else None,
+                "num_classes": self.num_classes, "options": dict(self.options) if self.options else None}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ModelInfo:
+        """Parse a record (a checkpoint's ``model`` section), checking every field's type and range.
+
+        Raises:
+            SettingsError: naming the field that is missing, of the wrong type or out of range.
+        """
+        if not isinstance(data, dict):
+            raise SettingsError(f"model record must be a JSON object; got {type(data).__name__}")
+        name = data.get("name")
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+            raise SettingsError("model.name must be a model name (letters, digits, _ . : + -), never a path; "
+                                f"got {str(name)[:100]!r}")
+        source = data.get("source")
+        if not isinstance(source, str) or len(source) > 40:
+            raise SettingsError(f"model.source must be a short string; got {str(source)[:60]!r}")
+        try:
+            model_input = ModelInput.from_dict(data)
+        except SettingsError as error:
+            raise SettingsError(f"model.{error}") from None
+        names = data.get("class_names")
+        if names is not None and (not isinstance(names, list) or len(names) > 100_000
+                                  or not all(isinstance(n, str) and len(n) <= 200 for n in names)):
+            raise SettingsError("model.class_names must be a list of strings (at most 200 characters each)")
+        num_classes = data.get("num_classes")
+        if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+                                        or not 1 <= num_classes <= 1_000_000):
+            raise SettingsError(f"model.num_classes must be a positive int; got {str(num_classes)[:60]}")
+        weights = data.get("weights")
+        if weights is not None and not isinstance(weights, str):
+            raise SettingsError("model.weights must be a string or null")
+        options = data.get("options")
+        if options is not None:
+            if not isinstance(options, dict) or not all(
+                    isinstance(k, str) and _NAME.fullmatch(k) and isinstance(v, (bool, int, float, str))
+                    for k, v in options.items()):
+                raise SettingsError("model.options must map option names to numbers, booleans or strings")
+            options = dict(options)
+        return cls(name=name, source=source, weights=weights, input=model_input,
+                   class_names=tuple(names) if names is not None else None, num_classes=num_classes,
+                   options=options or None)
+
+
+def base_module(model: nn.Module) -> nn.Module:
+    """The module a ``torch.compile`` wrapper runs (the model itself otherwise)."""
+    return getattr(model, "_orig_mod", model) if type(model).__name__ == "OptimizedModule" else model
+
+
+def attach(model: M, info: ModelInfo) -> M:
+    """Give ``model`` its :class:`ModelInfo` (replacing any earlier one); returns the model."""
+    if not isinstance(info, ModelInfo):
+        raise TypeError(f"info must be a ModelInfo; got {type(info).__name__}")
+    object.__setattr__(base_module(model), _ATTRIBUTE, info)
+    return model
+
+
+def model_info(model: nn.Module) -> ModelInfo:
+    """The model's :class:`ModelInfo`, or a default for a plain ``nn.Module`` (3x224x224, no normalisation)."""
+    info = getattr(base_module(model), _ATTRIBUTE, None)
+    if isinstance(info, ModelInfo):
+        return info
+    return ModelInfo(name=type(base_module(model)).__name__, source="module")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters (or, without any, its buffers) live; the CPU for neither."""
+    module = base_module(model)
+    tensor = next(itertools.chain(module.parameters(), module.buffers()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
