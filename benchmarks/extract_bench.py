@@ -1,18 +1,25 @@
-"""Benchmark: ``featuremaps extract`` against a straightforward torchvision pipeline, in one run.
+"""Benchmark: ``featuremaps extract`` against a plain torchvision pipeline, in one run, on the same files.
 
-Both extract ResNet-18's layer1..layer4, average-pooled, from a generated folder of JPEGs
-(500x375 crops of the bundled sample photos), with untrained weights. Each measurement runs
-in its own subprocess, so peak RSS is that job's own (``ru_maxrss`` of the main process).
+Jobs (each in its own subprocess, so its peak RSS is its own):
 
-Reported:
-- ratio = featuremaps images/s / baseline images/s (same images, model, layers, precision);
-- pipeline efficiency = end-to-end images/s / forward-only images/s (same model, precision,
-  batch size, on tensors already decoded in memory);
-- peak RSS at each dataset size (it should not grow with the size).
+- ``baseline``: what a careful user writes with torchvision alone: a ``DataLoader`` over the
+  files (PIL decode, ``Resize(256)``, ``CenterCrop(224)``, ``ToTensor``, ``Normalize`` in the
+  workers), ``create_feature_extractor``, channels_last, autocast, the pooled features kept;
+- ``featuremaps``: ``run_extract`` end to end (a store with statistics and top-K);
+- ``decode``: featuremaps' loader alone (workers read, hash, check and decode; JPEGs batched on the
+  device with ``--decode device``), no forward;
+- ``forward``: featuremaps' device side alone (the truncated graph with the reductions inside) on
+  model input already on the device.
+
+Reported per run: images/s of each job, ratio = featuremaps / baseline, efficiency = featuremaps /
+forward, and, on the CPU, the machine's limit: cores / (decode + forward core-seconds per image),
+with how close featuremaps runs to it.
 
 Usage::
 
-    python benchmarks/extract_bench.py --images 1000 10000 [--precision fp32 bf16] [--out results.json]
+    python benchmarks/extract_bench.py                                   # CPU: ResNet-18, 1,000 images
+    python benchmarks/extract_bench.py --device cuda --model resnet50 --images 10000 100000 \\
+        --batch-size 256 --workers 15 --precision bf16 --out results.json
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import resource
 import shutil
 import subprocess
@@ -27,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 
@@ -46,20 +55,19 @@ def make_images(folder: Path, count: int) -> None:
         scale = max(500 / photo.width, 375 / photo.height) * float(rng.uniform(1.0, 1.6))
         big = photo.resize((int(photo.width * scale) + 1, int(photo.height * scale) + 1), Image.Resampling.BILINEAR)
         left, top = int(rng.integers(0, big.width - 500 + 1)), int(rng.integers(0, big.height - 375 + 1))
-        big.crop((left, top, left + 500, top + 375)).save(folder / f"img_{i:05d}.jpg", quality=90)
+        big.crop((left, top, left + 500, top + 375)).save(folder / f"img_{i:06d}.jpg", quality=90)
 
 
-# --- the jobs, each run in a subprocess -----------------------------------------------
+# --- the jobs, each run in a subprocess ---------------------------------------------------------
 
 
-def job_baseline(folder: str, out: str, batch_size: int, workers: int, precision: str) -> dict:
-    """torchvision only: ImageFolder-like Dataset with PIL, DataLoader, create_feature_extractor."""
+def job_baseline(o: dict[str, Any]) -> dict[str, Any]:
+    """torchvision only: PIL in DataLoader workers, create_feature_extractor, channels_last, autocast."""
     import numpy as np
     import torch
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset
-    from torchvision import transforms
-    from torchvision.models import resnet18
+    from torchvision import models, transforms
     from torchvision.models.feature_extraction import create_feature_extractor
 
     class Files(Dataset):
@@ -77,117 +85,200 @@ def job_baseline(folder: str, out: str, batch_size: int, workers: int, precision
             return self.transform(Image.open(self.paths[i]).convert("RGB"))
 
     start = time.perf_counter()  # like featuremaps' timing: from the job's start to its saved output
-    paths = sorted(str(p) for p in Path(folder).glob("*.jpg"))
+    device = torch.device(o["device"])
+    cuda = device.type == "cuda"
+    paths = sorted(str(p) for p in Path(o["folder"]).glob("*.jpg"))
     torch.manual_seed(0)
-    model = resnet18(weights=None).eval()
+    model = models.get_model(o["model"], weights=None).eval().to(device).to(memory_format=torch.channels_last)
     extractor = create_feature_extractor(model, return_nodes={name: name for name in LAYERS})
-    loader = DataLoader(Files(paths), batch_size=batch_size, num_workers=workers)
+    loader = DataLoader(Files(paths), batch_size=o["batch_size"], num_workers=o["workers"], pin_memory=cuda)
     pooled: dict[str, list] = {name: [] for name in LAYERS}
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(o["precision"], torch.float32)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=o["precision"] != "fp32"):
         for batch in loader:
+            batch = batch.to(device, non_blocking=cuda).contiguous(memory_format=torch.channels_last)
             for name, maps in extractor(batch).items():
-                pooled[name].append(maps.float().mean(dim=(2, 3)).numpy())
-    Path(out).mkdir(parents=True, exist_ok=True)
+                pooled[name].append(maps.float().mean(dim=(2, 3)).cpu().numpy())
+    Path(o["out"]).mkdir(parents=True, exist_ok=True)
     for name, parts in pooled.items():
-        np.save(Path(out) / f"{name}.npy", np.concatenate(parts))
+        np.save(Path(o["out"]) / f"{name}.npy", np.concatenate(parts))
     seconds = time.perf_counter() - start
     return {"images": len(paths), "seconds": seconds, "images_per_second": len(paths) / seconds}
 
 
-def job_featuremaps(folder: str, out: str, batch_size: int, workers: int, precision: str) -> dict:
+def job_featuremaps(o: dict[str, Any]) -> dict[str, Any]:
+    import torchvision.models  # noqa: F401 - imported before the clock starts, as the baseline's imports are
+
     from featuremaps.batch import ExtractConfig, run_extract
 
-    config = ExtractConfig(model="resnet18", layers=LAYERS, pool="avg", batch_size=batch_size, workers=workers,
-                           precision=precision, top_k=8, shard_size=512)
+    config = ExtractConfig(model=o["model"], layers=LAYERS, pool="avg", batch_size=o["batch_size"],
+                           workers=o["workers"], device=o["device"], precision=o["precision"], top_k=8,
+                           shard_size=max(512, o["batch_size"] * 4), compile=o["compile"], decode=o["decode"])
     start = time.perf_counter()
-    summary = run_extract(folder, out, config)
+    summary = run_extract(o["folder"], o["out"], config)
     seconds = time.perf_counter() - start
     return {"images": summary.images, "seconds": seconds, "images_per_second": summary.images / seconds,
-            "pipeline_images_per_second": summary.images_per_second}
+            "pipeline_images_per_second": summary.images_per_second, "stages": summary.seconds_by_stage}
 
 
-def job_forward(folder: str, out: str, batch_size: int, workers: int, precision: str) -> dict:
-    """featuremaps' forward alone (truncated, channels_last, inference_mode) on pre-decoded tensors."""
+def job_decode(o: dict[str, Any]) -> dict[str, Any]:
+    """featuremaps' loader alone: workers read, hash, check, decode; deferred JPEGs decoded on the device."""
     import torch
 
+    from featuremaps.batch.config import ExtractConfig
+    from featuremaps.batch.decode import assemble
+    from featuremaps.batch.pipeline import file_loader
+    from featuremaps.models import load_model, model_info
+
+    device = torch.device(o["device"])
+    config = ExtractConfig(model=o["model"], layers=LAYERS, device=o["device"], decode=o["decode"],
+                           batch_size=o["batch_size"], workers=o["workers"])
+    model_input = model_info(load_model(o["model"])).input
+    paths = sorted(str(p) for p in Path(o["folder"]).glob("*.jpg"))
+    start, cpu = time.perf_counter(), time.process_time()
+    done = 0
+    if config.decode_place == "threads":
+        from concurrent.futures import ThreadPoolExecutor
+
+        from featuremaps.batch.decode import read_item
+
+        with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
+            for first in range(0, len(paths), o["batch_size"]):
+                chunk = list(enumerate(paths))[first : first + o["batch_size"]]
+                items = list(pool.map(lambda e: read_item(e[0], e[1], model_input, defer_jpeg=False), chunk))
+                done += len(assemble(items, model_input, device).good)
+    else:
+        for batch in file_loader(list(enumerate(paths)), model_input, config):
+            done += len(assemble(batch, model_input, device).good)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    core_seconds = time.process_time() - cpu + children.ru_utime + children.ru_stime
+    return {"images": done, "seconds": seconds, "images_per_second": done / seconds,
+            "core_seconds_per_image": core_seconds / max(done, 1)}
+
+
+def job_forward(o: dict[str, Any]) -> dict[str, Any]:
+    """featuremaps' device side alone on model input already on the device."""
+    import torch
+
+    from featuremaps.batch.config import ExtractConfig
+    from featuremaps.batch.forward import autocast_for, device_forward
     from featuremaps.batch.shards import layer_table
-    from featuremaps.extract import capture
     from featuremaps.models import load_model
 
-    model = load_model("resnet18").to(memory_format=torch.channels_last)
-    layers = layer_table(model, LAYERS)
-    batches = [torch.randn(batch_size, 3, 224, 224).contiguous(memory_format=torch.channels_last) for _ in range(4)]
-    count = int(out)  # images to push through
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-        capture(model, batches[0], layers)  # warm-up
-        start = time.perf_counter()
+    device = torch.device(o["device"])
+    config = ExtractConfig(model=o["model"], layers=LAYERS, device=o["device"], precision=o["precision"],
+                           compile=o["compile"])
+    model = load_model(o["model"]).to(device).to(memory_format=torch.channels_last)
+    forward = device_forward(model, layer_table(model, LAYERS), config)
+    batches = [torch.randn(o["batch_size"], 3, 224, 224, device=device).contiguous(memory_format=torch.channels_last)
+               for _ in range(2)]
+    count = o["count"]
+    with autocast_for(config, device):
+        for batch in batches:
+            forward(batch)  # warm-up (and compilation)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start, cpu = time.perf_counter(), time.process_time()
         done = 0
         while done < count:
-            maps = capture(model, batches[done // batch_size % 4], layers)
-            _ = [m.float().mean(dim=(2, 3)) for m in maps.values()]
-            done += batch_size
+            results = forward(batches[done // o["batch_size"] % 2])
+            _ = {name: parts["vector"].cpu() for name, parts in results.items()}
+            done += o["batch_size"]
     seconds = time.perf_counter() - start
-    return {"images": done, "seconds": seconds, "images_per_second": done / seconds}
+    return {"images": done, "seconds": seconds, "images_per_second": done / seconds,
+            "core_seconds_per_image": (time.process_time() - cpu) / done}
 
 
-JOBS = {"baseline": job_baseline, "featuremaps": job_featuremaps, "forward": job_forward}
+JOBS = {"baseline": job_baseline, "featuremaps": job_featuremaps, "decode": job_decode, "forward": job_forward}
 
 
-def run_job(name: str, *args: str) -> dict:
-    """Run a job in a fresh interpreter; add its peak RSS (MiB) to the result."""
-    command = [sys.executable, __file__, "--job", name, *args]
-    result = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ,
-                                                                                      "PYTHONWARNINGS": "ignore"})
+def run_job(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Run a job in a fresh interpreter; add its peak RSS (MiB)."""
+    command = [sys.executable, __file__, "--job", name, json.dumps(options)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if result.returncode != 0:
         raise RuntimeError(f"job {name} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def machine(device: str) -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+                            "processor": platform.processor() or platform.machine()}
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, nargs="+", default=[1000, 10000])
-    parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--images", type=int, nargs="+", default=[1000])
+    parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", default="resnet18")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--baseline-workers", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--baseline-workers", type=int, default=None, help="default: --workers")
+    parser.add_argument("--decode", default="auto", choices=["auto", "threads", "workers", "device"])
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--forward-images", type=int, default=640)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--job", choices=sorted(JOBS), help=argparse.SUPPRESS)
-    parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
-    options = parser.parse_args()
-    if options.job:
-        folder, out, batch, workers, precision = options.args
-        result = JOBS[options.job](folder, out, int(batch), int(workers), precision)
+    parser.add_argument("options", nargs="?", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.job:
+        result = JOBS[args.job](json.loads(args.options))
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
     scratch = Path(tempfile.mkdtemp(prefix="extract-bench-"))
-    report = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "runs": []}
+    report: dict[str, Any] = {"machine": machine(args.device), "settings": vars(args) | {"out": str(args.out)},
+                              "runs": []}
+    cores = os.cpu_count() or 1
     try:
-        for count in options.images:
+        for count in args.images:
             folder = scratch / f"images-{count}"
             make_images(folder, count)
-            for precision in options.precision:
-                row = {"images": count, "precision": precision}
-                row["baseline"] = run_job("baseline", str(folder), str(scratch / "baseline"),
-                                          str(options.batch_size), str(options.baseline_workers), precision)
+            for precision in args.precision:
+                common = {"folder": str(folder), "device": args.device, "model": args.model,
+                          "batch_size": args.batch_size, "precision": precision, "compile": args.compile,
+                          "decode": args.decode}
+                row: dict[str, Any] = {"images": count, "precision": precision}
+                row["baseline"] = run_job("baseline", {**common, "out": str(scratch / "baseline"),
+                                                       "workers": args.baseline_workers or args.workers})
                 shutil.rmtree(scratch / "store", ignore_errors=True)
-                row["featuremaps"] = run_job("featuremaps", str(folder), str(scratch / "store"),
-                                             str(options.batch_size), str(options.workers), precision)
-                row["forward"] = run_job("forward", str(folder), str(min(count, 640)), str(options.batch_size), "0",
-                                         precision)
-                row["ratio"] = row["featuremaps"]["images_per_second"] / row["baseline"]["images_per_second"]
-                row["efficiency"] = row["featuremaps"]["images_per_second"] / row["forward"]["images_per_second"]
+                row["featuremaps"] = run_job("featuremaps", {**common, "out": str(scratch / "store"),
+                                                             "workers": args.workers})
+                row["decode"] = run_job("decode", {**common, "workers": args.workers})
+                row["forward"] = run_job("forward", {**common, "count": min(count, args.forward_images)})
+                fm, base = row["featuremaps"]["images_per_second"], row["baseline"]["images_per_second"]
+                row["ratio"] = fm / base
+                row["efficiency"] = fm / row["forward"]["images_per_second"]
+                line = (f"{count:>7} images {precision}: baseline {base:.1f} img/s (RSS "
+                        f"{row['baseline']['peak_rss_mib']:.0f} MiB), featuremaps {fm:.1f} img/s (RSS "
+                        f"{row['featuremaps']['peak_rss_mib']:.0f} MiB), decode only "
+                        f"{row['decode']['images_per_second']:.1f}, forward only "
+                        f"{row['forward']['images_per_second']:.1f} img/s; ratio {row['ratio']:.2f}x, "
+                        f"efficiency {row['efficiency']:.2f}")
+                if args.device == "cpu":
+                    per_image = row["decode"]["core_seconds_per_image"] + row["forward"]["core_seconds_per_image"]
+                    row["limit_images_per_second"] = cores / per_image
+                    row["share_of_limit"] = fm / row["limit_images_per_second"]
+                    line += (f"; machine limit {row['limit_images_per_second']:.1f} img/s "
+                             f"({cores} cores / {per_image * 1000:.1f} core-ms per image), featuremaps at "
+                             f"{row['share_of_limit']:.0%} of it")
                 report["runs"].append(row)
-                print(f"{count:>6} images {precision}: baseline {row['baseline']['images_per_second']:.1f} img/s "
-                      f"(RSS {row['baseline']['peak_rss_mib']:.0f} MiB), featuremaps "
-                      f"{row['featuremaps']['images_per_second']:.1f} img/s (RSS "
-                      f"{row['featuremaps']['peak_rss_mib']:.0f} MiB), forward only "
-                      f"{row['forward']['images_per_second']:.1f} img/s; ratio {row['ratio']:.2f}x, "
-                      f"efficiency {row['efficiency']:.2f}", flush=True)
+                print(line, flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    if options.out:
-        options.out.write_text(json.dumps(report, indent=2))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

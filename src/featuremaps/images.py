@@ -28,6 +28,7 @@ import io
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -45,11 +46,15 @@ __all__ = [
     "LUMA",
     "MAX_PIXELS",
     "SUPPORTED_FORMATS",
+    "ImageHeader",
     "ImageSource",
     "Sample",
+    "decode_jpegs",
+    "decode_uint8",
     "image_size",
     "load_image",
     "open_pil",
+    "read_header",
     "sample_path",
     "samples",
 ]
@@ -211,6 +216,114 @@ def image_size(src: str | os.PathLike | bytes | bytearray, *, max_pixels: int = 
     width, height = image.size
     rotated = image.getexif().get(_ORIENTATION) in (5, 6, 7, 8)
     return (height, width) if rotated else (width, height)
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says, read without decoding a pixel.
+
+    Attributes:
+        format: Pillow's format name (``JPEG``, ``PNG``, ...).
+        mode: Pillow's pixel mode (``RGB``, ``L``, ``CMYK``, ...).
+        width, height: as stored (before EXIF rotation).
+        orientation: the EXIF orientation (1 = upright), None without one.
+    """
+
+    format: str
+    mode: str
+    width: int
+    height: int
+    orientation: int | None
+
+    @property
+    def batch_jpeg(self) -> bool:
+        """True for a JPEG that :func:`decode_jpegs` decodes on any device: colour or gray (not CMYK),
+        upright (the CUDA decoder cannot rotate)."""
+        return self.format in ("JPEG", "MPO") and self.mode in ("RGB", "L") and self.orientation in (None, 1)
+
+
+def read_header(src: str | os.PathLike | bytes | bytearray, *, max_pixels: int = MAX_PIXELS) -> ImageHeader:
+    """The header of an image: format, mode, size, orientation (no pixel is decoded).
+
+    Raises:
+        ImageError: missing or empty file, not an image, unsupported format, too many pixels.
+    """
+    name = describe_source(src)
+    image = _open_header(_encoded(src, name), name, max_pixels)
+    orientation = image.getexif().get(_ORIENTATION)
+    return ImageHeader(str(image.format), image.mode, image.width, image.height,
+                       orientation if isinstance(orientation, int) else None)
+
+
+def decode_uint8(src: ImageSource, *, mode: Literal["rgb", "gray"] = "rgb",
+                 max_pixels: int = MAX_PIXELS) -> torch.Tensor:
+    """Decode any image source to uint8 ``(C, H, W)`` (C = 3 for ``rgb``, 1 for ``gray``), upright.
+
+    The same rules as :func:`load_image` (formats, pixel limit, EXIF, alpha on white), at 8 bits.
+    JPEGs are decoded by libjpeg-turbo through ``torchvision.io.decode_jpeg`` (faster than
+    Pillow, the same pixels); anything else, and any JPEG it refuses, by Pillow.
+    """
+    name = describe_source(src)
+    if isinstance(src, (str, os.PathLike, bytes, bytearray)):
+        data = _encoded(src, name)
+        header = _open_header(data, name, max_pixels)
+        if header.format in ("JPEG", "MPO") and header.mode in ("RGB", "L"):
+            decoded = _torchvision_jpeg(data, mode)
+            if decoded is not None:
+                return decoded
+        pil = _decode(data, name, max_pixels)
+    elif isinstance(src, Image.Image):
+        pil = src
+    else:
+        pil = None
+    if pil is not None and pil.mode in ("RGB", "L"):
+        wanted = "RGB" if mode == "rgb" else "L"
+        array = np.asarray(pil if pil.mode == wanted else pil.convert(wanted))
+        tensor = torch.from_numpy(array.copy())
+        return tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+    floats = load_image(pil if pil is not None else src, mode=mode, max_pixels=max_pixels)
+    return floats.mul_(255.0).round_().to(torch.uint8)
+
+
+def _torchvision_jpeg(data: bytes, mode: Literal["rgb", "gray"]) -> torch.Tensor | None:
+    """One JPEG through libjpeg-turbo (EXIF applied); None when torchvision cannot decode it."""
+    try:
+        from torchvision.io import ImageReadMode, decode_jpeg
+    except ImportError:
+        return None
+    try:
+        buffer = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        return decode_jpeg(buffer, mode=ImageReadMode.RGB if mode == "rgb" else ImageReadMode.GRAY,
+                           apply_exif_orientation=True)
+    except (RuntimeError, ValueError):
+        return None  # corrupt or unusual data: Pillow decides, and names the problem
+
+
+def decode_jpegs(datas: Sequence[torch.Tensor], *, mode: Literal["rgb", "gray"] = "rgb",
+                 device: torch.device | str = "cpu") -> list[torch.Tensor | None]:
+    """Decode a batch of upright JPEGs (1-D uint8 CPU tensors of their bytes) on ``device``.
+
+    On CUDA this is nvJPEG's batched decoder. Returns uint8 ``(C, H, W)`` per image, or None for
+    an image the decoder refuses (decode it with :func:`decode_uint8` instead, which says why).
+    Check each file's header first (:func:`read_header`, ``batch_jpeg``): this decoder is only for
+    files that passed the format and pixel checks.
+    """
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    read_mode = ImageReadMode.RGB if mode == "rgb" else ImageReadMode.GRAY
+    if not datas:
+        return []
+    try:
+        return list(decode_jpeg(list(datas), mode=read_mode, device=device))
+    except (RuntimeError, ValueError):
+        pass  # one bad image fails the whole batch: find it, one by one
+    results: list[torch.Tensor | None] = []
+    for data in datas:
+        try:
+            results.append(decode_jpeg(data, mode=read_mode, device=device))
+        except (RuntimeError, ValueError):
+            results.append(None)
+    return results
 
 
 def _read_file(path: Path, name: str) -> bytes:

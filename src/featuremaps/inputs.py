@@ -23,25 +23,24 @@ Framing (``frame``):
   nothing is cut, so a mask covers the whole image;
 - ``"stretch"``: resized to exactly ``size`` (training batches of images and masks of mixed shapes).
 
-Resizing is Pillow's antialiased ``bilinear`` (or ``bicubic``) on 8-bit pixels; the uint8
-stage is what fast loaders ship between processes (a quarter of the bytes of float32).
+Decoding is libjpeg-turbo (torchvision) for JPEGs and Pillow otherwise; resizing is torch's
+antialiased ``bilinear`` (or ``bicubic``) on the 8-bit pixels, on the CPU or on the batch's
+device (within one level of Pillow's resize). The uint8 stage is what fast loaders ship between
+processes (a quarter of the bytes of float32).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from featuremaps.errors import SettingsError
-from featuremaps.images import LUMA, ImageSource, load_image, open_pil
+from featuremaps.images import LUMA, ImageSource, decode_uint8
 
 __all__ = ["FRAMES", "IMAGENET_MEAN", "IMAGENET_STD", "INTERPOLATIONS", "Frame", "Interpolation", "ModelInput"]
 
@@ -51,8 +50,6 @@ Frame = Literal["crop", "whole", "stretch"]
 Interpolation = Literal["bilinear", "bicubic", "nearest"]
 FRAMES: tuple[str, ...] = ("crop", "whole", "stretch")
 INTERPOLATIONS: tuple[str, ...] = ("bilinear", "bicubic", "nearest")
-_PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
-                "nearest": Image.Resampling.NEAREST}
 _MAX_SIDE = 16384
 
 
@@ -173,16 +170,14 @@ class ModelInput:
 
     # --- stages ----------------------------------------------------------------------
     def prepare(self, image: ImageSource) -> torch.Tensor:
-        """``image`` as this model's uint8 input ``(C, H, W)``: decoded safely, colour mode, resized, framed."""
-        pil = self._pil(image)
-        new, box = self.geometry(*pil.size)
-        if new != pil.size:
-            pil = pil.resize(new, _PIL_FILTERS[self.interpolation])
-        if box != (0, 0, *new):
-            pil = pil.crop(box)
-        array = np.asarray(pil)
-        tensor = torch.from_numpy(array.copy())
-        return tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()  # (C, H, W)
+        """``image`` as this model's uint8 input ``(C, H, W)``: decoded safely, colour mode, resized, framed.
+
+        Decoding is :func:`~featuremaps.images.decode_uint8` (libjpeg-turbo for JPEGs, Pillow
+        otherwise); the resize and crop are :meth:`prepare_tensor`'s, so a file and its decoded
+        pixels give the same input.
+        """
+        decoded = decode_uint8(image, mode="rgb" if self.channels == 3 else "gray")
+        return self.prepare_tensor(decoded)
 
     def prepare_tensor(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 ``(C, h, w)`` or ``(N, C, h, w)`` -> uint8 ``(.., channels, H, W)``, framed as :meth:`prepare`.
@@ -203,10 +198,7 @@ class ModelInput:
         height, width = int(batch.shape[2]), int(batch.shape[3])
         new, (left, top, right, bottom) = self.geometry(width, height)
         if new != (width, height):
-            resized = F.interpolate(batch.to(torch.float32), size=(new[1], new[0]), mode=self.interpolation,
-                                    antialias=self.interpolation != "nearest",
-                                    align_corners=False if self.interpolation != "nearest" else None)
-            batch = resized.round_().clamp_(0, 255).to(torch.uint8)
+            batch = _resize_uint8(batch, (new[1], new[0]), self.interpolation)
         batch = batch[:, :, top:bottom, left:right]
         return batch.contiguous() if images.ndim == 4 else batch[0].contiguous()
 
@@ -242,22 +234,18 @@ class ModelInput:
         """What the model sees, before normalisation: float ``(C, H, W)`` in [0, 1]."""
         return self.prepare(image).to(torch.float32).div_(255.0)
 
-    # --- decoding ----------------------------------------------------------------------
-    def _pil(self, image: ImageSource) -> Image.Image:
-        """An 8-bit PIL image in the model's colour mode (``RGB`` or ``L``).
 
-        Files and bytes go through the safe decoder; 8-bit RGB and gray images are used as
-        they are; anything else (alpha, CMYK, 16-bit, arrays, tensors) follows
-        ``load_image``'s rules first (alpha composited on white, values in [0, 1]).
-        """
-        mode = "RGB" if self.channels == 3 else "L"
-        pil = None
-        if isinstance(image, Image.Image):
-            pil = image
-        elif isinstance(image, (str, os.PathLike, bytes, bytearray)):
-            pil = open_pil(image)
-        if pil is None or pil.mode not in ("RGB", "L"):
-            tensor = load_image(pil if pil is not None else image, mode="rgb" if self.channels == 3 else "gray")
-            array = tensor.mul(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()  # (H, W, C)
-            pil = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
-        return pil if pil.mode == mode else pil.convert(mode)
+
+def _resize_uint8(images: torch.Tensor, size: tuple[int, int], interpolation: Interpolation) -> torch.Tensor:
+    """uint8 ``(N, C, h, w)`` resized (antialiased) to ``size`` ``(H, W)``, still uint8.
+
+    On the CPU, torch resizes uint8 directly (its fast path: the same pixels as Pillow's resize
+    to within 1 level); elsewhere in float32, rounded back.
+    """
+    antialias = interpolation != "nearest"
+    corners = False if antialias else None
+    if images.device.type == "cpu":
+        return F.interpolate(images, size=size, mode=interpolation, antialias=antialias, align_corners=corners)
+    resized = F.interpolate(images.to(torch.float32), size=size, mode=interpolation, antialias=antialias,
+                            align_corners=corners)
+    return resized.round_().clamp_(0, 255).to(torch.uint8)

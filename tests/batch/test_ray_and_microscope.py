@@ -27,13 +27,14 @@ def stores(tmp_path_factory):
 
 
 @pytest.mark.timeout(600)
-def test_ray_engine_writes_the_same_store(stores, require):
+@pytest.mark.parametrize("decode", ["workers", "device"])
+def test_ray_engine_writes_the_same_store(stores, require, decode):
     require("ray")
     folder, local, root = stores
     config = ExtractConfig(model="resnet18", layers=("layer1", "layer4"), batch_size=4, shard_size=6, top_k=2,
-                           workers=1, engine="ray")
-    summary = run_extract(folder, root / "ray", config)
-    remote = Store(root / "ray")
+                           workers=1, engine="ray", decode=decode)
+    summary = run_extract(folder, root / f"ray-{decode}", config)
+    remote = Store(root / f"ray-{decode}")
     assert summary.errors == 1 and summary.readable == 14
     for layer in ("layer1", "layer4"):
         a, b = local.features(layer), remote.features(layer)

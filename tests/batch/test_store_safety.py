@@ -108,8 +108,8 @@ def test_ctrl_c_exits_130_says_interrupted_and_the_store_resumes(tmp_path):
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 130
-    assert err.strip().endswith("featuremaps: error: interrupted")
+    assert process.returncode == 130, err[-2000:]
+    assert err.strip().endswith("featuremaps: error: interrupted"), err[-2000:]
     manifest = json.loads((tmp_path / "store" / "manifest.json").read_text())
     assert manifest["status"] == "interrupted" and "--resume" in manifest["summary"]["resume"]
     resumed = subprocess.run([str(FEATUREMAPS), *args, "--resume", "--json"], capture_output=True, text=True,

@@ -1,11 +1,14 @@
 """The same extraction on Ray Data, for a cluster (``pip install 'featuremaps[ray]'``).
 
-Plan: ``from_items`` (index, path) -> ``map_batches(decode)`` as CPU tasks that read the file
-bytes and decode them with featuremaps' safe loader (not ``read_images``, which fails on mixed
-sizes and on decompression bombs) -> ``map_batches(FeatureActor)`` on an actor pool (one GPU
-per actor when the cluster has GPUs) that runs the truncated forward and :func:`summarize` ->
-the driver streams the results and writes the same store, shard by shard, with the same
-resume rules. Point it at a cluster with ``--ray-address ray://HEAD:10001`` (or ``auto``).
+Plan: ``from_items`` (index, path) -> ``map_batches(read)`` as CPU tasks that read, hash and
+check each file and decode it (or keep a JPEG's bytes for the device) with featuremaps' own
+:func:`~featuremaps.batch.decode.read_item` (not ``read_images``, which fails on mixed sizes
+and on decompression bombs) -> ``map_batches(FeatureActor)`` on an actor pool (one GPU per
+actor when the cluster has GPUs) that decodes the deferred JPEGs on its device and runs the
+truncated graph with the reductions inside (:func:`~featuremaps.batch.forward.device_forward`,
+the local engine's own) -> the driver streams the results and writes the same store, shard by
+shard, with the same resume rules. Point it at a cluster with ``--ray-address ray://HEAD:10001``
+(or ``auto``).
 """
 
 from __future__ import annotations
@@ -14,26 +17,27 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import torch
 
 from featuremaps.batch.config import ExtractConfig, ExtractSummary
+from featuremaps.batch.decode import assemble, read_item
+from featuremaps.batch.forward import autocast_for, device_forward
 from featuremaps.batch.shards import (
     ShardCollector,
-    decode_item,
+    host_summaries,
     layer_table,
     make_manifest,
     open_maps,
     redone_shards,
     shard_plan,
     store_errors,
-    summarize,
 )
 from featuremaps.batch.store import Store
 from featuremaps.errors import SettingsError
-from featuremaps.features import FeatureExtractor
 from featuremaps.inputs import ModelInput
 from featuremaps.models.info import model_info
 from featuremaps.models.registry import load_model
@@ -41,60 +45,83 @@ from featuremaps.models.registry import load_model
 __all__ = ["run_ray"]
 
 
-def _decode_batch(batch: dict[str, np.ndarray], model_input: dict[str, Any]) -> dict[str, Any]:
-    """Ray task: decode a batch of files to uint8 model input; unreadable ones come back with
-    ``ok = False`` and the reason."""
+_ITEM_KEYS = ("index", "path", "reason", "width", "height", "sha256")
+
+
+def _decode_batch(batch: dict[str, np.ndarray], model_input: dict[str, Any], defer_jpeg: bool) -> dict[str, Any]:
+    """Ray task: read, hash and check each file (:func:`~featuremaps.batch.decode.read_item`); decoded
+    images come back as uint8 arrays, deferred JPEGs as their bytes, unreadable files with the reason."""
     frame = ModelInput.from_dict(model_input)
-    shape = frame.shape
-    images, ok, reasons, widths, heights, hashes = [], [], [], [], [], []
-    for path in batch["path"]:
-        item = decode_item(str(path), frame)
-        good = "tensor" in item
-        images.append(item["tensor"].numpy() if good else np.zeros(shape, np.uint8))
-        ok.append(good)
-        reasons.append("" if good else item["reason"])
-        widths.append(item.get("width", 0))
-        heights.append(item.get("height", 0))
-        hashes.append(item.get("sha256", ""))
-    return {"index": batch["index"], "path": batch["path"], "image": np.stack(images), "ok": np.asarray(ok),
-            "reason": np.asarray(reasons, dtype=object), "width": np.asarray(widths), "height": np.asarray(heights),
-            "sha256": np.asarray(hashes, dtype=object)}
+    items = [read_item(int(index), str(path), frame, defer_jpeg=defer_jpeg)
+             for index, path in zip(batch["index"], batch["path"])]
+    blank = np.zeros(frame.shape, np.uint8)
+    return {
+        **{key: np.asarray([item.get(key, "" if key in ("reason", "sha256") else 0) for item in items],
+                           dtype=object if key in ("path", "reason", "sha256") else None) for key in _ITEM_KEYS},
+        "deferred": np.asarray(["jpeg" in item for item in items]),
+        "image": np.stack([item["tensor"].numpy() if "tensor" in item else blank for item in items]),
+        "jpeg": np.asarray([item["jpeg"].numpy().tobytes() if "jpeg" in item else b"" for item in items],
+                           dtype=object),
+    }
+
+
+def _items(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """A decoded Ray batch back into the items :func:`~featuremaps.batch.decode.assemble` takes."""
+    items = []
+    for row in range(len(batch["index"])):
+        item: dict[str, Any] = {"index": int(batch["index"][row]), "path": str(batch["path"][row])}
+        if batch["reason"][row]:
+            item["reason"] = str(batch["reason"][row])
+        else:
+            item.update(width=int(batch["width"][row]), height=int(batch["height"][row]),
+                        sha256=str(batch["sha256"][row]))
+            if bool(batch["deferred"][row]):
+                item["jpeg"] = torch.frombuffer(bytearray(batch["jpeg"][row]), dtype=torch.uint8)
+            else:
+                item["tensor"] = torch.from_numpy(np.ascontiguousarray(batch["image"][row]))
+        items.append(item)
+    return items
 
 
 class FeatureActor:
-    """Ray actor: holds the model and turns decoded batches into per-image summaries."""
+    """Ray actor: holds the model; decodes deferred JPEGs on its device, runs the truncated graph with
+    the reductions inside, and returns per-image summaries (the local engine's very functions)."""
 
-    def __init__(self, model: str, weights: str | None, layers: Sequence[str], pool: str, precision: str,
-                 device: str) -> None:
-
-        self.torch = torch
-        self.device = torch.device(device)
+    def __init__(self, model: str, weights: str | None, layers: Sequence[str], config: dict[str, Any]) -> None:
+        self.config = ExtractConfig(**config)
+        self.device = torch.device(self.config.device)
         self.model = load_model(model, weights=weights).to(self.device).to(memory_format=torch.channels_last)
-        self.extractor = FeatureExtractor(self.model, [e.name for e in layer_table(self.model, layers)])
+        self.layers = layer_table(self.model, layers)
+        self.forward = device_forward(self.model, self.layers, self.config)
         self.model_input = model_info(self.model).input
-        self.pool, self.precision = pool, precision
+        self.shapes = {entry.name: tuple(entry.output_shape) for entry in self.layers}
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        torch = self.torch
-        good = np.asarray(batch["ok"], dtype=bool)
-        out = {key: batch[key] for key in ("index", "path", "ok", "reason", "width", "height", "sha256")}
-        if good.any():
-            x = torch.from_numpy(np.ascontiguousarray(batch["image"][good])).to(self.device)
-            x = self.model_input.normalise(x).contiguous(memory_format=torch.channels_last)
-            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-            with torch.autocast(device_type=self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                summaries = summarize(self.extractor(x), self.pool)
-        else:
-            summaries = {}
-        count = len(good)
+        assembled = assemble(_items(batch), self.model_input, self.device)
+        bad = {index: reason for index, _, reason in assembled.bad}
+        order = [int(index) for index in batch["index"]]
+        good_rows = {item["index"]: row for row, item in enumerate(assembled.good)}
+        out: dict[str, Any] = {"index": batch["index"], "path": batch["path"],
+                               "ok": np.asarray([index in good_rows for index in order]),
+                               "reason": np.asarray([bad.get(index, "") for index in order], dtype=object),
+                               "width": batch["width"], "height": batch["height"], "sha256": batch["sha256"]}
+        if assembled.batch is None:
+            return out
+        x = assembled.batch.contiguous(memory_format=torch.channels_last)
+        with autocast_for(self.config, self.device):
+            reduced = self.forward(x)
+        summaries = host_summaries(reduced, self.shapes, self.config.pool)
+        rows = np.asarray([good_rows.get(index, -1) for index in order])
+        present = rows >= 0
         for name, part in summaries.items():
             for key, value in part.items():
                 if value is None or key == "positions":
                     continue
-                full = np.zeros((count, *np.asarray(value).shape[1:]), dtype=np.asarray(value).dtype)
-                full[good] = value
+                value = np.asarray(value)
+                full = np.zeros((len(order), *value.shape[1:]), dtype=value.dtype)
+                full[present] = value[rows[present]]
                 out[f"{name}|{key}"] = full
-            out[f"{name}|positions"] = np.full(count, part["positions"])
+            out[f"{name}|positions"] = np.full(len(order), part["positions"])
         return out
 
 
@@ -150,13 +177,15 @@ def run_ray(sources: list[str], out: str | os.PathLike[str], config: ExtractConf
         actors = max(1, gpus) if cuda else 1
         dataset: Any = ray.data.from_items([{"index": i, "path": sources[i]} for i in indices])
         dataset = dataset.map_batches(_decode_batch, batch_size=config.batch_size, batch_format="numpy",
-                                      fn_kwargs={"model_input": info.input.to_dict()})
+                                      fn_kwargs={"model_input": info.input.to_dict(),
+                                                 "defer_jpeg": config.decode_on_device})
         dataset = dataset.map_batches(
             FeatureActor, batch_size=config.batch_size, batch_format="numpy", concurrency=actors,
             num_gpus=1 if cuda else 0,
             fn_constructor_kwargs={"model": config.model, "weights": config.weights,
-                                   "layers": [e.name for e in layers], "pool": config.pool,
-                                   "precision": config.precision, "device": "cuda" if cuda else "cpu"},
+                                   "layers": [e.name for e in layers],
+                                   "config": {**asdict(config), "device": "cuda" if cuda else "cpu",
+                                              "engine": "local", "compile": config.compile}},
         )
         done = 0
         names = [e.name for e in layers]
@@ -175,6 +204,7 @@ def run_ray(sources: list[str], out: str | os.PathLike[str], config: ExtractConf
     errors = store_errors(store, manifest)
     summary = ExtractSummary(str(store.root), len(sources), len(sources) - errors, errors, manifest.shards,
                              manifest.shards - len(todo), round(seconds, 3),
-                             round(len(indices) / seconds, 2) if seconds else 0.0, names, redone_shards(store))
+                             round(len(indices) / seconds, 2) if seconds else 0.0, layers=names,
+                             shards_redone=redone_shards(store))
     store.finalise(manifest, summary.to_dict())
     return summary

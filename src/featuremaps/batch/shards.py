@@ -3,9 +3,7 @@ summaries of the maps, and the shard bookkeeping that writes each shard once it 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,37 +16,34 @@ from featuremaps.batch.store import Manifest, ShardResult, Store, sources_digest
 from featuremaps.batch.topk import TopK
 from featuremaps.errors import FeatureMapsError, SettingsError
 from featuremaps.features import FeatureExtractor
-from featuremaps.images import open_pil
-from featuremaps.inputs import ModelInput
 from featuremaps.models.catalogue import LayerInfo
-from featuremaps.models.info import ModelInfo
+from featuremaps.models.info import ModelInfo, model_info
 
-__all__ = ["ShardBuilder", "ShardCollector", "decode_item", "layer_table", "make_manifest", "open_maps",
-           "redone_shards", "shard_plan", "store_errors", "summarize"]
-
-
-def decode_item(path: str, model_input: ModelInput) -> dict[str, Any]:
-    """Read, hash, decode and prepare one file (uint8, the model's input description); a failure
-    becomes ``{"reason": ...}``, never an exception."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as error:
-        return {"reason": f"cannot read file ({error.strerror or error})"}
-    if not data:
-        return {"reason": "file is empty (0 bytes)"}
-    try:
-        image = open_pil(data)
-        width, height = image.size
-        tensor = model_input.prepare(image)  # uint8 through the worker queue: 4x less data than float32
-    except FeatureMapsError as error:
-        return {"reason": getattr(error, "reason", str(error))}
-    except Exception as error:  # noqa: BLE001 - one bad file must not stop the job
-        return {"reason": f"{type(error).__name__}: {error}"}
-    return {"tensor": tensor, "width": width, "height": height, "sha256": hashlib.sha256(data).hexdigest()}
+__all__ = [
+    "ShardBuilder",
+    "ShardCollector",
+    "host_summaries",
+    "layer_table",
+    "make_manifest",
+    "open_maps",
+    "redone_shards",
+    "reduce_maps",
+    "shard_plan",
+    "store_errors",
+]
 
 
 def layer_table(model: nn.Module, layers: Sequence[str]) -> list[LayerInfo]:
-    """Catalogue entries of the requested layers (spatial ones), at the model's input size."""
+    """Catalogue entries of the requested layers (spatial ones), at the model's input size.
+
+    Raises:
+        SettingsError: a layer without maps, or a model whose input has no fixed size (images
+            are batched, so they must all become one size).
+    """
+    frame = model_info(model).input.frame
+    if frame == "whole":
+        raise SettingsError(f"{model_info(model).name} takes images at their own aspect (frame 'whole'), so they "
+                            "cannot be batched; extract from a model with a fixed input size")
     selected = FeatureExtractor(model, list(layers)).layers
     flat = [e for e in selected if not e.is_spatial]
     if flat:
@@ -70,45 +65,58 @@ def make_manifest(config: ExtractConfig, info: ModelInfo, layers: list[LayerInfo
     return Manifest(job, table, len(sources), config.shard_size, sources_digest(sources))
 
 
-def summarize(maps: dict[str, torch.Tensor], pool: str) -> dict[str, dict[str, Any]]:
-    """Reduce each layer's maps ``(N, C, H, W)`` to what the store keeps, per image.
+def reduce_maps(maps: torch.Tensor, pool: str) -> dict[str, torch.Tensor]:
+    """What the store keeps of one layer's maps ``(N, C, H, W)``, computed where the maps are.
 
-    Returns per layer: ``vector`` ``(N, F)`` (None with pool none), ``maps`` (pool none only),
-    ``positions`` (H * W), per-channel ``total``, ``squares``, ``maximum``, ``positive`` ``(N, C)``
-    (per image in float32, accumulated across images in float64) and the best unit ``best``,
-    ``best_y``, ``best_x`` ``(N, C)``. Each is one pass over the maps; the average-pooled vector
-    is the sum divided by H * W. Both engines use it, so a Ray store holds the same numbers.
+    Returns ``(N, C)`` float32 tensors on the maps' device: per image and channel the ``total``,
+    the sum of ``squares``, the ``best`` value and its flat position ``where``, the count of
+    ``positive`` units, and the pooled ``vector`` (``(N, F)``; the full ``maps`` with pool none).
+    One read of the maps per figure, in float32; the rest of the pipeline only ever moves these
+    small results off the device. Plain torch, so it also runs inside a compiled graph.
+    """
+    values = maps.float()
+    n, c, height, width = values.shape
+    # (N, H*W, C): a free view of channels_last maps, so every reduction reads memory in order
+    units = values.permute(0, 2, 3, 1).reshape(n, height * width, c)
+    best, where = units.max(dim=1)  # (N, C): also the per-image maximum
+    total = units.sum(dim=1)
+    out = {"total": total, "squares": (units * units).sum(dim=1), "best": best, "where": where,
+           "positive": (units > 0).sum(dim=1, dtype=torch.float32)}
+    if pool == "avg":
+        out["vector"] = total / (height * width)
+    elif pool == "max":
+        out["vector"] = best
+    elif pool == "avgmax":
+        out["vector"] = torch.cat([total / (height * width), best], dim=1)
+    else:
+        out["maps"] = values
+    return out
+
+
+def host_summaries(reduced: dict[str, dict[str, torch.Tensor]], shapes: dict[str, tuple[int, ...]],
+                   pool: str) -> dict[str, dict[str, Any]]:
+    """:func:`reduce_maps`'s results, on the host, in the form the shard builder takes.
+
+    Per layer: ``vector`` ``(N, F)`` (None with pool none), ``maps`` (pool none only),
+    ``positions`` (H * W), per-channel ``total``, ``squares``, ``maximum``, ``positive``
+    ``(N, C)`` in float64 (they are accumulated across images in float64) and the best unit
+    ``best``, ``best_y``, ``best_x`` ``(N, C)``.
     """
     out = {}
-    for name, tensor in maps.items():
-        values = tensor.detach().float().cpu()
-        n, c, height, width = values.shape
-        # (N, H*W, C): a free view of channels_last maps, so every reduction reads memory in order
-        units = values.permute(0, 2, 3, 1).reshape(n, height * width, c)
-        positions = height * width
-        best, where = units.max(dim=1)  # (N, C): also the per-image maximum
-        total = units.sum(dim=1)  # one float32 pass each; sums are kept in float64 from here on
-        squares = (units * units).sum(dim=1)
-        positive = torch.sign(units).clamp_(min=0).sum(dim=1)  # 7x faster than summing a bool tensor
-        if pool == "avg":
-            vector = (total / positions).numpy()
-        elif pool == "max":
-            vector = best.numpy()
-        elif pool == "avgmax":
-            vector = torch.cat([total / positions, best], dim=1).numpy()
-        else:
-            vector = None
+    for name, parts in reduced.items():
+        host = {key: value.cpu() for key, value in parts.items()}
+        height, width = shapes[name][-2:]
         out[name] = {
-            "vector": vector,
-            "maps": values.numpy() if pool == "none" else None,
-            "positions": positions,
-            "total": total.double().numpy(),
-            "squares": squares.double().numpy(),
-            "maximum": best.double().numpy(),
-            "positive": positive.double().numpy(),
-            "best": best.numpy(),
-            "best_y": (where // width).numpy(),
-            "best_x": (where % width).numpy(),
+            "vector": host["vector"].numpy() if "vector" in host else None,
+            "maps": host["maps"].numpy() if pool == "none" else None,
+            "positions": height * width,
+            "total": host["total"].double().numpy(),
+            "squares": host["squares"].double().numpy(),
+            "maximum": host["best"].double().numpy(),
+            "positive": host["positive"].double().numpy(),
+            "best": host["best"].numpy(),
+            "best_y": (host["where"] // width).numpy(),
+            "best_x": (host["where"] % width).numpy(),
         }
     return out
 
@@ -126,7 +134,7 @@ class ShardBuilder:
 
     def add(self, good: list[dict[str, Any]], summaries: dict[str, dict[str, Any]],
             zarr_write: Callable[[str, int, Any], None] | None) -> None:
-        """Add the images ``good`` (index, path, width, height, sha256) and their :func:`summarize` output."""
+        """Add the images ``good`` (index, path, width, height, sha256) and their :func:`host_summaries`."""
         indices = torch.tensor([item["index"] for item in good], dtype=torch.int64)
         for name, part in summaries.items():
             self.stats[name].add_images(part["positions"], part["total"], part["squares"], part["maximum"],

@@ -41,7 +41,7 @@ class ChannelStats:
 
     def add_images(self, positions: int, total: np.ndarray, squares: np.ndarray, maximum: np.ndarray,
                    positive: np.ndarray) -> None:
-        """Add per-image sums ``(N, C)`` over ``positions`` units each (see ``summarize``)."""
+        """Add per-image sums ``(N, C)`` over ``positions`` units each (see ``host_summaries``)."""
         self.count += positions * total.shape[0]
         self.total += total.sum(axis=0)
         self.squares += squares.sum(axis=0)

@@ -42,7 +42,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import torch
 
 from featuremaps.batch.stats import ChannelStats
 from featuremaps.batch.topk import TopK
@@ -271,18 +273,9 @@ class Store:
         for layer, stats in result.stats.items():
             arrays.update(stats.to_arrays(layer))
         atomic_write(self.part_path(result.shard, "stats.npz"), lambda temp: _save_npz(temp, arrays))
-        topk_rows: dict[str, list] = {k: [] for k in ("layer", "channel", "rank", "value", "index", "y", "x")}
-        for layer, top in result.topk.items():
-            for channel in range(top.values.shape[0]):
-                for rank in range(top.k):
-                    if int(top.images[channel, rank]) < 0:
-                        continue
-                    for key, value in (("layer", layer), ("channel", channel), ("rank", rank),
-                                       ("value", float(top.values[channel, rank])),
-                                       ("index", int(top.images[channel, rank])),
-                                       ("y", int(top.ys[channel, rank])), ("x", int(top.xs[channel, rank]))):
-                        topk_rows[key].append(value)
-        _write_table(pa.table(topk_rows, schema=_TOPK_SCHEMA), self.part_path(result.shard, "topk.parquet"))
+        tables = [_topk_table(layer, top) for layer, top in result.topk.items()]
+        topk = pa.concat_tables(tables) if tables else _TOPK_SCHEMA.empty_table()
+        _write_table(topk, self.part_path(result.shard, "topk.parquet"))
         errors = pa.table({"index": pa.array([e[0] for e in result.errors], pa.int64()),
                            "path": pa.array([e[1] for e in result.errors], pa.string()),
                            "reason": pa.array([e[2] for e in result.errors], pa.string())})
@@ -319,29 +312,18 @@ class Store:
         for shard in range(manifest.shards):
             errors.append(pq.read_table(self.part_path(shard, "errors.parquet")))
             if k:
-                table = pq.read_table(self.part_path(shard, "topk.parquet")).to_pydict()
+                table = pq.read_table(self.part_path(shard, "topk.parquet"))
                 for layer in manifest.layers:
+                    part = _topk_from_table(table, layer["name"], layer["channels"], k)
                     name = layer["name"]
-                    part = TopK.empty(layer["channels"], k)
-                    for i in (j for j, lay in enumerate(table["layer"]) if lay == name):
-                        c, r = table["channel"][i], table["rank"][i]
-                        part.values[c, r] = table["value"][i]
-                        part.images[c, r] = table["index"][i]
-                        part.ys[c, r], part.xs[c, r] = table["y"][i], table["x"][i]
                     merged_top[name] = merged_top[name].merge(part) if name in merged_top else part
-        rows: dict[str, list] = {key: [] for key in ("layer", "channel", "rank", "value", "index", "path", "y", "x")}
+        paths = pa.array(sources, pa.string())
+        finals = []
         for name, top in merged_top.items():
-            for channel in range(top.values.shape[0]):
-                for rank in range(top.k):
-                    index = int(top.images[channel, rank])
-                    if index < 0:
-                        continue
-                    for key, value in (("layer", name), ("channel", channel), ("rank", rank),
-                                       ("value", float(top.values[channel, rank])), ("index", index),
-                                       ("path", sources[index]), ("y", int(top.ys[channel, rank])),
-                                       ("x", int(top.xs[channel, rank]))):
-                        rows[key].append(value)
-        _write_table(pa.table(rows, schema=_FINAL_TOPK_SCHEMA), self.root / "topk.parquet")
+            table = _topk_table(name, top)
+            finals.append(table.add_column(5, "path", paths.take(table.column("index"))))
+        topk = pa.concat_tables(finals) if finals else _FINAL_TOPK_SCHEMA.empty_table()
+        _write_table(topk.cast(_FINAL_TOPK_SCHEMA), self.root / "topk.parquet")
         all_errors = pa.concat_tables(errors) if errors else pa.table({"index": [], "path": [], "reason": []})
         _write_table(all_errors.sort_by("index"), self.root / "errors.parquet")
         manifest.status, manifest.summary = "complete", summary
@@ -371,6 +353,34 @@ _TOPK_SCHEMA = pa.schema([("layer", pa.string()), ("channel", pa.int32()), ("ran
 _FINAL_TOPK_SCHEMA = pa.schema([("layer", pa.string()), ("channel", pa.int32()), ("rank", pa.int32()),
                                 ("value", pa.float32()), ("index", pa.int64()), ("path", pa.string()),
                                 ("y", pa.int32()), ("x", pa.int32())])
+
+
+def _topk_table(layer: str, top: TopK) -> pa.Table:
+    """The filled entries of a layer's top-K as rows (layer, channel, rank, value, index, y, x)."""
+    channels, k = top.values.shape
+    filled = (top.images >= 0).numpy().ravel()  # (C * k,), channel-major like the loops it replaces
+    channel = np.repeat(np.arange(channels, dtype=np.int32), k)[filled]
+    rank = np.tile(np.arange(k, dtype=np.int32), channels)[filled]
+    return pa.table({
+        "layer": pa.array(np.full(len(channel), layer, dtype=object), pa.string()),
+        "channel": channel, "rank": rank,
+        "value": top.values.numpy().astype(np.float32).ravel()[filled],
+        "index": top.images.numpy().ravel()[filled].astype(np.int64),
+        "y": top.ys.numpy().ravel()[filled].astype(np.int32), "x": top.xs.numpy().ravel()[filled].astype(np.int32),
+    }, schema=_TOPK_SCHEMA)
+
+
+def _topk_from_table(table: pa.Table, layer: str, channels: int, k: int) -> TopK:
+    """A layer's top-K back from a shard's rows."""
+    rows = table.filter(pc.equal(table.column("layer"), layer))
+    part = TopK.empty(channels, k)
+    channel = torch.from_numpy(rows.column("channel").to_numpy().astype(np.int64))
+    rank = torch.from_numpy(rows.column("rank").to_numpy().astype(np.int64))
+    part.values[channel, rank] = torch.from_numpy(rows.column("value").to_numpy().astype(np.float32))
+    part.images[channel, rank] = torch.from_numpy(rows.column("index").to_numpy().astype(np.int64))
+    part.ys[channel, rank] = torch.from_numpy(rows.column("y").to_numpy().astype(np.int64))
+    part.xs[channel, rank] = torch.from_numpy(rows.column("x").to_numpy().astype(np.int64))
+    return part
 
 
 def _sha256(path: Path) -> str:

@@ -23,13 +23,18 @@ def extract_command(
     pool: Annotated[str, typer.Option(metavar="avg|max|avgmax|none", help="Pooling of each map into a vector; none "
                                       "keeps the full maps in Zarr.")] = "avg",
     batch_size: Annotated[int, typer.Option(metavar="B", help="Images per forward.")] = 32,
-    workers: Annotated[int, typer.Option(metavar="N", help="Decoding processes.")] = 1,
+    workers: Annotated[int, typer.Option(metavar="N", help="Worker processes that read files for --decode "
+                                         "workers (which they decode) or device.")] = 1,
     device: Annotated[str, typer.Option(metavar="cpu|cuda", help="Where the model runs.")] = "cpu",
     precision: Annotated[str, typer.Option(metavar="fp32|bf16|fp16", help="Compute precision (bf16/fp16 store "
                                            "float16 vectors).")] = "fp32",
     top_k: Annotated[int, typer.Option(metavar="K", help="Best images kept per channel (for the microscope).")] = 8,
     shard_size: Annotated[int, typer.Option(metavar="N", help="Images per shard (the unit of resume).")] = 256,
-    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model (CUDA).")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the truncated graph with its "
+                                          "reductions (CPU or CUDA; compiling takes a while up front).")] = False,
+    decode: Annotated[str, typer.Option(metavar="auto|threads|workers|device", help="Where images are decoded: "
+                                        "threads between forward passes (auto on the CPU), worker processes beside "
+                                        "it, or JPEGs in batches on the device (auto on a GPU).")] = "auto",
     engine: Annotated[str, typer.Option(metavar="local|ray", help="Run here, or on Ray Data.")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(metavar="ADDR", help="Ray cluster (ray://HEAD:10001 or "
                                                        "auto); default: a local Ray.")] = None,
@@ -41,7 +46,8 @@ def extract_command(
 
     config = ExtractConfig(model=model, weights=weights, layers=tuple(x for x in layers.split(",") if x), pool=pool,
                            batch_size=batch_size, workers=workers, device=device, precision=precision, top_k=top_k,
-                           shard_size=shard_size, compile=compile, engine=engine, ray_address=ray_address)
+                           shard_size=shard_size, compile=compile, engine=engine, ray_address=ray_address,
+                           decode=decode)
     with CountBar("extract", "img") as bar:
         summary = run_extract(source, out, config, resume=resume, on_progress=bar.update)
     if as_json:
