@@ -27,7 +27,8 @@ from PIL import Image, ImageDraw
 from featuremaps.errors import SettingsError
 from featuremaps.images import LUMA
 
-__all__ = ["BACKGROUNDS", "SHAPE_CLASSES", "ShapeImage", "draw_shape", "shapes_scene"]
+__all__ = ["BACKGROUNDS", "SHAPE_CLASSES", "ShapeImage", "background_image", "draw_shape", "sample_rng", "shapes_scene",
+           "visible_colour"]
 
 SHAPE_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "star")
 BACKGROUNDS: tuple[str, ...] = ("flat", "gradient", "noise", "texture")
@@ -51,7 +52,8 @@ class ShapeImage:
     background: str
 
 
-def _rng(seed: int, index: int) -> np.random.Generator:
+def sample_rng(seed: int, index: int) -> np.random.Generator:
+    """The random generator of sample ``index`` of a dataset with ``seed``."""
     return np.random.default_rng([int(seed), int(index)])
 
 
@@ -64,8 +66,8 @@ def _luma(colour: np.ndarray) -> float:
     return float(np.dot(colour, LUMA))
 
 
-def _background(rng: np.random.Generator, size: int, kind: str) -> np.ndarray:
-    """Float ``(size, size, 3)`` in [0, 1]."""
+def background_image(rng: np.random.Generator, size: int, kind: str) -> np.ndarray:
+    """A background of ``kind`` (:data:`BACKGROUNDS`): float ``(size, size, 3)`` in [0, 1]."""
     if kind == "flat":
         pick = rng.random()
         colour = np.ones(3) if pick < 0.2 else np.zeros(3) + 0.05 if pick < 0.3 else rng.random(3)
@@ -121,7 +123,8 @@ def _alpha(kind: str, size: int, cx: float, cy: float, radius: float, angle: flo
     return np.asarray(canvas.resize((size, size), Image.Resampling.BOX), dtype=np.float64) / 255.0
 
 
-def _shape_colour(rng: np.random.Generator, background: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+def visible_colour(rng: np.random.Generator, background: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """A random colour that stands out (in luma or in a channel) from what is under ``alpha``."""
     under = background[alpha > 0.5].mean(axis=0) if (alpha > 0.5).any() else background.mean(axis=(0, 1))
     for _ in range(20):
         colour = _random_colour(rng) if rng.random() > 0.1 else np.full(3, rng.choice([0.05, 0.95]))
@@ -148,13 +151,13 @@ def draw_shape(seed: int, index: int, size: int = 64, *, label: int | None = Non
     consecutive indices is balanced.
     """
     _check_size(size)
-    rng = _rng(seed, index)
+    rng = sample_rng(seed, index)
     label = index % len(SHAPE_CLASSES) if label is None else label
     kind = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
-    background = _background(rng, size, kind)
+    background = background_image(rng, size, kind)
     cx, cy, radius, angle = _place(rng, size, 0.16, 0.44)
     alpha = _alpha(SHAPE_CLASSES[label], size, cx, cy, radius, angle, rng)
-    colour = _shape_colour(rng, background, alpha)
+    colour = visible_colour(rng, background, alpha)
     image = background * (1 - alpha[..., None]) + colour * alpha[..., None]
     mask = np.where(alpha > 0.5, label + 1, 0).astype(np.uint8)
     return ShapeImage((image * 255).round().astype(np.uint8), mask, (label,), kind)
@@ -168,9 +171,9 @@ def shapes_scene(seed: int, index: int, size: int = 128, *, max_shapes: int = 4)
     shape is whole and can be recognised.
     """
     _check_size(size)
-    rng = _rng(seed, index)
+    rng = sample_rng(seed, index)
     kind = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
-    background = _background(rng, size, kind)
+    background = background_image(rng, size, kind)
     image = background.copy()
     mask = np.zeros((size, size), np.uint8)
     labels: list[int] = []
@@ -185,7 +188,7 @@ def shapes_scene(seed: int, index: int, size: int = 128, *, max_shapes: int = 4)
             continue
         placed.append((cx, cy, radius))
         alpha = _alpha(SHAPE_CLASSES[label], size, cx, cy, radius, angle, rng)
-        colour = _shape_colour(rng, background, alpha)
+        colour = visible_colour(rng, background, alpha)
         image = image * (1 - alpha[..., None]) + colour * alpha[..., None]
         mask[alpha > 0.5] = label + 1
         labels.append(label)
