@@ -18,6 +18,7 @@ that stay visible.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -109,6 +110,14 @@ class ObjectImage:
         return presence
 
 
+def _ellipse(draw: ImageDraw.ImageDraw, scale: int, *, box: tuple[float, float, float, float]) -> None:
+    draw.ellipse(tuple(v * scale for v in box), fill=255)
+
+
+def _polygon(draw: ImageDraw.ImageDraw, scale: int, *, points: list[tuple[float, float]]) -> None:
+    draw.polygon([(x * scale, y * scale) for x, y in points], fill=255)
+
+
 def _coverage(size: int, draw: Callable[[ImageDraw.ImageDraw, int], object]) -> np.ndarray:
     """Anti-aliased coverage ``(size, size)`` in [0, 1] of what ``draw(ImageDraw, scale)`` draws."""
     big = size * _SUPERSAMPLE
@@ -143,18 +152,13 @@ def draw_object(seed: int, index: int, size: int = 128, *, label: int | None = N
     part_mask = np.zeros((size, size), np.uint8)
     for part, geometry in _layout(OBJECT_CLASSES[label], rng):
         if part in ("circle", "dot"):
-            px, py, radius = geometry  # type: ignore[misc]
+            px, py, radius = (float(v) for v in geometry[:3])  # type: ignore[arg-type]  # (cx, cy, r)
             x, y = place(px, py)
-            r = radius * half
-
-            def shape(draw: ImageDraw.ImageDraw, s: int, x: float = x, y: float = y, r: float = r) -> None:
-                draw.ellipse(((x - r) * s, (y - r) * s, (x + r) * s, (y + r) * s), fill=255)
+            box = (x - radius * half, y - radius * half, x + radius * half, y + radius * half)
+            shape = functools.partial(_ellipse, box=box)
         else:
-            points = [place(px, py) for px, py in geometry]  # type: ignore[misc]
-
-            def shape(draw: ImageDraw.ImageDraw, s: int, points: list = points) -> None:  # type: ignore[type-arg]
-                draw.polygon([(px * s, py * s) for px, py in points], fill=255)
-
+            points = [place(float(px), float(py)) for px, py in geometry]  # type: ignore[misc]  # polygon points
+            shape = functools.partial(_polygon, points=points)
         alpha = _coverage(size, shape)
         colour = visible_colour(rng, image, alpha)
         image = image * (1 - alpha[..., None]) + colour * alpha[..., None]
