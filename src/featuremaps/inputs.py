@@ -211,11 +211,29 @@ class ModelInput:
                                 f"{tuple(images.shape)}")
         tensor = images.to(torch.float32).div_(255.0)
         if self.mean is not None and self.std is not None:
-            shape = (-1, 1, 1)
-            mean = torch.tensor(self.mean, dtype=torch.float32, device=images.device).view(shape)
-            std = torch.tensor(self.std, dtype=torch.float32, device=images.device).view(shape)
+            mean, std = self._mean_std(tensor.device)
             tensor = tensor.sub_(mean).div_(std)
         return tensor
+
+    def standardise(self, images: torch.Tensor) -> torch.Tensor:
+        """float ``(N, C, H, W)`` in [0, 1] -> model input, differentiable (no resize, no rounding).
+
+        For inputs that are optimised (feature visualisation): the same mean and std as
+        :meth:`normalise`, applied out of place so gradients flow back to ``images``.
+        """
+        if not images.is_floating_point() or images.ndim != 4 or images.shape[1] != self.channels:
+            raise SettingsError(f"expected float images of shape (N, {self.channels}, H, W); got "
+                                f"{images.dtype} {tuple(images.shape)}")
+        if self.mean is None or self.std is None:
+            return images
+        mean, std = self._mean_std(images.device)
+        return (images - mean.to(images.dtype)) / std.to(images.dtype)
+
+    def _mean_std(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self.mean is not None and self.std is not None  # callers check
+        shape = (-1, 1, 1)
+        return (torch.tensor(self.mean, dtype=torch.float32, device=device).view(shape),
+                torch.tensor(self.std, dtype=torch.float32, device=device).view(shape))
 
     def tensor(self, image: ImageSource) -> torch.Tensor:
         """Model input ``(C, H, W)`` for one image: ``normalise(prepare(image))``."""

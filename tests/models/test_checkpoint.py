@@ -189,3 +189,18 @@ def test_a_failed_write_leaves_the_previous_checkpoint_whole(tmp_path, monkeypat
         save_checkpoint(load_model("tinyvgg", seed=2), tmp_path / "ckpt", overwrite=True)
     assert {p.name: p.read_bytes() for p in first.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
+
+
+@pytest.mark.parametrize("name", ["ckpt", "model.safetensors"])
+def test_checkpoint_files_get_the_usual_permissions(tmp_path, name):
+    """safetensors writes 0600; a checkpoint (a bundled model above all) must be readable like any file."""
+    import os
+    import stat
+
+    path = save_checkpoint(load_model("tinyvgg"), tmp_path / name)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    expected = 0o666 & ~umask
+    files = [path] if path.is_file() else [p for p in path.iterdir()]
+    assert files and all(stat.S_IMODE(p.stat().st_mode) == expected for p in files), [
+        oct(p.stat().st_mode) for p in files]

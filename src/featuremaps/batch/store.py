@@ -33,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,40 +48,12 @@ import torch
 from featuremaps.batch.stats import ChannelStats
 from featuremaps.batch.topk import TopK
 from featuremaps.errors import SettingsError
+from featuremaps.files import atomic_write
 
 __all__ = ["STORE_VERSION", "Manifest", "ShardResult", "Store"]
 
 STORE_VERSION = 2
 _FINGERPRINT_KEYS = ("model", "weights", "layers", "preprocessing", "pool", "precision", "top_k", "featuremaps")
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        handle = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
-def atomic_write(path: Path, write: Any) -> Path:
-    """Call ``write(temp_path)``, fsync the file, rename it to ``path``, fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    temp_path = Path(temp)
-    try:
-        write(temp_path)
-        with open(temp_path, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(temp_path, path)
-    except BaseException:
-        temp_path.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
 
 
 def _write_table(table: pa.Table, path: Path) -> Path:
@@ -107,11 +78,21 @@ class Manifest:
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     @property
+    def weights_label(self) -> str:
+        """What the values were computed with: ``untrained (random) weights`` when no weights were given."""
+        label = self.config.get("weights_label")
+        if isinstance(label, str):
+            return label
+        weights = self.config.get("weights")  # a store made before the label was recorded
+        return f"weights {weights}" if weights else "weights not recorded"
+
+    @property
     def shards(self) -> int:
         return -(-self.images // self.shard_size)
 
     def to_dict(self) -> dict[str, Any]:
         return {"store_version": STORE_VERSION, "fingerprint": self.fingerprint, "config": self.config,
+                "weights_label": self.weights_label,
                 "layers": self.layers, "images": self.images, "shard_size": self.shard_size, "shards": self.shards,
                 "sources_sha256": self.sources_sha256, "status": self.status, "summary": self.summary}
 

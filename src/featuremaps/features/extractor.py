@@ -20,7 +20,7 @@ otherwise the pass runs in ``torch.inference_mode``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal, cast
 
@@ -118,6 +118,26 @@ class FeatureExtractor:
         """The selected outputs and the model's own output (the whole forward pass runs)."""
         return self._run(batch, grad=grad, with_output=True)
 
+    def cut(self, batch: torch.Tensor, at: Collection[str]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """One forward pass in which autograd is cut at the layers named in ``at`` and at the input.
+
+        Each cut layer's output becomes a leaf tensor (``requires_grad``) and the rest of the
+        model runs on a copy of it, so the gradient of a later value reaches only the nearest
+        cut layers upstream: how much each of their maps contributes (feature lineage).
+
+        Returns:
+            ``(outputs, leaves)``: the selected layers' outputs, in the autograd graph back to
+            the nearest leaves; and the leaves, ``{"input": batch, layer: output}``.
+        """
+        unknown = sorted(set(at) - set(self.names))
+        if unknown:
+            raise SettingsError(f"cut layers must be among the selected layers; not selected: {', '.join(unknown)}")
+        with torch.enable_grad():
+            source = batch.detach().requires_grad_(True)
+            leaves = {"input": source}
+            outputs, _ = self._run_hooks(source, with_output=False, cut=frozenset(at), leaves=leaves)
+        return outputs, leaves
+
     def module(self, *, reduce: Callable[[torch.Tensor], Any] | None = None) -> nn.Module:
         """The truncated graph as an ``nn.Module`` returning ``{layer: output}`` (or ``reduce(output)``).
 
@@ -154,7 +174,8 @@ class FeatureExtractor:
         output = result.pop(OUTPUT, None) if with_output else None
         return {name: result[name] for name in self.names}, output
 
-    def _run_hooks(self, batch: torch.Tensor, *, with_output: bool) -> tuple[dict[str, torch.Tensor], Any]:
+    def _run_hooks(self, batch: torch.Tensor, *, with_output: bool, cut: frozenset[str] = frozenset(),
+                   leaves: dict[str, torch.Tensor] | None = None) -> tuple[dict[str, torch.Tensor], Any]:
         wanted = {(e.module, e.call): e.name for e in self.layers}
         captured: dict[str, torch.Tensor] = {}
 
@@ -165,7 +186,13 @@ class FeatureExtractor:
             tensor = first_tensor(output)
             replacement = None
             if tensor is not None:
-                if torch.is_grad_enabled():
+                if key in cut and leaves is not None:
+                    captured[key] = tensor
+                    leaves[key] = leaf = tensor.detach().requires_grad_(True)
+                    replacement = _replace_first(output, leaf.clone())
+                    if replacement is None:
+                        raise SettingsError(f"layer {key} returns a nested output; it cannot be a cut point")
+                elif torch.is_grad_enabled():
                     captured[key] = tensor  # the rest of the model runs on a copy (its in-place ops too)
                     replacement = _replace_first(output, tensor.clone())
                 else:

@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from featuremaps.errors import CheckpointError, ModelError, SettingsError
+from featuremaps.files import default_mode
 from featuremaps.models.info import model_info
 
 __all__ = ["CHECKPOINT_SUFFIXES", "check_writable", "load_weights_into", "model_record", "read_checkpoint",
@@ -151,7 +152,7 @@ def check_writable(path: str | Path, *, overwrite: bool = False, directory: bool
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, record: Mapping[str, Any] | None = None, *,
-                    overwrite: bool = False) -> Path:
+                    overwrite: bool = False, half: bool = False) -> Path:
     """Write ``model``'s weights and its featuremaps record as ``.safetensors``, ``.pt`` or a directory.
 
     A path without one of the suffixes is a checkpoint directory. The record defaults to
@@ -159,11 +160,15 @@ def save_checkpoint(model: nn.Module, path: str | Path, record: Mapping[str, Any
     a plain ``nn.Module`` is saved as weights only. The write is atomic: everything goes to a
     temporary name beside ``path`` and is renamed into place, so a crash never leaves half a
     checkpoint, and an existing file or non-empty directory is replaced only with ``overwrite``.
+    With ``half``, floating-point tensors are stored as float16 (half the file; loading casts
+    them back to the model's dtype).
     """
     path = check_writable(path, overwrite=overwrite)
     if record is None and model_info(model).source != "module":
         record = model_record(model)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    if half:
+        state = {name: tensor.half() if tensor.is_floating_point() else tensor for name, tensor in state.items()}
     suffix = path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix in CHECKPOINT_SUFFIXES:
@@ -175,6 +180,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, record: Mapping[str, Any
             else:
                 torch.save({METADATA_KEY: dict(record) if record else None, "state_dict": state}, temp)
             _fsync(temp)
+            os.chmod(temp, default_mode())
             os.replace(temp, path)
         finally:
             shutil.rmtree(temp.parent, ignore_errors=True)
@@ -186,6 +192,8 @@ def save_checkpoint(model: nn.Module, path: str | Path, record: Mapping[str, Any
         (temp_dir / DIRECTORY_METADATA).write_text(json.dumps(dict(record or {}), indent=2))
         for written in (temp_dir / DIRECTORY_WEIGHTS, temp_dir / DIRECTORY_METADATA):
             _fsync(written)
+            os.chmod(written, default_mode())  # safetensors writes 0600; a checkpoint is shared like any file
+        os.chmod(temp_dir, default_mode(directory=True))
         if path.exists():  # checked above: empty, or overwrite was asked for
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
