@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 # torch and torchvision lie on this machine's disk; pip takes them from there.
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test check install clean shapes-model shapes-seg-model
+.PHONY: demo test check install clean shapes-model shapes-seg-model objects-model
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,7 @@ clean:
 shapes-model: $(VENV)/.installed-demo
 	$(VENV)/bin/featuremaps train --dataset shapes --model tinyvgg --width 32 --samples 20000 --epochs 10 \
 		--batch-size 64 --lr 2e-3 --seed 0 --overwrite -o src/featuremaps/assets/models/shapes
+	$(VENV)/bin/featuremaps calibrate src/featuremaps/assets/models/shapes --dataset shapes --samples 2000 --seed 7
 	$(VENV)/bin/featuremaps evaluate builtin:shapes --dataset shapes --samples 2000 --seed 424242
 
 # Re-train the bundled builtin:shapes-seg head on builtin:shapes' maps (about 12 minutes).
@@ -56,3 +57,11 @@ shapes-seg-model: $(VENV)/.installed-demo
 		--layers relu1_2,relu2_2,pool2 --scenes 1500 --size 128 --epochs 6 --seed 0 --overwrite \
 		-o src/featuremaps/assets/models/shapes-seg
 	$(VENV)/bin/featuremaps evaluate builtin:shapes-seg --task segmentation --dataset shapes --samples 200 --seed 424242
+
+# Re-train the bundled builtin:objects model (TinyResNet on composite objects made of parts;
+# about 50 minutes on 2 CPU cores), then score it on a held-out seed.
+objects-model: $(VENV)/.installed-demo
+	$(VENV)/bin/featuremaps train --dataset objects --model tinyresnet --samples 16000 --epochs 10 \
+		--batch-size 64 --lr 2e-3 --seed 0 --half-weights --overwrite -o src/featuremaps/assets/models/objects
+	$(VENV)/bin/featuremaps calibrate src/featuremaps/assets/models/objects --dataset objects --samples 2000 --seed 7
+	$(VENV)/bin/featuremaps evaluate builtin:objects --dataset objects --samples 2000 --seed 424242

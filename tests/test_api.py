@@ -35,6 +35,9 @@ PUBLIC = {
     "render_grid",
     "samples",
     "save_maps",
+    "Lineage",
+    "lineage",
+    "render_lineage",
 }
 
 
@@ -43,6 +46,13 @@ def test_public_names_are_exported_and_sorted():
     assert list(featuremaps.__all__) == sorted(featuremaps.__all__)
     for name in featuremaps.__all__:
         assert hasattr(featuremaps, name), name
+
+
+def test_lineage_is_the_function_and_its_package_still_imports():
+    from featuremaps.tracing import lineage
+
+    assert featuremaps.lineage is lineage
+    assert callable(featuremaps.lineage)
 
 
 def test_errors_inherit_from_builtins():

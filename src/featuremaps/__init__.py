@@ -35,6 +35,7 @@ from featuremaps.models import (
     save_checkpoint,
 )
 from featuremaps.render import render_grid, render_overlay, render_receptive_field, save_maps
+from featuremaps.tracing import Lineage, lineage, render_lineage
 
 __version__ = "0.1.0"
 
@@ -55,6 +56,7 @@ __all__ = [
     "ImageError",
     "LayerError",
     "LayerInfo",
+    "Lineage",
     "ModelError",
     "ModelInfo",
     "ModelInput",
@@ -65,12 +67,14 @@ __all__ = [
     "conv2d",
     "conv_output_size",
     "extract",
+    "lineage",
     "list_layers",
     "load_image",
     "load_model",
     "model_info",
     "receptive_field",
     "render_grid",
+    "render_lineage",
     "render_overlay",
     "render_receptive_field",
     "samples",

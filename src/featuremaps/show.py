@@ -140,7 +140,7 @@ def show(
         if tensor is not None:
             overview_maps[entry.name] = tensor
             order = rank_maps(tensor)[:max_maps]
-            grid = render_grid(tensor[order], indices=order, clip=0.5, tile_size=96, title=describe_layer(entry))
+            grid = render_grid(tensor[order], indices=order, clip=0.5, tile_size=96, title=describe_layer(entry) + info.untrained_note)
             path = out / f"{_slug(entry.name)}.png"
             grid.save(path)
             row["picture"] = str(path)
@@ -151,11 +151,11 @@ def show(
     weights = info.weights_label
     overview = render_overview(picture_input, overview_maps, by_name, max_maps=min(max_maps, 8),
                                title=f"{info.name}: feature maps from low to high level"
-                                     + ("" if info.trained else " (untrained: random weights)"))
+                                     + info.untrained_note)
     overview.save(out / "overview.png")
     to_pil(picture_input).save(out / "input.png")
     report = Report(title or f"{info.name}: feature maps, low to high",
-                    intro=f"Model {info.name} ({info.source}), weights: {weights}. Input {list(seen.input_shape)}.")
+                    intro=f"Model {info.name} ({info.source}), {weights}. Input {list(seen.input_shape)}.")
     report.section("Overview").figure(overview, "Each row is a layer, low to high; its most active maps.",
                                       name="overview-page")
     layers_section = report.section("Layers")
@@ -166,7 +166,7 @@ def show(
         tensor = seen.spatial(name)
         _check_channel(name, channel, tensor)
         picture = render_overlay(picture_input, tensor[channel], layer=by_name[name],
-                                 title=f"{name} channel {channel}")
+                                 title=f"{name} channel {channel}{info.untrained_note}")
         path = out / f"overlay-{_slug(name)}-{channel}.png"
         picture.save(path)
         result.extra.append(path)

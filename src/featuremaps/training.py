@@ -118,14 +118,14 @@ def fit(
 
 def write_checkpoint(model: nn.Module, out_dir: str | Path | None, *, format: str, task: str, kind: str,
                      data: dict[str, Any], training: dict[str, Any], metrics: dict[str, Any],
-                     overwrite: bool = False) -> tuple[dict[str, Any], Path | None]:
+                     overwrite: bool = False, half: bool = False) -> tuple[dict[str, Any], Path | None]:
     """The checkpoint record (architecture + the common fields) and, with ``out_dir``, its atomic write."""
     record = model_record(model)
     record.update({"format": format, "version": FORMAT_VERSION, "task": task, "kind": kind,
                    "data": data, "training": training, "metrics": metrics})
     if out_dir is None:
         return record, None
-    return record, save_checkpoint(model.cpu(), out_dir, record, overwrite=overwrite)
+    return record, save_checkpoint(model.cpu(), out_dir, record, overwrite=overwrite, half=half)
 
 
 def check_output(out_dir: str | Path | None, *, overwrite: bool) -> None:

@@ -29,6 +29,8 @@ def test_show_writes_pictures_offline(run_cli, tmp_path):
     data = json.loads(result.stdout)
     assert [row["name"] for row in data["layers"]] == ["layer1", "layer2", "layer3", "layer4"]
     assert data["layers"][3]["output_shape"] == [512, 7, 7]
+    assert data["weights"] == "untrained (random) weights"
+    assert "untrained (random) weights" in (tmp_path / "out" / "index.html").read_text()
     assert (tmp_path / "out" / "index.html").is_file() and (tmp_path / "out" / "overlay-layer4-7.png").is_file()
 
 

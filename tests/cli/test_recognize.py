@@ -24,7 +24,9 @@ def test_predict_names_a_star_it_never_saw(run_cli, tmp_path):
     result = run_cli("predict", str(star), "--checkpoint", "builtin:shapes", "--top-k", "2", "--cam",
                      str(tmp_path / "cams"), "--json")
     assert result.returncode == 0, result.stderr
-    entry = json.loads(result.stdout)[0]
+    data = json.loads(result.stdout)
+    assert data["classes"] == ["circle", "square", "triangle", "star"]
+    entry = data["images"][0]
     assert entry["path"] == str(star) and entry["predictions"][0]["label"] == "star"
     assert entry["predictions"][0]["probability"] > 0.8 and len(entry["predictions"]) == 2
     assert (tmp_path / "cams" / "star_cam.png").is_file()

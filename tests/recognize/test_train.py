@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -39,6 +40,9 @@ def test_checkpoint_is_a_directory_with_the_record(lenet_on_digits):
     assert record["model"]["input_size"] == [1, 32, 32] and record["model"]["mean"] == [0.5]
     assert record["data"]["dataset"] == "digits" and record["training"]["seed"] == 7
     assert 0.8 < record["metrics"]["val_accuracy"] <= 1.0
+    familiarity = path / "familiarity.safetensors"  # fitted on the validation digits
+    assert familiarity.is_file() and familiarity.stat().st_mode & 0o044  # readable by others, like the rest
+    assert path.stat().st_mode & 0o055 == 0o055 or os.umask(os.umask(0)) & 0o055
 
 
 def test_checkpoint_round_trip_gives_identical_predictions(lenet_on_digits):
@@ -48,7 +52,9 @@ def test_checkpoint_round_trip_gives_identical_predictions(lenet_on_digits):
         assert torch.equal(lenet_on_digits.model(x), again(x))
     images = [np.full((20, 20), v, np.uint8) for v in (0, 128, 255)]
     first = [p.labels for p in predict(lenet_on_digits.model, images)]
-    assert first == [p.labels for p in predict(again, images)]
+    loaded = predict(again, images)
+    assert first == [p.labels for p in loaded]
+    assert all(p.familiar is not None for p in loaded)  # the checkpoint's familiarity statistics are used
 
 
 def test_training_is_deterministic_under_the_seed():

@@ -57,7 +57,7 @@ def make_manifest(config: ExtractConfig, info: ModelInfo, layers: list[LayerInfo
     job = {"model": config.model, "weights": config.weights, "layers": [e.name for e in layers],
            "preprocessing": preprocessing, "pool": config.pool, "precision": config.precision, "top_k": config.top_k,
            "featuremaps": featuremaps.__version__, "batch_size": config.batch_size, "workers": config.workers,
-           "device": config.device, "engine": config.engine}
+           "device": config.device, "engine": config.engine, "weights_label": info.weights_label}
     table = [{"name": e.name, "type": e.type, "channels": int(e.output_shape[0]), "output_shape": list(e.output_shape),
               "jump": list(e.jump) if e.jump else None,
               "receptive_field": list(e.receptive_field) if e.receptive_field else None,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
@@ -13,8 +14,21 @@ from featuremaps.images import load_image, samples
 @app.command("samples")
 def samples_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    objects: Annotated[Optional[Path], typer.Option("--objects", metavar="DIR", help="Also write one generated "
+                                                    "image per object class (house.png, tree.png, ...; a seed no "
+                                                    "bundled model saw) into DIR.")] = None,
 ) -> None:
     """List the bundled sample photos (use them as sample:NAME wherever an image is asked for)."""
+    if objects is not None:
+        from PIL import Image
+
+        from featuremaps.data.objects import EXAMPLE_SEED, OBJECT_CLASSES, example_object
+
+        objects.mkdir(parents=True, exist_ok=True)
+        for name in OBJECT_CLASSES:
+            Image.fromarray(example_object(name)).save(objects / f"{name}.png")
+        typer.echo(f"wrote {len(OBJECT_CLASSES)} objects images (128x128, seed {EXAMPLE_SEED}) to {objects}: "
+                   f"{', '.join(f'{n}.png' for n in OBJECT_CLASSES)}", err=as_json)
     rows = []
     for sample in samples():
         shape = list(load_image(sample.path).shape)

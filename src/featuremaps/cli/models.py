@@ -108,7 +108,7 @@ def show_command(
         unit_spec = (name, channel, y, x)
     result = show(net, image, output, layers=layers, max_maps=max_maps, overlay=overlay_spec, unit=unit_spec)
     if as_json:
-        print_json({"model": model_info(net).name, "image": image, "input_shape": list(result.input_shape),
+        print_json({"model": model_info(net).name, "weights": model_info(net).weights_label, "image": image, "input_shape": list(result.input_shape),
                     "layers": result.layers, "index": str(result.index), "extra": [str(p) for p in result.extra]})
         return
     for row in result.layers:

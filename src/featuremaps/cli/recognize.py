@@ -51,7 +51,7 @@ class _EpochBars:
                         acc=f"acc {progress.accuracy:.1%}" if progress.accuracy is not None else "")
 
 
-_CLASSIFICATION_ONLY = ("model", "width", "layer", "head", "pool", "samples", "val_fraction")
+_CLASSIFICATION_ONLY = ("model", "width", "layer", "head", "pool", "samples", "val_fraction", "half_weights")
 _SEGMENTATION_ONLY = ("layers", "scenes", "size")
 
 
@@ -69,12 +69,14 @@ def _refuse_other_task(ctx: typer.Context, task: str) -> None:
 @app.command("train")
 def train_command(
     ctx: typer.Context,
-    dataset: Annotated[str, typer.Option(metavar="shapes|digits|DIR", help="Training data: the synthetic shapes, "
-                                         "scikit-learn digits, or a folder with one sub-folder per class.")],
+    dataset: Annotated[str, typer.Option(metavar="shapes|objects|digits|DIR", help="Training data: the generated "
+                                         "shapes or objects (made of parts), scikit-learn digits, or a folder with "
+                                         "one sub-folder per class.")],
     output: Annotated[Path, typer.Option("-o", "--output", metavar="CKPT_DIR", help="Checkpoint directory to "
                                          "write.")],
     model: Annotated[str, typer.Option(metavar="NAME", help="Built-in CNN to train end to end.")] = "tinyvgg",
-    width: Annotated[Optional[int], typer.Option(metavar="N", help="Filters per conv of TinyVGG (default 10).")] = None,
+    width: Annotated[Optional[int], typer.Option(metavar="N", help="Filters per conv of TinyVGG (default 10); "
+                                                 "stage1 width of TinyResNet (default 32, then 2x, 4x, 8x).")] = None,
     backbone: Annotated[Optional[str], typer.Option(metavar="MODEL", help="Train a head on this model's frozen "
                                                     "maps instead.")] = None,
     backbone_weights: Annotated[Optional[str], typer.Option(metavar="W", help="Weights of the backbone "
@@ -88,7 +90,7 @@ def train_command(
                                                       "segmentation).")] = None,
     lr: Annotated[Optional[float], typer.Option(metavar="LR", help="Learning rate (default 3e-3 CNN, 1e-3 "
                                                 "head).")] = None,
-    samples: Annotated[int, typer.Option(metavar="N", help="Shapes images per epoch (fresh each epoch).")] = 4000,
+    samples: Annotated[int, typer.Option(metavar="N", help="Generated images per epoch (fresh each epoch).")] = 4000,
     val_fraction: Annotated[float, typer.Option(metavar="F", help="Share kept for validation.")] = 0.2,
     seed: Annotated[int, typer.Option(metavar="N", help="Seed of data, initialisation and shuffling.")] = 0,
     device: Annotated[str, typer.Option(metavar="cpu|cuda", help="Where to train.")] = "cpu",
@@ -99,6 +101,8 @@ def train_command(
     size: Annotated[int, typer.Option(metavar="PIXELS", help="Segmentation: image size.")] = 128,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the checkpoint in a non-empty output "
                                             "directory (default: refuse, before training).")] = False,
+    half_weights: Annotated[bool, typer.Option("--half-weights", help="Store the weights as float16 (half the "
+                                               "file; they load back as float32).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the checkpoint record as JSON.")] = False,
 ) -> None:
     """Train a classifier (a built-in CNN end to end, or a head on a backbone layer's frozen maps) or,
@@ -116,7 +120,7 @@ def train_command(
     config = TrainConfig(dataset=dataset, model=model, options=options, backbone=backbone,
                          backbone_weights=backbone_weights, layer=layer, head=head, pool=pool, epochs=epochs,
                          batch_size=batch_size or 64, lr=lr, seed=seed, samples=samples, val_fraction=val_fraction,
-                         device=device)
+                         device=device, half_weights=half_weights)
     with _EpochBars() as bars:
         result = train_classifier(config, output, overwrite=overwrite, on_progress=bars.update)
     if result.skipped:
@@ -148,13 +152,54 @@ def _train_segmentation(dataset: str, output: Path, backbone: str, backbone_weig
                f"wrote {result.checkpoint}")
 
 
+@app.command("calibrate")
+def calibrate_command(
+    checkpoint: Annotated[Path, typer.Argument(metavar="CKPT_DIR", help="Checkpoint directory of a classifier.")],
+    dataset: Annotated[str, typer.Option(metavar="shapes|objects", help="Generated images of its classes.")],
+    samples: Annotated[int, typer.Option(metavar="N", help="Held-out images to fit on (half as many set the "
+                                         "threshold, as many again check it).")] = 1000,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed of those images (use one not trained on; the "
+                                      "threshold and the check use N+1 and N+2).")] = 7,
+    false_alarms: Annotated[float, typer.Option(metavar="F", help="Share of familiar images allowed above the "
+                                                "threshold.")] = 0.05,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Learn what images like a classifier's training data look like to its maps, so predict can
+    mark unfamiliar ones; writes familiarity.safetensors into CKPT_DIR, then measures the rule:
+    false alarms on other held-out images, and flags on crops of the bundled photos."""
+    from featuremaps.data.datasets import objects_dataset, photo_crops, shapes_dataset
+    from featuremaps.models import load_model, model_info
+    from featuremaps.recognize.familiarity import fit_familiarity, measure
+
+    if dataset not in ("shapes", "objects"):
+        raise SettingsError(f"--dataset must be shapes or objects (generated, from a seed); got {dataset!r}")
+    net = load_model(checkpoint)
+    info = model_info(net)
+    make = shapes_dataset if dataset == "shapes" else objects_dataset
+    size = max(info.input.size)
+    familiarity = fit_familiarity(net, make(samples, seed, size, model_input=info.input),
+                                  make(max(samples // 2, 20), seed + 1, size, model_input=info.input),
+                                  false_alarms=false_alarms)
+    familiarity.save(checkpoint)
+    check = measure(net, familiarity, make(samples, seed + 2, size, model_input=info.input),
+                    photo_crops(200, seed, info.input))
+    if as_json:
+        print_json({"checkpoint": str(checkpoint), "false_alarms_target": false_alarms, **check.to_dict()})
+        return
+    typer.echo(f"wrote {checkpoint / 'familiarity.safetensors'} (threshold {check.threshold:.2f})")
+    typer.echo(f"  false alarms on {check.familiar_images} other held-out {dataset} images: "
+               f"{check.false_alarm_rate:.1%} (target {false_alarms:.0%})")
+    typer.echo(f"  crops of the bundled photos marked unfamiliar: {check.far_flagged} of {check.far_images}")
+
+
 @app.command("evaluate")
 def evaluate_command(
     checkpoint: Annotated[str, typer.Argument(metavar="CKPT", help="Checkpoint directory or builtin:shapes.")],
-    dataset: Annotated[str, typer.Option(metavar="shapes|digits|DIR", help="Data to score on.")],
+    dataset: Annotated[str, typer.Option(metavar="shapes|objects|digits|DIR", help="Data to score on.")],
     samples: Annotated[Optional[int], typer.Option(metavar="N", help="Shapes images (default 1000) or scenes "
                                                    "(default 100) to draw.")] = None,
-    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the shapes (use one not trained on).")] = 2024,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the generated shapes or objects (use one "
+                                 "not trained on).")] = 2024,
     split: Annotated[str, typer.Option(metavar="all|validation", help="For digits and folders: every image or "
                                        "the validation split.")] = "all",
     output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="CONFUSION.png",
@@ -172,15 +217,16 @@ def evaluate_command(
         return
     if task != "classification":
         raise SettingsError(f"--task must be classification or segmentation; got {task!r}")
-    from featuremaps.data.datasets import digits_dataset, folder_dataset, load_dataset, shapes_dataset
+    from featuremaps.data.datasets import digits_dataset, folder_dataset, load_dataset, objects_dataset, shapes_dataset
     from featuremaps.models import load_model, model_info
     from featuremaps.recognize.evaluate import evaluate
     from featuremaps.render.confusion import render_confusion
 
     net = load_model(checkpoint)
     info = model_info(net)
-    if dataset == "shapes":
-        data = shapes_dataset(samples or 1000, seed, 64, model_input=info.input)
+    if dataset in ("shapes", "objects"):
+        make = shapes_dataset if dataset == "shapes" else objects_dataset
+        data = make(samples or 1000, seed, max(info.input.size), model_input=info.input)
     elif split == "validation":
         data = load_dataset(dataset, info.input, seed=seed)[1]
     else:
@@ -242,14 +288,20 @@ def predict_command(
             heat, layer, index = class_activation_map(net, image)
             label, probability = result.labels[0]
             picture = render_overlay(model_info(net).input.display(image), heat, alpha=0.5, cmap="jet",
-                                     title=f"{label} {probability:.0%}: where {layer} saw it")
+                                     title=f"{label} {probability:.0%}: where {layer} saw it"
+                                           + model_info(net).untrained_note)
             stem = Path(image.removeprefix("sample:")).stem
             path = cam / f"{stem}_cam.png"
             picture.save(path)
             row["cam"] = str(path)
+    info = model_info(net)
     if as_json:
-        print_json(rows)
+        print_json({"model": info.name, "weights": info.weights_label, "classes": list(info.class_names or []),
+                    "images": rows})
         return
-    for row in rows:
+    typer.echo(f"{info.name} ({info.weights_label}) knows: {', '.join(info.class_names or ['(unnamed outputs)'])}")
+    for result, row in zip(results, rows):
         best = ", ".join(f"{p['label']} {p['probability']:.1%}" for p in row["predictions"])
         typer.echo(f"{row['path']}: {best}" + (f"  (CAM: {row['cam']})" if "cam" in row else ""))
+        if result.note:
+            typer.echo(f"  {result.note}")

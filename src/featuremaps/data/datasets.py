@@ -21,11 +21,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from featuremaps.data.objects import OBJECT_CLASSES, PART_KINDS, draw_object
 from featuremaps.data.shapes import SHAPE_CLASSES, draw_shape
 from featuremaps.errors import DatasetError, ImageError
 from featuremaps.inputs import ModelInput
 
-__all__ = ["IMAGE_SUFFIXES", "ArrayDataset", "DatasetError", "load_dataset"]
+__all__ = ["IMAGE_SUFFIXES", "ArrayDataset", "DatasetError", "load_dataset", "objects_dataset", "photo_crops",
+           "shapes_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +38,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 class ArrayDataset:
     """Images ``(N, C, H, W)`` uint8 with labels ``(N,)`` int64 and class names.
 
-    ``skipped`` lists ``(path, reason)`` for files that could not be read.
+    ``skipped`` lists ``(path, reason)`` for files that could not be read; ``extras`` holds
+    more per-image data of a generated set (the objects' ``parts``, multi-hot ``(N, 6)``).
     """
 
     images: torch.Tensor
@@ -44,9 +47,18 @@ class ArrayDataset:
     class_names: list[str]
     description: dict[str, Any]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def subset(self, indices: np.ndarray | torch.Tensor, split: str) -> ArrayDataset:
+        """The images at ``indices``, described as ``split``."""
+        index = torch.as_tensor(indices, dtype=torch.int64)
+        return ArrayDataset(self.images[index], self.labels[index], self.class_names,
+                            {**self.description, "split": split, "samples": int(len(index))}, self.skipped,
+                            {key: value[index] if isinstance(value, torch.Tensor) else value
+                             for key, value in self.extras.items()})
 
     def fingerprint(self) -> str:
         """A short hash of the pixels and labels (cache keys, checkpoint records)."""
@@ -71,6 +83,46 @@ def shapes_dataset(samples: int, seed: int, size: int = 64, *, start: int = 0,
                         {"dataset": "shapes", "seed": seed, "samples": samples, "size": size, "start": start})
 
 
+def objects_dataset(samples: int, seed: int, size: int = 128, *, start: int = 0,
+                    model_input: ModelInput | None = None) -> ArrayDataset:
+    """``samples`` composite-object images (balanced over the 9 classes) from ``seed``; with
+    ``model_input``, prepared for the model. ``parts`` (multi-hot, :data:`PART_KINDS`) rides along."""
+    if samples < 1:
+        raise DatasetError(f"samples must be >= 1; got {samples}")
+    drawn = [draw_object(seed, start + i, size) for i in range(samples)]
+    if model_input is not None:
+        images = torch.stack([model_input.prepare(d.image) for d in drawn])  # (N, C, H, W) uint8
+    else:
+        images = torch.from_numpy(np.stack([d.image for d in drawn])).permute(0, 3, 1, 2).contiguous()
+    labels = torch.tensor([d.label for d in drawn], dtype=torch.int64)
+    parts = torch.from_numpy(np.stack([d.part_presence for d in drawn]))
+    return ArrayDataset(images, labels, list(OBJECT_CLASSES),
+                        {"dataset": "objects", "seed": seed, "samples": samples, "size": size, "start": start},
+                        extras={"parts": parts, "part_names": list(PART_KINDS)})
+
+
+def photo_crops(samples: int, seed: int, model_input: ModelInput) -> ArrayDataset:
+    """``samples`` random square crops (a quarter to all of the shorter side) of the bundled photos,
+    prepared for the model: images far from the generated shapes and objects (labels are -1)."""
+    from featuremaps.images import load_image
+    from featuremaps.images import samples as photo_samples
+
+    if samples < 1:
+        raise DatasetError(f"samples must be >= 1; got {samples}")
+    rng = np.random.default_rng(seed)
+    photos = [load_image(f"sample:{sample.name}", mode="rgb", max_side=512) for sample in photo_samples()]
+    crops = []
+    for _ in range(samples):
+        photo = photos[int(rng.integers(len(photos)))]
+        _, height, width = photo.shape
+        side = int(rng.uniform(0.25, 1.0) * min(height, width))
+        top, left = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
+        crop = (photo[:, top:top + side, left:left + side].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        crops.append(model_input.prepare(crop))
+    return ArrayDataset(torch.stack(crops), torch.full((samples,), -1, dtype=torch.int64), [],
+                        {"dataset": "photo crops", "seed": seed, "samples": samples})
+
+
 def _split_indices(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Stratified split: each class contributes ``val_fraction`` of its items (at least one) to validation."""
     rng = np.random.default_rng(seed)
@@ -83,12 +135,6 @@ def _split_indices(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[
         val.extend(members[:count])
         train.extend(members[count:])
     return np.sort(np.asarray(train, dtype=np.int64)), np.sort(np.asarray(val, dtype=np.int64))
-
-
-def _subset(data: ArrayDataset, indices: np.ndarray, split: str) -> ArrayDataset:
-    index = torch.from_numpy(indices)
-    return ArrayDataset(data.images[index], data.labels[index], data.class_names,
-                        {**data.description, "split": split, "samples": int(len(indices))}, data.skipped)
 
 
 def digits_dataset(size: int = 32, model_input: ModelInput | None = None) -> ArrayDataset:
@@ -157,22 +203,24 @@ def load_dataset(
     spec: str | Path, model_input: ModelInput, *, seed: int = 0, samples: int = 4000, val_fraction: float = 0.2,
     draw_size: int = 64,
 ) -> tuple[ArrayDataset, ArrayDataset]:
-    """Train and validation sets for ``spec`` (``"shapes"``, ``"digits"`` or a folder), prepared for the model.
+    """Train and validation sets for ``spec`` (``"shapes"``, ``"objects"``, ``"digits"`` or a folder),
+    prepared for the model.
 
-    - shapes: ``samples`` training images drawn at ``draw_size`` from ``seed`` and
+    - shapes and objects: ``samples`` training images drawn at ``draw_size`` from ``seed`` and
       ``samples * val_fraction`` validation images from another seed (``seed + 1_000_003``):
       never the same images;
     - digits and folders: split per class with ``seed``.
     """
     if not 0.0 < val_fraction < 1.0:
         raise DatasetError(f"val_fraction must be between 0 and 1; got {val_fraction}")
-    if str(spec) == "shapes":
-        val_count = max(4, int(round(samples * val_fraction)))
-        return (shapes_dataset(samples, seed, draw_size, model_input=model_input),
-                shapes_dataset(val_count, seed + 1_000_003, draw_size, model_input=model_input))
+    if str(spec) in ("shapes", "objects"):
+        make = shapes_dataset if str(spec) == "shapes" else objects_dataset
+        val_count = max(len(OBJECT_CLASSES), int(round(samples * val_fraction)))
+        return (make(samples, seed, draw_size, model_input=model_input),
+                make(val_count, seed + 1_000_003, draw_size, model_input=model_input))
     if str(spec) == "digits":
         full = digits_dataset(max(model_input.size), model_input)
     else:
         full = folder_dataset(spec, model_input)
     train_index, val_index = _split_indices(full.labels.numpy(), val_fraction, seed)
-    return _subset(full, train_index, "train"), _subset(full, val_index, "validation")
+    return full.subset(train_index, "train"), full.subset(val_index, "validation")

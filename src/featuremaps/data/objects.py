@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw
 from featuremaps.data.shapes import BACKGROUNDS, background_image, sample_rng, visible_colour
 from featuremaps.errors import SettingsError
 
-__all__ = ["OBJECT_CLASSES", "PART_KINDS", "ObjectImage", "draw_object"]
+__all__ = ["EXAMPLE_SEED", "OBJECT_CLASSES", "PART_KINDS", "ObjectImage", "draw_object", "example_object"]
 
 OBJECT_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "star", "house", "tree", "car", "snowman",
                                    "face")
@@ -182,3 +182,19 @@ def draw_object(seed: int, index: int, size: int = 128, *, label: int | None = N
     counts = np.bincount(part_mask.ravel(), minlength=len(PART_KINDS) + 1)[1:]
     parts = tuple(int(k) for k in np.flatnonzero(counts >= _VISIBLE))
     return ObjectImage((image * 255).round().astype(np.uint8), object_mask, part_mask, label, parts, occluded, kind)
+
+
+EXAMPLE_SEED = 777
+"""The seed of :func:`example_object`: no bundled model trained, was validated or calibrated on it."""
+
+
+def example_object(name: str, seed: int = EXAMPLE_SEED, size: int = 128) -> np.ndarray:
+    """The first unoccluded generated image of class ``name`` from ``seed``, ``(size, size, 3)`` uint8."""
+    if name not in OBJECT_CLASSES:
+        raise SettingsError(f"no object class {name!r}; the classes are {', '.join(OBJECT_CLASSES)}")
+    index = 0
+    while True:
+        drawn = draw_object(seed, index, size, label=OBJECT_CLASSES.index(name))
+        if not drawn.occluded:
+            return np.asarray(drawn.image)
+        index += 1

@@ -3,7 +3,7 @@
 from featuremaps.models.catalogue import LayerInfo, list_layers
 from featuremaps.models.checkpoint import model_record, read_checkpoint, save_checkpoint
 from featuremaps.models.info import ModelInfo, model_device, model_info
-from featuremaps.models.registry import available_models, load_model, register_checkpoint_loader
+from featuremaps.models.registry import available_models, load_model, register_checkpoint_loader, untrained_like
 
 __all__ = [
     "LayerInfo",
@@ -17,4 +17,5 @@ __all__ = [
     "read_checkpoint",
     "register_checkpoint_loader",
     "save_checkpoint",
+    "untrained_like",
 ]

@@ -63,7 +63,16 @@ class ModelInfo:
     @property
     def weights_label(self) -> str:
         """The weights, or ``untrained (random) weights``: what pictures and pages must say."""
-        return self.weights if self.weights is not None else "untrained (random) weights"
+        if self.weights is None:
+            return "untrained (random) weights"
+        if self.source == "builtin" and self.weights == "DEFAULT":
+            return "trained weights (bundled with featuremaps)"
+        return f"weights {self.weights}"
+
+    @property
+    def untrained_note(self) -> str:
+        """For picture titles: ``" (untrained: random weights)"``, or nothing for trained weights."""
+        return "" if self.trained else " (untrained: random weights)"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as checkpoints record it (the input's fields flat, as ``input_size`` etc.)."""

@@ -34,7 +34,7 @@ from torch import nn
 
 from featuremaps.errors import CheckpointError, ModelError, SettingsError
 from featuremaps.inputs import IMAGENET_MEAN, IMAGENET_STD, Interpolation, ModelInput
-from featuremaps.models.builtin import LeNet5, TinyVGG
+from featuremaps.models.builtin import LeNet5, TinyResNet, TinyVGG
 from featuremaps.models.checkpoint import CHECKPOINT_SUFFIXES, load_weights_into, read_checkpoint
 from featuremaps.models.info import ModelInfo, attach, model_info
 
@@ -43,11 +43,13 @@ __all__ = [
     "CheckpointLoader",
     "available_models",
     "build_architecture",
+    "checkpoint_folder",
     "load_model",
     "record_info",
     "record_section",
     "register_builtin",
     "register_checkpoint_loader",
+    "untrained_like",
 ]
 
 
@@ -68,6 +70,12 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
                        input=ModelInput(3, (64, 64), 64, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))),
         description="TinyVGG as in CNN Explainer: 64x64 RGB, 2 blocks of two 3x3 convs + max-pool",
     ),
+    "tinyresnet": BuiltinModel(
+        build=lambda n, options: TinyResNet(num_classes=n or 9, **options),
+        info=ModelInfo(name="tinyresnet", source="builtin",
+                       input=ModelInput(3, (128, 128), 128, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))),
+        description="TinyResNet: 128x128 RGB, a stem and 4 residual stages (32-64-128-256), RF up to 159 px",
+    ),
     "lenet5": BuiltinModel(
         build=lambda n, options: LeNet5(num_classes=n or 10, **options),
         info=ModelInfo(name="lenet5", source="builtin", input=ModelInput(1, (32, 32), 32, mean=(0.5,), std=(0.25,))),
@@ -87,6 +95,8 @@ SHIPPED_MODELS = Path(str(resources.files("featuremaps") / "assets" / "models"))
 _SHIPPED = {
     "shapes": "TinyVGG (width 32) trained on the shapes dataset: circle, square, triangle, star",
     "shapes-seg": "per-pixel head on builtin:shapes' maps, trained on shapes scenes: background + 4 shapes",
+    "objects": "TinyResNet trained on composite objects made of parts (house, tree, car, snowman, face and "
+               "the single shapes)",
 }
 
 
@@ -439,6 +449,34 @@ def build_architecture(path: Path, info: ModelInfo, seed: int | None = 0) -> nn.
     except ModelError as error:
         raise CheckpointError(f"{path}: its record names an architecture featuremaps cannot build ({error})") from None
     return attach(model, info)
+
+
+def checkpoint_folder(model: nn.Module) -> Path | None:
+    """The checkpoint directory a model was loaded from (a shipped model's folder too), or None."""
+    info = model_info(model)
+    if info.source == "builtin" and info.weights == "DEFAULT":
+        spec = BUILTIN_MODELS.get(info.name.removeprefix("builtin:"))
+        return Path(spec.weights_file) if spec is not None and spec.weights_file is not None else None
+    if info.source == "checkpoint" and info.weights and Path(info.weights).is_dir():
+        return Path(info.weights)
+    return None
+
+
+def untrained_like(model: nn.Module, seed: int | None = 0) -> nn.Module:
+    """``model``'s architecture (and options, and number of classes) with fresh random weights:
+    the control for what training did.
+
+    Raises:
+        ModelError: the model was not built by :func:`load_model` (nothing records its architecture).
+    """
+    info = model_info(model)
+    if info.source == "module":
+        raise ModelError(f"{type(model).__name__} was not built by load_model; its architecture is not known")
+    name = info.name.removeprefix("builtin:")
+    if name in BUILTIN_MODELS and BUILTIN_MODELS[name].weights_file is not None:
+        name = BUILTIN_MODELS[name].info.name
+    return load_model(name, weights=None, num_classes=info.num_classes, seed=seed,
+                      options=dict(info.options) if info.options else None)
 
 
 def _from_checkpoint(path: Path, num_classes: int | None, seed: int | None) -> nn.Module:

@@ -14,21 +14,41 @@ from featuremaps.errors import LayerError, SettingsError
 from featuremaps.features import FeatureExtractor, catalogue_for
 from featuremaps.images import ImageSource
 from featuremaps.models.info import model_device, model_info
+from featuremaps.recognize.familiarity import familiarity_for
 
 __all__ = ["Prediction", "class_activation_map", "default_cam_layer", "predict"]
 
 
 @dataclass
 class Prediction:
-    """The best ``k`` classes for one image, most probable first."""
+    """The best ``k`` classes for one image, most probable first.
+
+    ``familiar`` is False when the image's maps are unlike those of the training data (its
+    ``unfamiliarity`` is above the threshold that 5% of held-out images exceed;
+    :mod:`featuremaps.recognize.familiarity`), None when the model has no familiarity statistics.
+    """
 
     source: str
     labels: list[tuple[str, float]]
     class_index: int
+    familiar: bool | None = None
+    unfamiliarity: float | None = None
+    threshold: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.source, "predictions": [{"label": label, "probability": round(p, 6)}
-                                                     for label, p in self.labels]}
+                                                     for label, p in self.labels],
+                "familiar": self.familiar,
+                "unfamiliarity": None if self.unfamiliarity is None else round(self.unfamiliarity, 3),
+                "threshold": None if self.threshold is None else round(self.threshold, 3)}
+
+    @property
+    def note(self) -> str:
+        """Empty, or why the prediction is marked unfamiliar."""
+        if self.familiar is False:
+            return (f"unfamiliar image: its maps are unlike the training data's (score {self.unfamiliarity:.1f} > "
+                    f"{self.threshold:.1f}, a threshold 5% of held-out images exceed); the label means little")
+        return ""
 
 
 def _names(model: nn.Module) -> list[str]:
@@ -45,14 +65,21 @@ def predict(model: nn.Module, images: Sequence[ImageSource], *, top_k: int = 3) 
         raise SettingsError(f"top_k must be >= 1; got {top_k}")
     info = model_info(model)
     names = _names(model)
+    familiarity = familiarity_for(model)
     model.eval()
     results = []
     for image in images:
-        x = info.input.tensor(image)[None].to(model_device(model))
+        prepared = info.input.prepare(image)
+        x = info.input.normalise(prepared)[None].to(model_device(model))
         probabilities = F.softmax(model(x)[0].float(), dim=0).cpu()
         values, indices = probabilities.topk(min(top_k, len(probabilities)))
         labels = [(names[i] if i < len(names) else str(i), float(v)) for v, i in zip(values, indices.tolist())]
-        results.append(Prediction(str(image), labels, int(indices[0])))
+        prediction = Prediction(str(image), labels, int(indices[0]))
+        if familiarity is not None:
+            score = float(familiarity.scores(model, prepared[None])[0])
+            prediction.unfamiliarity, prediction.threshold = score, familiarity.threshold
+            prediction.familiar = score <= familiarity.threshold
+        results.append(prediction)
     return results
 
 

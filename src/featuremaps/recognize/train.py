@@ -23,11 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featuremaps.data.datasets import ArrayDataset, load_dataset, shapes_dataset
+from featuremaps.data.datasets import ArrayDataset, load_dataset, objects_dataset, shapes_dataset
 from featuremaps.errors import LayerError, SettingsError
 from featuremaps.features import FeatureExtractor
 from featuremaps.models.info import ModelInfo, attach, model_info
 from featuremaps.models.registry import load_model
+from featuremaps.recognize.familiarity import fit_familiarity
 from featuremaps.recognize.head import HEADS, POOLINGS, FeatureHead, make_head, pool_maps
 from featuremaps.training import Progress, check_output, fit, write_checkpoint
 
@@ -61,6 +62,7 @@ class TrainConfig:
     samples: int = 4000
     val_fraction: float = 0.2
     device: str = "cpu"
+    half_weights: bool = False
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "samples", "hidden"):
@@ -96,6 +98,7 @@ class TrainResult:
     checkpoint: Path | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+    validation: ArrayDataset | None = field(default=None, repr=False)
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -147,9 +150,10 @@ def _train_cnn(config: TrainConfig, on_progress: ProgressCallback | None) -> Tra
     generator = torch.Generator().manual_seed(config.seed)
 
     def batches(epoch: int) -> list[torch.Tensor]:
-        if config.dataset == "shapes" and epoch > 0:  # fresh images every epoch
-            current["data"] = shapes_dataset(config.samples, config.seed, max(model_input.size),
-                                             start=epoch * config.samples, model_input=model_input)
+        if config.dataset in ("shapes", "objects") and epoch > 0:  # fresh images every epoch
+            make = shapes_dataset if config.dataset == "shapes" else objects_dataset
+            current["data"] = make(config.samples, config.seed, max(model_input.size), start=epoch * config.samples,
+                                   model_input=model_input)
         return _batches(len(current["data"]), config.batch_size, generator)
 
     def inputs(index: torch.Tensor) -> torch.Tensor:
@@ -163,7 +167,7 @@ def _train_cnn(config: TrainConfig, on_progress: ProgressCallback | None) -> Tra
                   train_mode=model.train, on_progress=on_progress)
     model.eval()
     attach(model, replace(info, class_names=tuple(train.class_names), num_classes=len(train.class_names)))
-    return TrainResult(model, {}, history, skipped=train.skipped, data=_describe(train, val))
+    return TrainResult(model, {}, history, skipped=train.skipped, data=_describe(train, val), validation=val)
 
 
 def _features(backbone: nn.Module, data: ArrayDataset, layer: str, pool: str, device: torch.device,
@@ -211,7 +215,7 @@ def _train_head(config: TrainConfig, on_progress: ProgressCallback | None) -> Tr
     model.eval()
     attach(model, ModelInfo(name=f"head:{info.name}:{config.layer}", source="head", input=info.input,
                             class_names=tuple(train.class_names), num_classes=len(train.class_names)))
-    return TrainResult(model, {}, history, skipped=train.skipped, data=_describe(train, val))
+    return TrainResult(model, {}, history, skipped=train.skipped, data=_describe(train, val), validation=val)
 
 
 def train_classifier(config: TrainConfig, out_dir: str | Path | None = None, *,
@@ -236,5 +240,11 @@ def train_classifier(config: TrainConfig, out_dir: str | Path | None = None, *,
         metrics={"train_loss": round(last.loss, 5), "train_accuracy": round(last.accuracy or 0.0, 5),
                  "val_loss": round(last.validation["loss"], 5), "val_accuracy": round(last.validation["accuracy"], 5),
                  "images_per_second": round(last.images_per_second, 1)},
-        overwrite=overwrite)
+        overwrite=overwrite, half=config.half_weights)
+    validation = result.validation
+    if result.checkpoint is not None and not config.backbone and validation is not None and len(validation) >= 100:
+        half = len(validation) // 2  # what a familiar image looks like: fitted on one half, thresholded on the other
+        indices = torch.arange(len(validation))
+        fit_familiarity(result.model, validation.subset(indices[:half], "familiarity fit"),
+                        validation.subset(indices[half:], "familiarity threshold")).save(result.checkpoint)
     return result

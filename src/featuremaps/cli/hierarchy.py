@@ -1,0 +1,46 @@
+"""``featuremaps hierarchy``: what each layer's maps tell, low to high, against an untrained control."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from featuremaps.cli._common import app, print_json
+
+
+@app.command("hierarchy")
+def hierarchy_command(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A model name or checkpoint (e.g. builtin:objects).")],
+    dataset: Annotated[str, typer.Option(metavar="objects|shapes", help="Generated images to probe with.")] = "objects",
+    layers: Annotated[Optional[str], typer.Option(metavar="L1,L2|PATTERN", help="Layers to probe (default: the "
+                                                  "model's stages).")] = None,
+    train: Annotated[int, typer.Option(metavar="N", help="Images the probes train on.")] = 1800,
+    test: Annotated[int, typer.Option(metavar="N", help="Held-out images they are scored on.")] = 900,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the images (the held-out ones use N+1).")] = 20261128,
+    control: Annotated[bool, typer.Option("--control/--no-control", help="Also probe the same architecture with "
+                                          "untrained (random) weights.")] = True,
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="PNG", help="The chart.")] = Path("hierarchy.png"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Per layer: receptive field, held-out accuracy of linear probes on the pooled maps (object
+    class, part presence), and how many channels detect a part or a whole object; with the
+    untrained architecture as the control."""
+    from featuremaps.hierarchy import hierarchy, render_hierarchy
+    from featuremaps.models import load_model, model_info, untrained_like
+
+    net = load_model(model)
+    results = [hierarchy(net, dataset=dataset, layers=layers, train_samples=train, test_samples=test, seed=seed)]
+    if control and model_info(net).trained:
+        results.append(hierarchy(untrained_like(net), dataset=dataset, layers=layers, train_samples=train,
+                                 test_samples=test, seed=seed))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    render_hierarchy(results).save(output)
+    if as_json:
+        print_json({"results": [result.to_dict() for result in results], "picture": str(output)})
+        return
+    for result in results:
+        typer.echo(result.table())
+        typer.echo("")
+    typer.echo(f"wrote {output}")

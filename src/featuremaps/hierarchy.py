@@ -1,0 +1,352 @@
+"""The hierarchy, measured: what each layer's maps can tell, from low to high.
+
+For each chosen layer of a model, on generated images it never trained on:
+
+- its **receptive field** (pixels one unit sees);
+- **linear probes** on its pooled maps (mean and max of every channel over the positions):
+  held-out accuracy for the object class, and balanced accuracy for the presence of each part
+  kind (mean over the kinds; chance is 1 / classes and 0.5);
+- **detectors**: channels whose strongest response (max over positions) alone separates the
+  images with a part from those without (ROC AUC >= ``detector_auc``), and channels that
+  separate a composite object from the images that share one of its parts but are another
+  class (a roof-triangle detector fires on houses, trees and triangles, so it is no house
+  detector; a house detector must tell the house from all three).
+
+Run it on a trained model and on its architecture with untrained weights (the control,
+:func:`~featuremaps.models.untrained_like`): pooled random features already carry colour and
+texture, so the control is the bar the trained layers must clear.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy.stats import rankdata
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from featuremaps.data.datasets import ArrayDataset, objects_dataset, shapes_dataset
+from featuremaps.data.objects import OBJECT_CLASSES, PART_KINDS
+from featuremaps.errors import SettingsError
+from featuremaps.features import FeatureExtractor, LayerSelection, catalogue_for, default_layers, select_layers
+from featuremaps.models.info import model_device, model_info
+
+__all__ = ["Hierarchy", "LayerProbe", "channel_roles", "hierarchy", "part_sharers", "render_hierarchy"]
+
+DATASETS = ("objects", "shapes")
+
+
+@dataclass(frozen=True)
+class LayerProbe:
+    """What one layer's pooled maps tell (see the module docstring)."""
+
+    layer: str
+    depth: int
+    channels: int
+    receptive_field: float | None
+    object_accuracy: float
+    part_accuracy: float | None
+    part_detectors: int | None
+    object_detectors: int | None
+    best_parts: dict[str, tuple[int, float]] = field(default_factory=dict)
+    best_objects: dict[str, tuple[int, float]] = field(default_factory=dict)
+    channel_parts: list[tuple[str, float]] = field(default_factory=list)
+    channel_objects: list[tuple[str, float]] = field(default_factory=list)
+
+    def role(self, channel: int, threshold: float = 0.8) -> str:
+        """What ``channel`` detects best: ``"house (AUC 0.97)"``, ``"triangle (AUC 0.91)"`` or ``""``."""
+        if not 0 <= channel < len(self.channel_parts):
+            return ""
+        part, part_auc = self.channel_parts[channel]
+        whole, whole_auc = self.channel_objects[channel] if self.channel_objects else ("", 0.0)
+        if whole_auc >= threshold and whole_auc >= part_auc:
+            return f"{whole} (AUC {whole_auc:.2f})"
+        return f"{part} (AUC {part_auc:.2f})" if part_auc >= threshold else ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layer": self.layer, "depth": self.depth, "channels": self.channels,
+                "receptive_field": self.receptive_field, "object_accuracy": round(self.object_accuracy, 4),
+                "part_accuracy": None if self.part_accuracy is None else round(self.part_accuracy, 4),
+                "part_detectors": self.part_detectors, "object_detectors": self.object_detectors,
+                "best_parts": {k: {"channel": c, "auc": round(a, 4)} for k, (c, a) in self.best_parts.items()},
+                "best_objects": {k: {"channel": c, "auc": round(a, 4)} for k, (c, a) in self.best_objects.items()},
+                "channel_roles": [{"part": p, "part_auc": round(pa, 4), "object": o, "object_auc": round(oa, 4)}
+                             for (p, pa), (o, oa) in zip(self.channel_parts, self.channel_objects)]}
+
+
+@dataclass
+class Hierarchy:
+    """Per-layer probes of one model, low to high."""
+
+    model: str
+    weights: str
+    dataset: str
+    train_samples: int
+    test_samples: int
+    seed: int
+    detector_auc: float
+    object_chance: float
+    layers: list[LayerProbe]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "weights": self.weights, "dataset": self.dataset,
+                "train_samples": self.train_samples, "test_samples": self.test_samples, "seed": self.seed,
+                "detector_auc": self.detector_auc, "object_chance": round(self.object_chance, 4),
+                "part_chance": 0.5, "layers": [layer.to_dict() for layer in self.layers]}
+
+    def table(self) -> str:
+        """The figures as a plain-text table."""
+        lines = [f"{self.model} ({self.weights}) on {self.dataset}: {self.train_samples} train / "
+                 f"{self.test_samples} held-out images; chance {self.object_chance:.1%} (objects), 50% (parts)",
+                 f"{'layer':<16}{'RF px':>7}{'maps':>6}{'objects':>9}{'parts':>8}{'part det.':>11}{'object det.':>13}"]
+        for row in self.layers:
+            rf = f"{row.receptive_field:.0f}" if row.receptive_field else "all"
+            parts = "-" if row.part_accuracy is None else f"{row.part_accuracy:.1%}"
+            lines.append(f"{row.layer:<16}{rf:>7}{row.channels:>6}{row.object_accuracy:>9.1%}{parts:>8}"
+                         f"{_count(row.part_detectors):>11}{_count(row.object_detectors):>13}")
+        return "\n".join(lines)
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def part_sharers() -> dict[str, list[int]]:
+    """For each composite object, the classes that share one of its parts but are not it (by drawing a
+    few hundred samples of each class and reading their part lists)."""
+    from featuremaps.data.objects import draw_object
+
+    parts_of: dict[int, set[int]] = {}
+    for index in range(len(OBJECT_CLASSES) * 20):
+        drawn = draw_object(0, index, 64)
+        parts_of.setdefault(drawn.label, set()).update(np.flatnonzero(drawn.part_presence).tolist())
+    composite = {label for label, parts in parts_of.items() if OBJECT_CLASSES[label] not in PART_KINDS}
+    return {OBJECT_CLASSES[label]: sorted(other for other, parts in parts_of.items()
+                                          if other != label and parts & parts_of[label])
+            for label in sorted(composite)}
+
+
+def _pooled(extractor: FeatureExtractor, data: ArrayDataset, batch_size: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per layer: ``(mean, max)`` over positions, each ``(N, C)``."""
+    info = extractor.info
+    device = model_device(extractor.model)
+    means: dict[str, list[np.ndarray]] = {name: [] for name in extractor.names}
+    peaks: dict[str, list[np.ndarray]] = {name: [] for name in extractor.names}
+    for index in torch.arange(len(data)).split(batch_size):
+        maps = extractor(info.input.normalise(data.images[index].to(device)))
+        for name, tensor in maps.items():
+            flat = tensor.float().flatten(2) if tensor.ndim >= 3 else tensor.float()[:, :, None]
+            means[name].append(flat.mean(2).cpu().numpy())
+            peaks[name].append(flat.amax(2).cpu().numpy())
+    return {name: (np.concatenate(means[name]), np.concatenate(peaks[name])) for name in extractor.names}
+
+
+def _probe(train: np.ndarray, train_y: np.ndarray, test: np.ndarray, test_y: np.ndarray, *,
+           balanced: bool = False) -> float:
+    scaler = StandardScaler().fit(train)
+    classifier = LogisticRegression(max_iter=3000, C=0.5, class_weight="balanced" if balanced else None)
+    classifier.fit(scaler.transform(train), train_y)
+    predicted = classifier.predict(scaler.transform(test))
+    if not balanced:
+        return float((predicted == test_y).mean())
+    recalls = [float((predicted[test_y == value] == value).mean()) for value in np.unique(test_y)]
+    return float(np.mean(recalls))
+
+
+def _auc(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """ROC AUC of every column of ``scores`` ``(N, C)`` for the boolean ``positive`` ``(N,)`` (rank formula)."""
+    count_pos, count_neg = int(positive.sum()), int((~positive).sum())
+    if count_pos == 0 or count_neg == 0:
+        return np.full(scores.shape[1], np.nan)
+    ranks = rankdata(scores, axis=0)
+    return (ranks[positive].sum(0) - count_pos * (count_pos + 1) / 2) / (count_pos * count_neg)
+
+
+@dataclass
+class _Detectors:
+    part_detectors: int
+    object_detectors: int
+    best_parts: dict[str, tuple[int, float]]
+    best_objects: dict[str, tuple[int, float]]
+    channel_parts: list[tuple[str, float]]
+    channel_objects: list[tuple[str, float]]
+
+
+def _detectors(peaks: np.ndarray, parts: np.ndarray, labels: np.ndarray, sharers: dict[str, list[int]],
+               threshold: float) -> _Detectors:
+    """Per channel of ``peaks`` ``(N, C)`` (max over positions): AUC for each part kind (``parts`` ``(N, K)``
+    bool) and for each composite object against the classes sharing its parts."""
+    part_aucs = np.stack([_auc(peaks, parts[:, k]) for k in range(parts.shape[1])])
+    object_aucs = np.full((len(sharers), peaks.shape[1]), np.nan)
+    for row, (name, others) in enumerate(sharers.items()):
+        target = OBJECT_CLASSES.index(name)
+        subset = np.isin(labels, np.array([target, *others]))
+        object_aucs[row] = _auc(peaks[subset], labels[subset] == target)
+
+    def best(aucs: np.ndarray, names: Sequence[str]) -> dict[str, tuple[int, float]]:
+        return {name: (int(np.nanargmax(row)), float(np.nanmax(row)))
+                for name, row in zip(names, aucs) if np.isfinite(row).any()}
+
+    return _Detectors(
+        part_detectors=int((np.nan_to_num(part_aucs) >= threshold).any(0).sum()),
+        object_detectors=int((np.nan_to_num(object_aucs) >= threshold).any(0).sum()),
+        best_parts=best(part_aucs, PART_KINDS), best_objects=best(object_aucs, list(sharers)),
+        channel_parts=_best_per_channel(part_aucs, list(PART_KINDS)),
+        channel_objects=_best_per_channel(object_aucs, list(sharers)))
+
+
+def channel_roles(model: nn.Module, layers: LayerSelection, *, samples: int = 600, seed: int = 20261130,
+                  threshold: float = 0.8) -> dict[tuple[str, int], str]:
+    """What each channel of ``layers`` detects best on generated objects images: ``(layer, channel) ->
+    "triangle (AUC 0.93)"`` for channels whose best ROC AUC reaches ``threshold`` (parts against
+    images without that part; composite objects against the classes that share their parts)."""
+    info = model_info(model)
+    data = objects_dataset(samples, seed, max(info.input.size), model_input=info.input)
+    extractor = FeatureExtractor(model, layers)
+    pooled = _pooled(extractor, data, 64)
+    found_roles: dict[tuple[str, int], str] = {}
+    sharers = part_sharers()
+    for name in extractor.names:
+        found = _detectors(pooled[name][1], data.extras["parts"].numpy() > 0, data.labels.numpy(), sharers, threshold)
+        probe = LayerProbe(name, 0, pooled[name][1].shape[1], None, 0.0, None, None, None,
+                           channel_parts=found.channel_parts, channel_objects=found.channel_objects)
+        for channel in range(probe.channels):
+            role = probe.role(channel, threshold)
+            if role:
+                found_roles[(name, channel)] = role
+    return found_roles
+
+
+def _best_per_channel(aucs: np.ndarray, names: list[str]) -> list[tuple[str, float]]:
+    """For each channel (column of ``aucs`` ``(K, C)``), the name with the highest AUC and that AUC."""
+    filled = np.nan_to_num(aucs, nan=0.0)
+    best = filled.argmax(0)
+    return [(names[int(k)], float(filled[k, c])) for c, k in enumerate(best)]
+
+
+def hierarchy(
+    model: nn.Module,
+    *,
+    dataset: str = "objects",
+    layers: LayerSelection | None = None,
+    train_samples: int = 1800,
+    test_samples: int = 900,
+    seed: int = 20261128,
+    detector_auc: float = 0.9,
+    batch_size: int = 64,
+) -> Hierarchy:
+    """Probe ``layers`` (default: the model's stages) of ``model`` on generated images.
+
+    Args:
+        dataset: ``"objects"`` (classes and parts) or ``"shapes"`` (classes only).
+        train_samples, test_samples: probe training and held-out images, from two seeds
+            (``seed`` and ``seed + 1``), drawn at the model's input size.
+        detector_auc: a channel counts as a detector from this ROC AUC on.
+
+    Raises:
+        SettingsError: an unknown dataset, or numbers out of range.
+    """
+    if dataset not in DATASETS:
+        raise SettingsError(f"dataset must be one of {', '.join(DATASETS)}; got {dataset!r}")
+    for label, number, low in (("train_samples", train_samples, 50), ("test_samples", test_samples, 50)):
+        if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= 100_000:
+            raise SettingsError(f"{label} must be an integer from {low} to 100000; got {number!r}")
+    if not 0.5 < detector_auc < 1.0:
+        raise SettingsError(f"detector_auc must be between 0.5 and 1; got {detector_auc}")
+    info = model_info(model)
+    catalogue = catalogue_for(model, info.input_size)
+    chosen = default_layers(catalogue) if layers is None else select_layers(catalogue, layers, model_name=info.name)
+    # Low to high: the catalogue lists a block before its sub-layers, but its output comes after them.
+    chosen = sorted(chosen, key=lambda e: (e.global_field, e.receptive_field[0] if e.receptive_field else 0))
+    make = objects_dataset if dataset == "objects" else shapes_dataset
+    size = max(info.input.size)
+    train = make(train_samples, seed, size, model_input=info.input)
+    test = make(test_samples, seed + 1, size, model_input=info.input)
+    extractor = FeatureExtractor(model, [entry.name for entry in chosen])
+    pooled_train, pooled_test = _pooled(extractor, train, batch_size), _pooled(extractor, test, batch_size)
+    has_parts = "parts" in test.extras
+    sharers = part_sharers() if has_parts else {}
+    probes = []
+    for depth, entry in enumerate(chosen):
+        mean_train, max_train = pooled_train[entry.name]
+        mean_test, max_test = pooled_test[entry.name]
+        features_train, features_test = np.hstack([mean_train, max_train]), np.hstack([mean_test, max_test])
+        object_accuracy = _probe(features_train, train.labels.numpy(), features_test, test.labels.numpy())
+        part_accuracy = part_detectors = object_detectors = None
+        best_parts: dict[str, tuple[int, float]] = {}
+        best_objects: dict[str, tuple[int, float]] = {}
+        channel_parts: list[tuple[str, float]] = []
+        channel_objects: list[tuple[str, float]] = []
+        if has_parts:
+            parts_train, parts_test = train.extras["parts"].numpy() > 0, test.extras["parts"].numpy() > 0
+            part_accuracy = float(np.mean([
+                _probe(features_train, parts_train[:, k], features_test, parts_test[:, k], balanced=True)
+                for k in range(len(PART_KINDS))]))
+            found = _detectors(max_test, parts_test, test.labels.numpy(), sharers, detector_auc)
+            part_detectors, object_detectors = found.part_detectors, found.object_detectors
+            best_parts, best_objects = found.best_parts, found.best_objects
+            channel_parts, channel_objects = found.channel_parts, found.channel_objects
+        field_size = None if entry.global_field or entry.receptive_field is None else float(entry.receptive_field[0])
+        probes.append(LayerProbe(entry.name, depth, int(mean_train.shape[1]), field_size, object_accuracy,
+                                 part_accuracy, part_detectors, object_detectors, best_parts, best_objects,
+                                 channel_parts, channel_objects))
+    return Hierarchy(model=info.name, weights=info.weights_label, dataset=dataset, train_samples=train_samples,
+                     test_samples=test_samples, seed=seed, detector_auc=detector_auc,
+                     object_chance=1.0 / len(train.class_names), layers=probes)
+
+
+def render_hierarchy(results: Sequence[Hierarchy], *, title: str | None = None) -> Image.Image:
+    """Probe accuracy against depth for each result (a trained model and its control), as a PIL image."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not results:
+        raise SettingsError("nothing to draw: give at least one hierarchy result")
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6), dpi=110)
+    styles = ["-", "--", ":", "-."]
+    first = results[0]
+    names = [row.layer for row in first.layers]
+    ticks = [f"{row.layer}\nRF {row.receptive_field:.0f}" if row.receptive_field else f"{row.layer}\nRF all"
+             for row in first.layers]
+    for number, result in enumerate(results):
+        style = styles[number % len(styles)]
+        label = f"{result.model} ({result.weights})"
+        x = list(range(len(result.layers)))
+        left.plot(x, [r.object_accuracy for r in result.layers], style, marker="o", color="tab:blue",
+                  label=f"objects, {label}")
+        if all(r.part_accuracy is not None for r in result.layers):
+            left.plot(x, [r.part_accuracy for r in result.layers], style, marker="s", color="tab:orange",
+                      label=f"parts, {label}")
+        if all(r.part_detectors is not None for r in result.layers):
+            right.plot(x, [r.part_detectors for r in result.layers], style, marker="s", color="tab:orange",
+                       label=f"part detectors, {label}")
+            right.plot(x, [r.object_detectors for r in result.layers], style, marker="o", color="tab:green",
+                       label=f"object detectors, {label}")
+    left.axhline(first.object_chance, color="tab:blue", lw=0.8, alpha=0.5)
+    left.axhline(0.5, color="tab:orange", lw=0.8, alpha=0.5)
+    left.set_ylim(0, 1.02)
+    left.set_ylabel("held-out accuracy of a linear probe")
+    left.set_title("What the pooled maps tell (thin lines: chance)")
+    right.set_ylabel(f"channels with ROC AUC >= {first.detector_auc}")
+    right.set_title("Detectors: parts, then whole objects")
+    for axis in (left, right):
+        axis.set_xticks(range(len(names)), ticks, fontsize=8)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.suptitle(title or f"The hierarchy of {first.model} on {first.dataset}, low to high")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
