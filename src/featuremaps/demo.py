@@ -11,9 +11,14 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from featuremaps.conv import ConvLayer
 from featuremaps.conv.geometry import output_size_formula
+from featuremaps.data.objects import example_object
 from featuremaps.drawing import to_pil
+from featuremaps.features import FeatureExtractor
 from featuremaps.illustrate import ConvScene, image_patch, random_grid
 from featuremaps.illustrate.receptive import receptive_field_diagram
 from featuremaps.images import load_image, samples
@@ -124,51 +129,133 @@ def _model_section(report: Report) -> None:
     from featuremaps.render.overlay import rank_maps, render_overlay, render_receptive_field
     from featuremaps.render.overview import describe_layer, render_overview
 
-    image = f"sample:{DEMO_SAMPLE}"
     section = report.section("Every layer of a CNN, from low to high level")
-    model = load_model("tinyvgg")
-    weights = model_info(model).weights
+    model = load_model("builtin:objects")
+    info = model_info(model)
+    house = example_object("house")
     section.text(
-        "Maps pass from layer to layer: each convolution combines all maps of the layer below, pooling "
-        "halves their size, and the receptive field (the input region one unit sees) grows, so deeper maps "
-        "respond to larger, more complex patterns. Shown here: TinyVGG (as in CNN Explainer) on the sample "
-        "photo resized to its 64x64 input"
-        + (", with its trained weights." if weights else ", with untrained (random) weights for now.")
+        "Maps pass from layer to layer: each convolution combines all maps of the layer below, strides "
+        "halve their size, and the receptive field (the input region one unit sees) grows, so deeper maps "
+        "respond to larger, more complex patterns. Shown here: builtin:objects, a small residual network "
+        f"({info.weights_label}) trained on generated objects made of parts (a house is a square body under "
+        "a triangle roof, a car a bar on two wheels, ...), on a house it never saw."
     )
     layers = list_layers(model)
+    stages = ["stem", "stage1", "stage2", "stage3", "stage4"]
     section.table(
-        ["layer", "type", "output C x H x W", "stride (jump)", "receptive field"],
-        [[l.name, l.type, "x".join(map(str, l.output_shape)),
-          "-" if l.jump is None else int(l.jump[0]),
-          "whole image" if l.global_field or l.receptive_field is None else int(l.receptive_field[0])]
-         for l in layers],
+        ["layer", "output C x H x W", "stride (jump)", "receptive field"],
+        [[entry.name, "x".join(map(str, entry.output_shape)), int(entry.jump[0]) if entry.jump else "-",
+          int(entry.receptive_field[0]) if entry.receptive_field else "-"]
+         for entry in layers if entry.name in stages],
     )
-    maps = extract(model, image, "Conv2d,MaxPool2d")
-    by_name = {l.name: l for l in layers}
-    picture = model_info(model).input.display(image)
-    section.figure(render_overview(picture, maps, by_name, max_maps=10, title="TinyVGG: low to high"),
-                   "Each row is a layer: its 10 maps, most active first.", name="tinyvgg-overview")
-    best = rank_maps(maps["pool2"])[0]
-    section.figure(render_overlay(picture, maps["pool2"][best], layer=by_name["pool2"],
-                                  title=f"pool2 channel {best}"),
-                   f"The most active map of pool2 over the input; the box is what its strongest unit sees "
-                   f"({describe_layer(by_name['pool2'])}).", name="tinyvgg-overlay")
-    section.figure(render_receptive_field(picture, by_name["conv2_2"], 12, 12, channel=0,
-                                          value=float(maps["conv2_2"][0, 12, 12])),
-                   "The receptive field of one unit of conv2_2: 14x14 input pixels.", name="tinyvgg-unit")
+    maps = extract(model, house, stages)
+    by_name = {entry.name: entry for entry in layers}
+    picture = info.input.display(house)
+    section.figure(render_overview(picture, maps, by_name, max_maps=10, title="builtin:objects: low to high"),
+                   "Each row is a stage: its 10 most active maps. The stem's maps are edges and colours; "
+                   "stage4's maps are 8x8 and each unit sees more than the whole image.", name="objects-overview")
+    best = rank_maps(maps["stage3"])[0]
+    section.figure(render_overlay(picture, maps["stage3"][best], layer=by_name["stage3"],
+                                  title=f"stage3 channel {best}"),
+                   f"The most active map of stage3 over the input; the box is what its strongest unit sees "
+                   f"({describe_layer(by_name['stage3'])}).", name="objects-overlay")
+    section.figure(render_receptive_field(picture, by_name["stage2"], 16, 16, channel=0,
+                                          value=float(maps["stage2"][0, 16, 16])),
+                   "The receptive field of one unit of stage2: 23x23 input pixels.", name="objects-unit")
     resnet = load_model("resnet18")
+    image = f"sample:{DEMO_SAMPLE}"
     resnet_maps = extract(resnet, image, "conv1,maxpool,layer1,layer2,layer3,layer4")
-    resnet_layers = {l.name: l for l in list_layers(resnet)}
+    resnet_layers = {entry.name: entry for entry in list_layers(resnet)}
     section.figure(
         render_overview(model_info(resnet).input.display(image), resnet_maps, resnet_layers, max_maps=8,
-                        title="ResNet-18 (torchvision, untrained): low to high"),
-        "torchvision's ResNet-18 at 224x224, untrained weights (no download here): strides 2, 4, 4, 8, 16, 32 "
-        "and receptive fields 7, 11, 43, 99, 211, 435 pixels.", name="resnet18-overview",
+                        title="ResNet-18 (torchvision): low to high" + model_info(resnet).untrained_note),
+        "torchvision's ResNet-18 at 224x224, untrained (random) weights (no download here): strides 2, 4, 4, "
+        "8, 16, 32 and receptive fields 7, 11, 43, 99, 211, 435 pixels.", name="resnet18-overview",
     )
+
+
+def _hierarchy_section(report: Report) -> None:
+    from featuremaps.hierarchy import channel_roles, hierarchy, render_hierarchy
+    from featuremaps.models import load_model, untrained_like
+    from featuremaps.tracing import lineage, render_lineage
+
+    section = report.section("Parts combine into wholes: the hierarchy, measured, and where a map comes from")
+    model = load_model("builtin:objects")
+    trained = hierarchy(model, train_samples=900, test_samples=450)
+    control = hierarchy(untrained_like(model), train_samples=900, test_samples=450)
+    section.text(
+        "What can a straight line (a linear probe) read from each stage's pooled maps? On images the model "
+        "never saw: the object class, and which parts are present; and how many channels alone detect a "
+        "part, or a whole object (told apart from the classes that share its parts). The same architecture "
+        "with untrained (random) weights is the control."
+    )
+    section.figure(render_hierarchy([trained, control]), "Probe accuracy and detectors per stage, trained "
+                   "(solid) and untrained (dashed).", name="hierarchy")
+    section.code(trained.table() + "\n\n" + control.table())
+    stage4 = trained.layers[-1]
+    channel, auc = stage4.best_objects.get("house", (0, 0.0))
+    result = lineage(model, example_object("house"), f"stage4:{channel}", stations=["stage1", "stage2", "stage3"],
+                     levels=2, top=4)
+    roles = channel_roles(model, ["stage2", "stage3", "stage4"])
+    section.text(
+        f"Feature lineage: stage4 channel {channel} is the best house detector (AUC {auc:.2f} against squares, "
+        "triangles, trees and cars). Its value on a house splits exactly into the contributions of stage3's "
+        "maps (residual skip and branch included), and each of those into stage2's: the tree below, each "
+        "card labelled with what that channel detects best."
+    )
+    section.figure(render_lineage(result, roles=roles), "Lineage of a house unit: children and biases add up to "
+                   "each value exactly.", name="lineage-house")
+
+
+def channel_sheet(layers: tuple[str, ...] = ("stage1", "stage2", "stage3", "stage4"), per_layer: int = 2,
+                  steps: int = 128, images: int = 240) -> Image.Image:
+    """What channels of builtin:objects detect: for ``per_layer`` channels of each layer, the image optimised
+    to excite it above the dataset patches that excite it most (a store of ``images`` generated objects of a
+    seed the model never saw, through the microscope)."""
+    from featuremaps.batch import ExtractConfig, Store, run_extract
+    from featuremaps.batch.microscope import build_microscope, read_patches
+    from featuremaps.data.objects import draw_object
+    from featuremaps.models import load_model
+    from featuremaps.optvis import channel, render_with_patches, visualize
+
+    model = load_model("builtin:objects")
+    with tempfile.TemporaryDirectory(prefix="featuremaps-demo-") as work:
+        root = Path(work)
+        (root / "images").mkdir()
+        for index in range(images):
+            Image.fromarray(draw_object(31337, index, 128).image).save(root / "images" / f"{index:04d}.png")
+        run_extract(root / "images", root / "store", ExtractConfig(model="builtin:objects", weights="DEFAULT",
+                                                                   layers=layers, top_k=3, batch_size=32))
+        site = build_microscope(root / "store", root / "site").parent
+        stats = Store(root / "store").table("stats").to_pylist()
+        chosen: list[tuple[str, int]] = []
+        for layer in layers:
+            rows = sorted((r for r in stats if r["layer"] == layer),
+                          key=lambda r: -(r["max"] - r["mean"]) / max(r["std"], 1e-6))  # most selective first
+            chosen += [(layer, int(r["channel"])) for r in rows[:per_layer]]
+        patches = [read_patches(site / layer, c) for layer, c in chosen]
+    found = visualize(model, [channel(layer, c) for layer, c in chosen], steps=steps)
+    fields = {e.name: e.receptive_field for e in FeatureExtractor(model, list(layers)).layers}
+    labels = [f"{layer}\nRF {int(field[0])} px" if (field := fields[layer]) else f"{layer}\nglobal"
+              for layer in layers]
+    return render_with_patches(found, patches, columns=per_layer, row_labels=labels,
+                               title="builtin:objects: what channels of each stage detect, low to high")
+
+
+def _visualization_section(report: Report) -> None:
+    section = report.section("What a channel detects: feature visualisation beside dataset patches")
+    section.text(
+        "For the two most selective channels of each stage of builtin:objects: on top, an image optimised "
+        "(128 steps, decorrelated Fourier pixels, random jitter, scale and rotation) to make the channel's "
+        "mean as large as possible; below, the three patches of 240 generated objects images that excite it "
+        "most (the unit's receptive field, the channel's activation as a heat map). Low stages: colours and "
+        "oriented edges; higher ones: corners, curves and parts; stage4: whole-object textures."
+    )
+    section.figure(channel_sheet(), "Feature visualisation (top) and top dataset patches (below), stage1 to stage4.",
+                   name="visualize")
 
 
 def _recognition_section(report: Report) -> None:
-    import numpy as np
 
     from featuremaps.data.datasets import shapes_dataset
     from featuremaps.data.shapes import draw_shape
@@ -254,7 +341,8 @@ def _segmentation_section(report: Report) -> None:
 
 
 SECTIONS: list[Callable[[Report], None]] = [_convolution_section, _animation_section, _model_section,
-                                            _recognition_section, _segmentation_section]
+                                            _hierarchy_section, _visualization_section, _recognition_section,
+                                            _segmentation_section]
 
 
 def build_demo(out_dir: str | Path = "demo-output") -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from featuremaps.batch import ExtractConfig, Store, run_extract
 
@@ -46,23 +48,70 @@ def test_ray_engine_writes_the_same_store(stores, require, decode):
     assert local.table("errors").equals(remote.table("errors"))
 
 
+def _layer_data(site: Path, layer: str) -> dict:
+    page = (site / layer / "index.html").read_text()
+    return json.loads(re.search(r"<script type='application/json' id='data'>(.*?)</script>", page, re.S).group(1))
+
+
 def test_microscope_site_from_the_cli(stores, tmp_path):
     _, local, _ = stores
     featuremaps = Path(sys.executable).parent / "featuremaps"
-    result = subprocess.run([str(featuremaps), "microscope", str(local.root), "-o", str(tmp_path / "site")],
+    site = tmp_path / "site"
+    result = subprocess.run([str(featuremaps), "microscope", str(local.root), "-o", str(site)],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
-    index = tmp_path / "site" / "index.html"
+    index = site / "index.html"
     assert result.stdout.strip() == str(index.resolve())
     assert "layer1" in index.read_text() and "layer4" in index.read_text()
-    channel = (tmp_path / "site" / "layer1" / "7.html").read_text()
-    images = re.findall(r"src='([^']+)'", channel)
-    assert len(images) == 2 and all((tmp_path / "site" / "layer1" / name).is_file() for name in images)
-    assert "43x43 input pixels" in channel and "mean " in channel
-    from PIL import Image
+    assert "<title>featuremaps microscope (untrained: random weights)</title>" in index.read_text()
+    assert local.manifest().weights_label == "untrained (random) weights"
+    # Compact: per layer one page and one sprite per 64 channels (layer1: 64, layer4: 512), not a file per patch.
+    files = sorted(p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file())
+    assert files == ["index.html", "layer1/index.html", "layer1/patches-0.jpg", "layer4/index.html",
+                     *[f"layer4/patches-{i}.jpg" for i in range(8)]]
+    data = _layer_data(site, "layer1")
+    assert data["weights"] == "untrained (random) weights" and data["rf"] == [43, 43]
+    seven = data["channels"][7]
+    assert len(seven["patches"]) == 2 and set(seven) >= {"mean", "std", "max", "selectivity", "positive"}
+    sprite_name, left, top = seven["patches"][1]["sprite"]
+    assert (sprite_name, left, top) == ("patches-0.jpg", 96, 7 * 96)
+    with Image.open(site / "layer1" / sprite_name) as sprite:
+        assert sprite.size == (2 * 96, 64 * 96)
 
-    with Image.open(tmp_path / "site" / "layer1" / images[0]) as patch:
-        assert patch.size == (96, 96)
+
+def test_microscope_patches_are_clipped_to_the_image_and_carry_the_heat_map(stores, tmp_path):
+    """layer4's receptive field (435 px) is larger than the 224 px input: its patches are the whole
+    image, never grey padding; layer1's (43 px) are crops; both have the channel's heat drawn in."""
+    from featuremaps.batch.microscope import PATCH, _Geometry, build_microscope
+
+    _, local, _ = stores
+    site = build_microscope(local.root, tmp_path / "site").parent
+    for layer in ("layer1", "layer4"):
+        data = _layer_data(site, layer)
+        with Image.open(site / layer / "patches-0.jpg") as sprite:
+            tile = np.asarray(sprite.convert("RGB").crop((0, 0, PATCH, PATCH)), dtype=np.float32)
+        grey = np.all(np.abs(tile - 128) < 6, axis=2).mean()
+        assert grey < 0.05, f"{layer}: {grey:.0%} of the best patch is padding grey"
+        assert data["channels"][0]["patches"], layer
+    layer4 = next(entry for entry in local.manifest().layers if entry["name"] == "layer4")
+    assert _Geometry.of(layer4).box(3, 3, 224, 224) == (0, 0, 224, 224)  # clipped: the whole image
+    layer1 = next(entry for entry in local.manifest().layers if entry["name"] == "layer1")
+    left, top, right, bottom = _Geometry.of(layer1).box(10, 20, 224, 224)
+    start, jump = layer1["start"], layer1["jump"]
+    assert (left, top) == (start[1] + 20 * jump[1], start[0] + 10 * jump[0]) and (right - left, bottom - top) == (43, 43)
+
+
+def test_heat_puts_each_unit_at_its_receptive_field_centre():
+    import torch
+
+    from featuremaps.batch.microscope import _Geometry
+
+    geometry = _Geometry(start=(-3.0, -3.0), jump=(4.0, 4.0), size=(11.0, 11.0))
+    channel_map = torch.zeros(5, 5)
+    channel_map[2, 3] = 1.0  # unit (2, 3): field starts at (-3 + 8, -3 + 12) = (5, 9), centre (10, 14)
+    heat = geometry.heat(channel_map, np.arange(20, dtype=np.float64), np.arange(20, dtype=np.float64))
+    assert np.unravel_index(heat.argmax(), heat.shape) == (10, 14) and heat.max() == pytest.approx(1.0)
+    assert heat[10, 12] == pytest.approx(0.5)  # half-way to the next unit's centre
 
 
 def test_microscope_refuses_an_unfinished_store(tmp_path):

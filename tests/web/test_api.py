@@ -107,6 +107,57 @@ def test_layers_maps_and_overlay(client):
     assert overlay["png"].startswith("data:image/png") and overlay["map_size"] == [28, 28]
 
 
+def test_visualize_route(client):
+    response = client.post("/api/visualize", json={"model": "builtin:shapes", "layer": "relu2_2", "channel": 3,
+                                                   "steps": 12, "size": 64})
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert data["label"] == "relu2_2:3" and data["image"].startswith("data:image/png;base64,")
+    assert data["value"] > data["start"] and data["weights"] == "trained weights (bundled with featuremaps)"
+    assert data["patches"] == [] and data["microscope"] is None  # no --store
+    too_much = client.post("/api/visualize", json={"model": "builtin:shapes", "layer": "relu2_2", "steps": 1000})
+    assert too_much.status_code == 422 and "steps" in too_much.json()["error"]
+    no_channel = client.post("/api/visualize", json={"model": "builtin:shapes", "layer": "relu2_2", "channel": 99,
+                                                     "steps": 2})
+    assert no_channel.status_code == 400 and "relu2_2 has 32 maps" in no_channel.json()["error"]
+
+
+def test_visualize_route_with_a_store_shows_its_top_patches(tmp_path):
+    from featuremaps.batch import ExtractConfig, run_extract
+
+    from ..batch.conftest import write_photos
+
+    write_photos(tmp_path / "photos", 6, size=(80, 60), seed=2)
+    run_extract(tmp_path / "photos", tmp_path / "store", ExtractConfig(model="tinyvgg", layers=("relu2_2",),
+                                                                       batch_size=6, workers=0, top_k=3))
+    settings = ExplorerSettings(store=str(tmp_path / "store"))
+    with TestClient(create_app(settings), base_url="http://localhost") as local:
+        data = local.post("/api/visualize", json={"model": "tinyvgg", "layer": "relu2_2", "channel": 1,
+                                                  "steps": 2, "size": 32}).json()
+        assert len(data["patches"]) == 3 and all(p.startswith("data:image/png") for p in data["patches"])
+        assert data["microscope"] == "/microscope/relu2_2/index.html#1"
+        assert data["weights"] == "untrained (random) weights"
+        assert local.get(data["microscope"].split("#")[0]).status_code == 200
+
+
+def test_lineage_route(client):
+    response = client.post("/api/lineage", json={"image": "sample:cat", "model": "builtin:shapes", "layer": "relu2_2",
+                                                 "channel": 3, "levels": 2, "top": 3})
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert data["exact"] and data["weights"] == "trained weights (bundled with featuremaps)"
+    assert data["nodes"][0]["layer"] == "relu2_2" and data["nodes"][0]["share"] is None
+    children = [n for n in data["nodes"] if n["parent"] == 0]
+    assert len(children) == 3 and all(n["map"].startswith("data:image/png") for n in children)
+    assert sum(abs(n["share"]) for n in children) <= 1.0
+    too_deep = client.post("/api/lineage", json={"image": "sample:cat", "model": "builtin:shapes",
+                                                 "layer": "relu2_2", "channel": 3, "levels": 9})
+    assert too_deep.status_code == 422 and "levels" in too_deep.json()["error"]
+    missing = client.post("/api/lineage", json={"image": "sample:cat", "model": "builtin:shapes", "layer": "nope",
+                                                "channel": 0})
+    assert missing.status_code == 400 and "relu2_2" in missing.json()["error"]
+
+
 def test_prediction_and_segmentation(client):
     image = Image.new("RGB", (96, 96), "white")
     r = 34
@@ -118,6 +169,9 @@ def test_prediction_and_segmentation(client):
     image_id = client.post("/api/images", files={"file": ("star.png", buffer.getvalue(), "image/png")}).json()["id"]
     prediction = client.post("/api/predict", json={"image": image_id}).json()
     assert prediction["predictions"][0]["label"] == "star" and prediction["classes"][3] == "star"
+    assert prediction["familiar"] is True and prediction["weights"] == "trained weights (bundled with featuremaps)"
+    photo = client.post("/api/predict", json={"image": "sample:astronaut"}).json()
+    assert photo["familiar"] is False and "unfamiliar" in photo["note"]
     segments = client.post("/api/segment", json={"image": image_id, "method": "clusters", "clusters": 2}).json()
     assert segments["png"].startswith("data:image/png") and len(segments["segments"]) == 2
     head = client.post("/api/segment", json={"image": image_id, "method": "head"}).json()

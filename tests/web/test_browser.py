@@ -55,11 +55,30 @@ def test_explore_in_the_browser(server, browser, tmp_path):
     page.select_option("[data-testid=model-select]", "resnet18")
     page.wait_for_selector("[data-testid=layer-select] option[value=layer3]", state="attached", timeout=60_000)
     page.select_option("[data-testid=layer-select]", "layer3")
-    page.wait_for_function("document.getElementById('layer-info').textContent.startsWith('layer3')", timeout=60_000)
+    page.wait_for_function("document.getElementById('layer-info').textContent.includes('· layer3 (')", timeout=60_000)
+    assert page.text_content('#layer-info').startswith('untrained (random) weights')
     assert _tiles(page, "model-maps") == 32
     page.click("#model-maps [data-testid=feature-map] >> nth=0")
     page.wait_for_selector("#focus-overlay[src^='data:image/png']", timeout=30_000)
     page.hover("#focus-map")
+
+    # lineage: the clicked map's input maps with their shares; clicking one goes a level down
+    page.wait_for_selector("[data-testid=lineage-row] [data-testid=lineage-card]", timeout=60_000)
+    assert page.locator("[data-testid=lineage-row]").count() == 1
+    assert page.locator("[data-testid=lineage-card]").count() == 6
+    first_share = page.text_content("[data-testid=lineage-card] >> nth=0 >> .adds, .takes")
+    assert first_share and first_share.endswith("%")
+    assert "untrained (random) weights" in page.text_content("#lineage-status")
+    page.click("[data-testid=lineage-card] >> nth=0")
+    page.wait_for_function("document.querySelectorAll('[data-testid=lineage-row]').length === 2", timeout=60_000)
+    second = page.text_content("[data-testid=lineage-row] >> nth=1 >> p")
+    assert second and "built from" in second
+
+    # what the clicked channel detects: an optimised image, and its weights said
+    page.click("[data-testid=detect-run]")
+    page.wait_for_selector("[data-testid=detect-image][src^='data:image/png']", timeout=120_000)
+    status = page.text_content("#detect-status")
+    assert "layer3:" in status and "untrained (random) weights" in status and "no store" in status
 
     # recognition and segmentation
     page.select_option("[data-testid=sample-select]", "sample:coffee")
@@ -118,3 +137,42 @@ def test_load_on_loopback_no_5xx_and_stable_memory(server):
     after = _rss_mib()
     assert len(statuses) == 640 and not [s for s in statuses if s >= 500], sorted(set(statuses))
     assert after - before < 150, f"memory grew from {before:.0f} to {after:.0f} MiB over 320 requests"
+
+
+@pytest.mark.timeout(300)
+def test_microscope_navigation_in_the_browser(browser, tmp_path):
+    """The microscope opens from the file system: contact sheet, channel view, previous/next, jump, sort."""
+    from featuremaps.batch import ExtractConfig, run_extract
+    from featuremaps.batch.microscope import build_microscope
+
+    from ..batch.conftest import write_photos
+
+    write_photos(tmp_path / "photos", 10, size=(80, 60), seed=3)
+    config = ExtractConfig(model="tinyvgg", layers=("relu2_2",), batch_size=5, workers=0, top_k=3)
+    run_extract(tmp_path / "photos", tmp_path / "store", config)
+    site = build_microscope(tmp_path / "store", tmp_path / "site").parent
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto((site / "relu2_2" / "index.html").as_uri())
+    channels = page.evaluate("D.channels.length")
+    assert channels >= 8 and page.locator("#sheet .tile").count() == channels
+    page.click("#sheet .tile[data-channel='4']")
+    page.wait_for_function("location.hash === '#4'")
+    assert "relu2_2 channel 4" in page.text_content("#channel")
+    assert page.locator("#channel .patch").count() == 3
+    background = page.eval_on_selector("#channel .patch .sprite", "e => getComputedStyle(e).backgroundImage")
+    assert "patches-0.jpg" in background
+    page.click("#next")
+    page.wait_for_function("location.hash === '#5'")
+    page.click("#prev")
+    page.click("#prev")
+    page.wait_for_function("location.hash === '#3'")
+    page.fill("#to", "7")
+    page.click("#jump button")
+    page.wait_for_function("location.hash === '#7'")
+    page.select_option("#sort", "max")
+    first = int(page.get_attribute("#sheet .tile >> nth=0", "data-channel"))
+    maxima = page.evaluate("D.channels.map(c => c.max)")
+    assert maxima[first] == max(maxima)
+    assert errors == []

@@ -14,7 +14,20 @@ import sys
 import typer
 from typer.exceptions import TyperException
 
-from featuremaps.cli import animate, batch, conv, demo, images, models, recognize, segment, web  # noqa: F401  (registers the subcommands)
+from featuremaps.cli import (  # noqa: F401  (registers the subcommands)
+    animate,
+    batch,
+    conv,
+    demo,
+    hierarchy,
+    images,
+    lineage,
+    models,
+    recognize,
+    segment,
+    visualize,
+    web,
+)
 from featuremaps.cli._common import app
 from featuremaps.errors import FeatureMapsError, ImageError, SettingsError
 

@@ -28,6 +28,8 @@ from featuremaps.web.schemas import (
     ConvResponse,
     Health,
     LayerRow,
+    LineageRequest,
+    LineageResponse,
     MapsRequest,
     MapsResponse,
     OverlayRequest,
@@ -39,6 +41,8 @@ from featuremaps.web.schemas import (
     SegmentRequest,
     SegmentResponse,
     Uploaded,
+    VisualizeRequest,
+    VisualizeResponse,
     describe_invalid,
 )
 from featuremaps.web.service import Explorer, ExplorerSettings, error_status
@@ -122,6 +126,14 @@ def create_app(settings: ExplorerSettings | None = None) -> FastAPI:
     async def overlay(request: OverlayRequest) -> OverlayResponse:
         return await work(lambda: explorer.overlay(request))
 
+    @app.post("/api/lineage")
+    async def lineage(request: LineageRequest) -> LineageResponse:
+        return await work(lambda: explorer.lineage(request))
+
+    @app.post("/api/visualize")
+    async def visualize(request: VisualizeRequest) -> VisualizeResponse:
+        return await work(lambda: explorer.visualize(request))
+
     @app.post("/api/predict")
     async def predict(request: PredictRequest) -> PredictResponse:
         return await work(lambda: explorer.predict(request))
@@ -148,10 +160,12 @@ def create_app(settings: ExplorerSettings | None = None) -> FastAPI:
     except ImportError:  # /docs then has no styles; /openapi.json still works
         pass
     if settings.store:
+        from featuremaps.batch import Store
         from featuremaps.batch.microscope import build_microscope
 
         site = Path(tempfile.mkdtemp(prefix="featuremaps-microscope-"))
         build_microscope(settings.store, site)
+        explorer.attach_microscope(site, Store(settings.store).manifest().config["model"])
         app.mount("/microscope", StaticFiles(directory=site, html=True), name="microscope")
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes, max_json_bytes=settings.max_json_bytes)
     app.add_middleware(HostCheck, allowed=settings.allowed_hosts)  # outermost: DNS rebinding never reaches a route

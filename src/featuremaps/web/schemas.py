@@ -105,6 +105,23 @@ class OverlayRequest(_Request):
     channel: int = Field(0, ge=0, le=65535)
 
 
+class LineageRequest(_Request):
+    image: ImageRef = "sample:cat"
+    model: ModelName = "resnet18"
+    layer: LayerName = "layer1"
+    channel: int = Field(0, ge=0, le=65535)
+    levels: int = Field(1, ge=1, le=3, description="Steps back from the map.")
+    top: int = Field(6, ge=1, le=8, description="Strongest input maps kept per node.")
+
+
+class VisualizeRequest(_Request):
+    model: ModelName = "resnet18"
+    layer: LayerName = "layer1"
+    channel: int = Field(0, ge=0, le=65535)
+    steps: int = Field(48, ge=1, le=128, description="Optimisation steps (the work is bounded by 128).")
+    size: int = Field(96, ge=32, le=128, description="Side of the optimised image in pixels.")
+
+
 class PredictRequest(_Request):
     image: ImageRef = "sample:cat"
     model: ModelName | None = None
@@ -214,6 +231,44 @@ class MapsResponse(BaseModel):
     weights: str = Field(description="The model's weights, or 'untrained (random) weights'.")
 
 
+class LineageNodeOut(BaseModel):
+    id: int
+    level: int
+    layer: str
+    channel: int
+    value: float
+    share: float | None = Field(None, description="Its part of all its parent's input maps' |contributions| "
+                                                  "(signed); None for the map asked about.")
+    parent: int | None = None
+    map: str = Field(description="The node's map, as a PNG data URL.")
+    crop: str = Field(description="The input its strongest unit sees (receptive field boxed), a PNG data URL.")
+    exact: bool | None = None
+
+
+class LineageResponse(BaseModel):
+    model: str
+    weights: str = Field(description="The model's weights, or 'untrained (random) weights'.")
+    method: str
+    exact: bool
+    approximate_ops: list[str]
+    skip: float | None = Field(None, description="Of the map's value: the part through a residual skip.")
+    branch: float | None = None
+    bias: float | None = None
+    nodes: list[LineageNodeOut]
+
+
+class VisualizeResponse(BaseModel):
+    model: str
+    weights: str = Field(description="The model's weights, or 'untrained (random) weights'.")
+    label: str
+    image: str = Field(description="The image optimised to excite the channel's mean, a PNG data URL.")
+    start: float = Field(description="The channel's mean on the first step's image.")
+    value: float = Field(description="The channel's mean on the final image.")
+    patches: list[str] = Field(description="Top dataset patches from the store's microscope (PNG data URLs), "
+                                           "when --store was given for this model and layer.")
+    microscope: str | None = Field(None, description="The channel's page in the microscope, when there is one.")
+
+
 class OverlayResponse(BaseModel):
     png: str
     map: str
@@ -230,7 +285,11 @@ class PredictResponse(BaseModel):
     cam: str
     cam_layer: str
     model: str
+    weights: str = Field(description="The model's weights, or 'untrained (random) weights'.")
     classes: list[str]
+    familiar: bool | None = Field(None, description="False: the image's maps are unlike the training data's, so "
+                                                    "the label means little; None: the model has no statistics.")
+    note: str = ""
 
 
 class Segment(BaseModel):

@@ -11,6 +11,7 @@ import base64
 import io
 import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,6 +39,9 @@ from featuremaps.web.schemas import (
     ConvRequest,
     ConvResponse,
     LayerRow,
+    LineageNodeOut,
+    LineageRequest,
+    LineageResponse,
     MapsRequest,
     MapsResponse,
     MapTile,
@@ -52,13 +56,15 @@ from featuremaps.web.schemas import (
     SegmentRequest,
     SegmentResponse,
     Uploaded,
+    VisualizeRequest,
+    VisualizeResponse,
 )
 
 __all__ = ["Explorer", "ExplorerSettings"]
 
 MAX_SIDE = 512
 """Images are shrunk so their longer side is at most this many pixels for the playground."""
-MODEL_CHOICES = ("builtin:shapes", "tinyvgg", "lenet5", "resnet18", "resnet50", "vgg16", "mobilenet_v3_small",
+MODEL_CHOICES = ("builtin:objects", "builtin:shapes", "tinyresnet", "tinyvgg", "lenet5", "resnet18", "resnet50", "vgg16", "mobilenet_v3_small",
                  "efficientnet_b0", "convnext_tiny", "densenet121", "googlenet")
 
 
@@ -130,6 +136,11 @@ class Explorer:
         if settings.checkpoint:
             self.allowed.add("checkpoint")
             self.choices.insert(0, "checkpoint")
+        self.microscope: tuple[Path, str] | None = None
+
+    def attach_microscope(self, site: Path, model: str) -> None:
+        """The microscope site built from ``--store`` (of ``model``): its patches join the channel panel."""
+        self.microscope = (site, model)
 
     # --- images ----------------------------------------------------------------------
     def add_image(self, data: bytes) -> Uploaded:
@@ -167,7 +178,7 @@ class Explorer:
 
     def model_list(self) -> ConfigResponse:
         return ConfigResponse(choices=self.choices, default=self.choices[0] if self.choices else None,
-                              recognition="checkpoint" if self.settings.checkpoint else "builtin:shapes",
+                              recognition="checkpoint" if self.settings.checkpoint else "builtin:objects",
                               banks=bank_names(), samples=[s.name for s in samples()], store=bool(self.settings.store))
 
     def layers(self, name: str) -> list[LayerRow]:
@@ -243,6 +254,56 @@ class Explorer:
                                map=map_tile(tensor[channel].numpy(), scale=max(1, 256 // max(tensor.shape[1:]))),
                                map_size=[int(tensor.shape[1]), int(tensor.shape[2])])
 
+    def lineage(self, request: LineageRequest) -> LineageResponse:
+        """The map's strongest input maps and their shares (and theirs, with more levels)."""
+        from featuremaps.tracing import lineage, receptive_crop
+
+        model = self.model(request.model)
+        result = lineage(model, to_pil(self.image(request.image)), f"{request.layer}:{request.channel}",
+                         levels=request.levels, top=request.top)
+        parents = {edge.child: edge for edge in result.edges}
+        nodes = []
+        for node in result.nodes:
+            values = result.maps.get(node.id)
+            edge = parents.get(node.id)
+            tile = map_tile(values, scale=max(1, 64 // max(values.shape))) if values is not None else ""
+            nodes.append(LineageNodeOut(
+                id=node.id, level=node.level, layer=node.layer, channel=node.channel, value=node.value,
+                share=edge.share if edge else None, parent=edge.parent if edge else None, map=tile,
+                crop=png_url(receptive_crop(result.display, node)) if result.display is not None else "",
+                exact=node.exact))
+        root = result.root
+        return LineageResponse(model=result.model, weights=result.weights, method=result.method, exact=result.exact,
+                               approximate_ops=result.approximate_ops, skip=root.skip, branch=root.branch,
+                               bias=root.bias, nodes=nodes)
+
+    def visualize(self, request: VisualizeRequest) -> VisualizeResponse:
+        """What a channel detects: an image optimised to excite it, and its top dataset patches."""
+        from featuremaps.optvis import channel, visualize
+
+        model = self.model(request.model)
+        found = visualize(model, channel(request.layer, request.channel), steps=request.steps, size=request.size,
+                          batch_size=1)
+        patches, page = self._microscope_patches(request)
+        return VisualizeResponse(model=found.model, weights=found.weights, label=found.objectives[0].label,
+                                 image=png_url(to_pil(found.images[0])), start=float(found.history[0, 0]),
+                                 value=float(found.values[0]), patches=patches, microscope=page)
+
+    def _microscope_patches(self, request: VisualizeRequest) -> tuple[list[str], str | None]:
+        if self.microscope is None:
+            return [], None
+        site, model = self.microscope
+        if model != request.model:
+            return [], None
+        from featuremaps.batch.microscope import read_patches
+
+        folder = next((p for p in site.iterdir() if p.is_dir() and p.name == request.layer.replace(":", "_")
+                       .replace("/", "_")), None)
+        if folder is None:
+            return [], None
+        tiles = read_patches(folder, request.channel)
+        return [png_url(tile) for tile in tiles], f"/microscope/{folder.name}/index.html#{request.channel}"
+
     # --- recognition and segmentation ------------------------------------------------
     def predict(self, request: PredictRequest) -> PredictResponse:
         from featuremaps.recognize.predict import class_activation_map, predict
@@ -256,7 +317,8 @@ class Explorer:
         cam = render_overlay(info.input.display(picture), heat, alpha=0.5, cmap="jet",
                              title=f"{label} {probability:.0%}")
         return PredictResponse(predictions=[Prediction(label=lab, probability=p) for lab, p in result.labels],
-                               cam=png_url(cam), cam_layer=layer, model=info.name, classes=list(info.class_names or []))
+                               cam=png_url(cam), cam_layer=layer, model=info.name, weights=info.weights_label,
+                               classes=list(info.class_names or []), familiar=result.familiar, note=result.note)
 
     def segment(self, request: SegmentRequest) -> SegmentResponse:
         from featuremaps.render.segmentation import render_segmentation

@@ -183,7 +183,7 @@ const refreshMaps = debounce(async () => {
     const result = await api("/api/maps", { image: state.image, model, layer, max_maps: 32 });
     state.maps = result; state.layer = result.layer;
     const l = result.layer;
-    $("layer-info").textContent = `${l.name} (${l.type}): ${l.output_shape.join("×")} maps, stride ${l.stride ? l.stride[0] : "-"}, `
+    $("layer-info").textContent = `${result.weights} · ${l.name} (${l.type}): ${l.output_shape.join("×")} maps, stride ${l.stride ? l.stride[0] : "-"}, `
       + `receptive field ${l.receptive_field ? l.receptive_field[0] : "-"} px; showing the ${result.maps.length} most active of ${result.channels}`;
     $("model-maps").replaceChildren(...result.maps.map((m) => {
       const t = tile(m.png, `#${m.channel}`, `max ${m.max.toFixed(2)}`);
@@ -206,6 +206,89 @@ async function focusMap(channel, element) {
   $("focus-overlay").src = result.png;
   state.focus = { size: result.map_size };
   $("focus").hidden = false;
+  $("lineage-rows").replaceChildren();
+  loadLineage(model, layer, channel, 0);
+  state.focusChannel = { model, layer, channel };
+  $("detect").hidden = false;
+  $("detect-image").removeAttribute("src");
+  $("detect-patches").replaceChildren();
+  $("detect-status").textContent = `${layer} #${channel}: press the button to optimise an image for it (a few seconds)`;
+}
+
+// --- what a channel detects: feature visualisation + top dataset patches -----------------
+async function loadDetect() {
+  if (!state.focusChannel) return;
+  const { model, layer, channel } = state.focusChannel;
+  const asked = `${model}/${layer}/${channel}`;
+  state.detect = asked;
+  $("detect").hidden = false;
+  $("detect-image").removeAttribute("src");
+  $("detect-patches").replaceChildren();
+  $("detect-status").textContent = `optimising an image for ${layer} #${channel}…`;
+  try {
+    const result = await api("/api/visualize", { model, layer, channel });
+    if (state.detect !== asked) return;  // another map was clicked meanwhile
+    $("detect-image").src = result.image;
+    $("detect-image").alt = `optimised for ${result.label}`;
+    for (const patch of result.patches) {
+      const img = document.createElement("img"); img.src = patch; img.alt = "top dataset patch";
+      img.className = "patch"; $("detect-patches").appendChild(img);
+    }
+    const link = result.microscope ? " · " : "";
+    $("detect-status").textContent = `${result.label}: mean ${result.start.toFixed(2)} → ${result.value.toFixed(2)} ` +
+      `(${result.weights})` + (result.patches.length ? "" : "; no store for this model: no dataset patches") + link;
+    if (result.microscope) {
+      const a = document.createElement("a"); a.href = result.microscope; a.textContent = "open in the microscope";
+      $("detect-status").appendChild(a);
+    }
+  } catch (error) {
+    if (state.detect === asked) $("detect-status").textContent = `no visualisation: ${error.message}`;
+  }
+}
+
+// --- lineage: the maps below that a map is built from ---------------------------------
+async function loadLineage(model, layer, channel, depth) {
+  const rows = $("lineage-rows");
+  while (rows.children.length > depth) rows.lastChild.remove();
+  $("lineage").hidden = false;
+  $("lineage-status").textContent = `tracing ${layer} #${channel}…`;
+  try {
+    const result = await api("/api/lineage", { image: state.image, model, layer, channel, levels: 1, top: 6 });
+    const root = result.nodes[0];
+    const row = document.createElement("div");
+    row.className = "lineage-row"; row.setAttribute("data-testid", "lineage-row");
+    const head = document.createElement("p");
+    const notes = [];
+    if (result.skip !== null) notes.push(`${result.skip.toFixed(3)} through the skip, ${result.branch.toFixed(3)} through the branch`);
+    if (result.bias !== null) notes.push(`biases ${result.bias.toFixed(3)}`);
+    head.textContent = `${root.layer} #${root.channel} = ${root.value.toFixed(3)} (its mean) is built from`
+      + (notes.length ? ` (${notes.join("; ")})` : "") + ":";
+    const cards = document.createElement("div"); cards.className = "tiles";
+    result.nodes.slice(1).forEach((node) => {
+      const card = document.createElement("div");
+      card.className = "tile lineage-card"; card.setAttribute("data-testid", "lineage-card");
+      const map = document.createElement("img"); map.src = node.map; map.alt = `${node.layer} #${node.channel}`;
+      const crop = document.createElement("img"); crop.src = node.crop; crop.alt = "what its strongest unit sees";
+      const caption = document.createElement("div"); caption.textContent = `${node.layer} #${node.channel}`;
+      const share = document.createElement("div");
+      share.className = node.share >= 0 ? "adds" : "takes";
+      share.textContent = `${node.share >= 0 ? "+" : ""}${(100 * node.share).toFixed(1)}%`;
+      card.append(map, crop, caption, share);
+      if (node.layer !== "input") {
+        card.addEventListener("click", () => {
+          row.querySelectorAll(".lineage-card").forEach((c) => c.classList.remove("selected"));
+          card.classList.add("selected");
+          loadLineage(model, node.layer, node.channel, depth + 1);
+        });
+      }
+      cards.appendChild(card);
+    });
+    row.append(head, cards);
+    rows.appendChild(row);
+    $("lineage-status").textContent = `${result.model}, ${result.weights}; ${result.exact ? "exact" : "approximate: " + result.method}`;
+  } catch (error) {
+    $("lineage-status").textContent = `no lineage: ${error.message}`;
+  }
 }
 
 function showField(event) {
@@ -236,8 +319,9 @@ async function predict() {
       return li;
     }));
     $("cam").src = result.cam;
-    $("classes").textContent = `${result.model} knows only: ${result.classes.join(", ")}. `
+    $("classes").textContent = `${result.model} (${result.weights}) knows only: ${result.classes.join(", ")}. `
       + "The map shows where its last convolution stage saw the top class (Grad-CAM).";
+    $("familiarity").textContent = result.familiar === false ? `⚠ ${result.note}` : "";
   } catch (error) {
     $("prediction").textContent = error.message;
   }
@@ -265,7 +349,7 @@ async function start() {
   config.banks.forEach((name) => option($("conv-filters"), name));
   $("conv-filters").value = "random";
   config.choices.forEach((name) => option($("model-select"), name));
-  if (config.choices.includes("resnet18")) $("model-select").value = "resnet18";
+  if (config.default) $("model-select").value = config.default;
   $("microscope").hidden = !config.store;
   $("sample-select").addEventListener("change", (e) => setImage(e.target.value));
   $("upload").addEventListener("change", (e) => upload(e.target.files[0]));
@@ -285,6 +369,7 @@ async function start() {
   $("focus-map").addEventListener("mousemove", showField);
   $("predict").addEventListener("click", predict);
   $("segment").addEventListener("click", segment);
+  $("detect-run").addEventListener("click", loadDetect);
   setImage("sample:cat");
   loadLayers();
 }
