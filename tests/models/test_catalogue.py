@@ -131,3 +131,27 @@ def test_strict_catalogue_names_the_failing_layer():
         list_layers(load_model("tinyvgg"), (3, 96, 96))
     partial = list_layers(load_model("tinyvgg"), (3, 96, 96), strict=False)
     assert partial.stopped_at[0] == "fc" and partial[-1].name == "flatten"
+
+
+def test_channel_indexing_keeps_the_receptive_field():
+    """torchvision's transform_input (Inception-v3, GoogLeNet with weights) slices x[:, 0]; a spatial
+    attention map is a mean over channels: neither loses the spatial grid (issue 15, item 11)."""
+    import torchvision
+
+    class Attention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.gate = nn.Conv2d(1, 2, 3, padding=1)
+
+        def forward(self, x):
+            x = torch.cat([x[:, 0].unsqueeze(1) * 0.5 + 0.1, x[:, 1:2], x[:, 2:3]], 1)
+            y = self.conv(x)
+            return y[:, :2] * torch.sigmoid(self.gate(y.mean(dim=1, keepdim=True)))
+
+    fields = {e.name: (e.receptive_field, e.global_field) for e in list_layers(Attention(), (3, 16, 16))}
+    assert fields["conv"] == ((3.0, 3.0), False) and fields["gate"] == ((5.0, 5.0), False)
+    googlenet = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False, transform_input=True)
+    first = {e.name: e for e in list_layers(googlenet, (3, 224, 224))}
+    assert first["conv1"].receptive_field == (7.0, 7.0) and not first["conv1"].global_field
+    assert not first["inception5b"].global_field

@@ -73,6 +73,10 @@ def test_class_activation_map_points_at_the_shape(shapes_model):
     centre_y = float((weight.sum(dim=1) * torch.arange(rows)).sum()) / rows
     centre_x = float((weight.sum(dim=0) * torch.arange(cols)).sum()) / cols
     assert centre_x > 0.5 and centre_y < 0.5  # the star is top-right
+    # on the input's pixels, units at their receptive field centres: the CAM's peak lies on the star
+    assert cam.shape == (64, 64)
+    peak_y, peak_x = divmod(int(cam.argmax()), 64)
+    assert abs(peak_y - 20) <= 14 and abs(peak_x - 44) <= 14, (peak_y, peak_x)
     with pytest.raises(SettingsError, match=r"class_index must be in 0\.\.3; got 7"):
         class_activation_map(shapes_model, image, class_index=7)
 

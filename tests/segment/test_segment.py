@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 
 from featuremaps.data.datasets import DatasetError
+from featuremaps.features import align_maps
 from featuremaps.models import list_layers, load_model
 from featuremaps.segment.clusters import cluster_segments, merge_small_regions
 from featuremaps.segment.data import mask_folder, scenes_dataset
-from featuremaps.segment.hypercolumns import align_maps
 from featuremaps.segment.run import segment_image, write_segmentation
 
 

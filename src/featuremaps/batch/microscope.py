@@ -33,7 +33,7 @@ from PIL import Image, ImageDraw
 from featuremaps.batch.store import Store
 from featuremaps.drawing import apply_colormap, font, to_pil
 from featuremaps.errors import FeatureMapsError, ImageError, SettingsError
-from featuremaps.features import FeatureExtractor
+from featuremaps.features import FeatureExtractor, sample_maps
 from featuremaps.inputs import ModelInput
 
 __all__ = ["PATCH", "SPRITE_CHANNELS", "build_microscope", "read_patches"]
@@ -74,26 +74,13 @@ class _Geometry:
 
     def heat(self, channel_map: torch.Tensor, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
         """The map ``(h, w)`` read at input positions ``ys`` x ``xs`` (pixel centres), each unit at its
-        receptive field's centre, bilinear between centres: ``(len(ys), len(xs))``."""
-        values = channel_map.numpy().astype(np.float32)
+        receptive field's centre (:func:`~featuremaps.features.sample_maps`): ``(len(ys), len(xs))``."""
         if self.start is None or self.jump is None or self.size is None:
-            return np.full((len(ys), len(xs)), float(values.mean()), dtype=np.float32)
-        rows = _bilinear((ys - self.start[0] - (self.size[0] - 1) / 2) / self.jump[0], values.shape[0])
-        columns = _bilinear((xs - self.start[1] - (self.size[1] - 1) / 2) / self.jump[1], values.shape[1])
-        return rows @ values @ columns.T
-
-
-def _bilinear(positions: np.ndarray, count: int) -> np.ndarray:
-    """``(len(positions), count)`` weights that read ``count`` samples at fractional ``positions`` (ends clamped)."""
-    clamped = np.clip(positions, 0, count - 1)
-    low = np.floor(clamped).astype(np.int64)
-    high = np.minimum(low + 1, count - 1)
-    fraction = (clamped - low).astype(np.float32)
-    weights = np.zeros((len(positions), count), dtype=np.float32)
-    index = np.arange(len(positions))
-    np.add.at(weights, (index, low), 1 - fraction)
-    np.add.at(weights, (index, high), fraction)
-    return weights
+            return np.full((len(ys), len(xs)), float(channel_map.float().mean()), dtype=np.float32)
+        sampled = sample_maps(channel_map[None, None], self.start, self.jump, self.size,
+                              torch.from_numpy(np.asarray(ys, dtype=np.float32)),
+                              torch.from_numpy(np.asarray(xs, dtype=np.float32)))
+        return sampled[0, 0].numpy()
 
 
 def _patch(view: Image.Image, box: tuple[int, int, int, int],

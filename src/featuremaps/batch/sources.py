@@ -8,6 +8,7 @@ same images in the same shards.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -51,12 +52,20 @@ def list_sources(source: str | os.PathLike[str]) -> list[str]:
             raise SettingsError(f"{source}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder tree")
         return paths
     suffix = source.suffix.lower()
+    if suffix in (".txt", ".csv"):
+        raw = source.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise SettingsError(f"{source}: a list must be UTF-8 text; byte {error.start} is not ({error.reason})") \
+                from None
+        if "\x00" in text:
+            raise SettingsError(f"{source}: a list must be text; this file holds NUL bytes (a binary file?)")
     if suffix == ".txt":
-        entries = [line.strip() for line in source.read_text().splitlines()]
+        entries = [line.strip() for line in text.splitlines()]
         entries = [e for e in entries if e and not e.startswith("#")]
     elif suffix == ".csv":
-        with source.open(newline="") as handle:
-            rows = list(csv.reader(handle))
+        rows = list(csv.reader(io.StringIO(text, newline="")))
         if not rows:
             raise SettingsError(f"{source}: empty CSV")
         header = [cell.strip().lower() for cell in rows[0]]
@@ -66,7 +75,11 @@ def list_sources(source: str | os.PathLike[str]) -> list[str]:
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        table = pq.read_table(source)
+        try:
+            table = pq.read_table(source)
+        except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+            raise SettingsError(f"{source}: not a readable Parquet file ({' '.join(str(error).split())[:200]})") \
+                from None
         if "path" not in table.column_names:
             raise SettingsError(f"{source}: a Parquet list needs a 'path' column; it has {', '.join(table.column_names)}")
         entries = [str(v) for v in table.column("path").to_pylist() if v]

@@ -29,6 +29,10 @@ from featuremaps.render.grid import NORMALIZATIONS, Normalization, render_grid, 
 _PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
+_MAX_VALUES = 2**28
+"""1 GiB of float32 maps: the most ``featuremaps conv`` computes in one go."""
+
+
 @app.command("conv")
 def conv_command(
     image: Annotated[str, typer.Argument(metavar="IMAGE", help="Image file or sample:NAME (see 'featuremaps samples').")],
@@ -59,6 +63,15 @@ def conv_command(
     tensor = load_image(image, mode="gray" if gray else "auto")
     layer = make_layer(tensor.shape[0], filters, depth=depth, kernel_size=kernel_size, stride=stride, padding=padding,
                        padding_mode=padding_mode, dilation=dilation, groups=groups, relu=relu, seed=seed)
+    cost = layer.cost(tuple(tensor.shape))
+    if cost.output_values > _MAX_VALUES:
+        raise SettingsError(f"{layer.depth} maps of {'x'.join(map(str, layer.output_shape(tuple(tensor.shape))[1:]))} "
+                            f"are {cost.output_values:,} values ({cost.output_values * 4 / 2**30:.1f} GiB), over the "
+                            f"{_MAX_VALUES * 4 / 2**30:.0f} GiB this command computes; use a smaller --depth or a "
+                            "larger --stride")
+    if cost.multiply_adds > 2e9:
+        typer.echo(f"computing {layer.depth} maps: {cost.multiply_adds / 1e9:.1f} G multiply-adds, "
+                   f"{cost.output_values * 4 / 2**20:,.0f} MiB of maps...", err=True)
     maps = layer(tensor)
     size = (tensor.shape[1], tensor.shape[2])
     concrete = layer.resolved_padding(size)

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from featuremaps.cli._common import app, print_json
+from featuremaps.errors import SettingsError
 from featuremaps.models import available_models, list_layers, load_model, model_info
 from featuremaps.models.catalogue import LayerInfo
 
@@ -63,7 +64,11 @@ def layers_command(
     info = model_info(net)
     size: tuple[int, ...] = info.input_size
     if input_size:
-        parts = [int(v) for v in input_size.lower().replace(",", "x").split("x")]
+        try:
+            parts = [int(v) for v in input_size.lower().replace(",", "x").split("x")]
+        except ValueError:
+            raise SettingsError(f"--input-size takes N, HxW or CxHxW (e.g. 224 or 3x224x224); got {input_size!r}") \
+                from None
         size = (info.input_size[0], parts[0], parts[0]) if len(parts) == 1 else tuple(parts[-3:]) if len(parts) == 3 \
             else (info.input_size[0], parts[0], parts[1])
     layers = list_layers(net, size, strict=False)

@@ -112,14 +112,16 @@ def train_command(
     if task not in ("classification", "segmentation"):
         raise SettingsError(f"--task must be classification or segmentation; got {task!r}")
     _refuse_other_task(ctx, task)
+    if batch_size is not None and not 1 <= batch_size <= 4096:
+        raise SettingsError(f"--batch-size must be from 1 to 4096; got {batch_size}")
     if task == "segmentation":
         _train_segmentation(dataset, output, backbone or "builtin:shapes", backbone_weights, layers, scenes, size,
-                            epochs, batch_size or 8, lr or 1e-3, seed, device, as_json, overwrite)
+                            epochs, 8 if batch_size is None else batch_size, 1e-3 if lr is None else lr, seed, device, as_json, overwrite)
         return
     options = {"width": width} if width is not None else None
     config = TrainConfig(dataset=dataset, model=model, options=options, backbone=backbone,
                          backbone_weights=backbone_weights, layer=layer, head=head, pool=pool, epochs=epochs,
-                         batch_size=batch_size or 64, lr=lr, seed=seed, samples=samples, val_fraction=val_fraction,
+                         batch_size=64 if batch_size is None else batch_size, lr=lr, seed=seed, samples=samples, val_fraction=val_fraction,
                          device=device, half_weights=half_weights)
     with _EpochBars() as bars:
         result = train_classifier(config, output, overwrite=overwrite, on_progress=bars.update)

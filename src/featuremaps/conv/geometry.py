@@ -37,8 +37,12 @@ PaddingSpec = Union[int, Sequence[int], Literal["same", "valid"]]
 _AXES = ("height", "width")
 
 
+MAX_GEOMETRY = 65_536
+"""The largest kernel, stride, dilation or padding accepted (beyond it, torch overflows or allocates terabytes)."""
+
+
 def to_pair(value: int | Sequence[int], name: str, *, minimum: int = 1) -> IntPair:
-    """An int or a pair of ints, checked against ``minimum``, as ``(height, width)``."""
+    """An int or a pair of ints, checked against ``minimum`` and :data:`MAX_GEOMETRY`, as ``(height, width)``."""
     if isinstance(value, bool):
         raise SettingsError(f"{name} must be an int >= {minimum} or a pair of them; got {value!r}")
     pair: tuple[object, ...]
@@ -51,6 +55,8 @@ def to_pair(value: int | Sequence[int], name: str, *, minimum: int = 1) -> IntPa
     ints = [v for v in pair if isinstance(v, int) and not isinstance(v, bool) and v >= minimum]
     if len(ints) != 2:
         raise SettingsError(f"{name} must be an int >= {minimum} or a pair of them; got {value!r}")
+    if max(ints) > MAX_GEOMETRY:
+        raise SettingsError(f"{name} must be at most {MAX_GEOMETRY}; got {max(ints)}")
     return (ints[0], ints[1])
 
 
@@ -123,6 +129,8 @@ def normalize_padding(padding: PaddingSpec) -> Padding | Literal["same"]:
         raise SettingsError(message)
     if any(v < 0 for v in values):
         raise SettingsError(f"padding must not be negative; got {padding!r}")
+    if max(values) > MAX_GEOMETRY:
+        raise SettingsError(f"padding must be at most {MAX_GEOMETRY}; got {max(values)}")
     return Padding(*values)
 
 

@@ -205,11 +205,23 @@ def _padding_sources(height: int, width: int, padding: Padding, mode: PaddingMod
     return padded[0].permute(1, 2, 0).round().to(torch.int64).numpy()  # (Hp, Wp, 2)
 
 
-def random_grid(height: int, width: int, channels: int = 1, *, seed: int = 0, high: int = 9) -> torch.Tensor:
-    """A seeded grid of small integers ``0..high`` as float32 ``(C, H, W)``."""
+MAX_SCENE_SIDE = 64
+"""A scene draws every cell with its value: larger grids are unreadable (and take hours of frames)."""
+
+
+def _check_grid(height: int, width: int, channels: int) -> None:
     for name, value in (("height", height), ("width", width), ("channels", channels)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise SettingsError(f"{name} must be an int >= 1; got {value!r}")
+    if max(height, width) > MAX_SCENE_SIDE or channels > 16:
+        raise SettingsError(f"a step-by-step scene draws every cell: at most {MAX_SCENE_SIDE}x{MAX_SCENE_SIDE} cells "
+                            f"and 16 channels; got {channels}x{height}x{width} (featuremaps conv computes the maps "
+                            "of a large image)")
+
+
+def random_grid(height: int, width: int, channels: int = 1, *, seed: int = 0, high: int = 9) -> torch.Tensor:
+    """A seeded grid of small integers ``0..high`` as float32 ``(C, H, W)``."""
+    _check_grid(height, width, channels)
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(0, high + 1, (channels, height, width), generator=generator).to(torch.float32)
 
@@ -221,6 +233,7 @@ def image_patch(source: Any, height: int, width: int, *, channels: int = 3) -> t
     """
     if channels not in (1, 3):
         raise SettingsError(f"an image scene has 1 (gray) or 3 (RGB) channels; got {channels}")
+    _check_grid(height, width, channels)
     image = load_image(source, mode="gray" if channels == 1 else "rgb")
     _, full_h, full_w = image.shape
     aspect = width / height

@@ -173,6 +173,15 @@ class _FieldTracer(TorchFunctionMode):
         ]
         if same:
             return _union(same)
+        # A channel picked or added (x[:, 0], unsqueeze(1), a reduction over channels) keeps the grid: the
+        # spatial axes stay the last two, of the same sizes (torchvision's transform_input does this).
+        trailing = [
+            f.moved((result.ndim - 2, result.ndim - 1)) for t, f in zip(inputs, fields)
+            if isinstance(f, _Field) and result.ndim >= 2 and f.axes == (t.ndim - 2, t.ndim - 1)
+            and tuple(result.shape[-2:]) == tuple(t.shape[-2:])
+        ]
+        if trailing:
+            return _union(trailing)
         return _GLOBAL if result.ndim < max(t.ndim for t in inputs) else None
 
     def _spatial(self, func, args, kwargs, source, field_, result, inputs, fields) -> _Field | str | None:
@@ -325,6 +334,10 @@ class LayerList(list[LayerInfo]):
     module_names: frozenset[str] = frozenset()
 
 
+MAX_CATALOGUE_SIDE = 4096
+"""The largest input side :func:`list_layers` traces (ResNet-18's conv1 output at 4096 px is already 1 GB)."""
+
+
 def list_layers(model: nn.Module, input_size: tuple[int, ...] | None = None, *, strict: bool = True) -> LayerList:
     """Every module call of ``model`` in forward order, with shapes, strides and receptive fields.
 
@@ -343,6 +356,9 @@ def list_layers(model: nn.Module, input_size: tuple[int, ...] | None = None, *, 
     size = tuple(input_size) if input_size is not None else model_info(model).input_size
     if len(size) != 3 or not all(isinstance(v, int) and v >= 1 for v in size):
         raise SettingsError(f"input_size must be (C, H, W) of positive ints; got {input_size!r}")
+    if size[0] > 64 or max(size[1:]) > MAX_CATALOGUE_SIDE:
+        raise SettingsError(f"input_size {'x'.join(map(str, size))} is too large to trace: at most 64 channels and "
+                            f"{MAX_CATALOGUE_SIDE} pixels a side (the forward pass of a larger image needs gigabytes)")
     image = torch.zeros(1, *size, device=model_device(model))
     calls_seen: list[tuple[str, str, int, nn.Module]] = []
     outputs: dict[str, tuple[tuple[int, ...], Any]] = {}

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from featuremaps.errors import LayerError, SettingsError
-from featuremaps.features import FeatureExtractor, catalogue_for
+from featuremaps.features import FeatureExtractor, align_maps, catalogue_for
 from featuremaps.images import ImageSource
 from featuremaps.models.info import model_device, model_info
 from featuremaps.recognize.familiarity import familiarity_for
@@ -71,7 +71,14 @@ def predict(model: nn.Module, images: Sequence[ImageSource], *, top_k: int = 3) 
     for image in images:
         prepared = info.input.prepare(image)
         x = info.input.normalise(prepared)[None].to(model_device(model))
-        probabilities = F.softmax(model(x)[0].float(), dim=0).cpu()
+        output = model(x)
+        if not isinstance(output, torch.Tensor) or output.ndim != 2:
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+            per_pixel = isinstance(output, torch.Tensor) and output.ndim == 4
+            raise SettingsError(f"{info.name} is not a classifier: it gives {shape}, not one score per class"
+                                + ("; it scores every pixel: use featuremaps segment --checkpoint "
+                                   f"{info.name}" if per_pixel else ""))
+        probabilities = F.softmax(output[0].float(), dim=0).cpu()
         values, indices = probabilities.topk(min(top_k, len(probabilities)))
         labels = [(names[i] if i < len(names) else str(i), float(v)) for v, i in zip(values, indices.tolist())]
         prediction = Prediction(str(image), labels, int(indices[0]))
@@ -101,7 +108,9 @@ def class_activation_map(
     ``cam = ReLU(sum_k w_k A_k)``, ``w_k`` the mean gradient of the class score over map ``A_k``.
 
     Returns:
-        ``(cam (h, w) in [0, 1], layer name, class index)``.
+        ``(cam, layer name, class index)``: ``cam`` in [0, 1] on the model input's pixels ``(H, W)``,
+        each unit of the layer at the centre of its receptive field (for a layer without a local
+        field, the layer's own ``(h, w)``).
     """
     info = model_info(model)
     x = info.input.tensor(image)[None].to(model_device(model))
@@ -117,5 +126,9 @@ def class_activation_map(
     (gradient,) = torch.autograd.grad(logits[0, index], maps)
     weights = gradient[0].mean(dim=(1, 2))  # (C,)
     cam = F.relu((weights[:, None, None] * maps[0]).sum(dim=0)).detach().cpu()  # (h, w)
+    entry = extractor.layers[0]
+    if entry.jump is not None and entry.start is not None and entry.receptive_field is not None:
+        # on the input's pixels, each unit at its receptive field's centre (not stretched over the image)
+        cam = align_maps(cam[None, None], entry, (x.shape[2], x.shape[3]))[0, 0]
     peak = float(cam.max())
     return (cam / peak if peak > 0 else cam), name, index

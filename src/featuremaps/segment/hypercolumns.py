@@ -1,11 +1,8 @@
 """Hypercolumns: for every pixel, the values of chosen layers' maps at that pixel, stacked.
 
-Maps are smaller than the image (stride) and, without padding, shifted (TinyVGG's 3x3
-convolutions lose a pixel at each border). A plain resize would misplace them. Here each
-layer's unit ``i`` sits at the centre of its receptive field, ``start + i * jump +
-(size - 1) / 2`` input pixels (from the layer catalogue), and the maps are sampled
-bilinearly at every pixel position; pixels beyond the first or last unit take the border
-unit's value.
+Each layer's maps are placed on the pixels with :func:`~featuremaps.features.align_maps`
+(every unit at the centre of its receptive field), so maps of unpadded convolutions land
+on the right pixels.
 """
 
 from __future__ import annotations
@@ -17,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from featuremaps.errors import LayerError
-from featuremaps.features import FeatureExtractor, catalogue_for, default_layers
+from featuremaps.features import FeatureExtractor, align_maps, catalogue_for, default_layers
 from featuremaps.models.catalogue import LayerInfo
 from featuremaps.models.info import model_info
 
@@ -34,23 +31,6 @@ def default_segmentation_layers(model: nn.Module, input_size: Sequence[int]) -> 
     if len(stages) > 3:
         stages = [stages[0], stages[len(stages) // 2], stages[-1]]
     return [e.name for e in stages]
-
-
-def align_maps(maps: torch.Tensor, layer: LayerInfo, size: tuple[int, int]) -> torch.Tensor:
-    """Sample maps ``(N, C, h, w)`` at every pixel of an ``(H, W)`` input: ``(N, C, H, W)``."""
-    if layer.jump is None or layer.start is None or layer.receptive_field is None:
-        raise LayerError(f"layer {layer.name} has no local receptive field; it cannot be placed on pixels")
-    height, width = size
-    h, w = maps.shape[-2:]
-    coords = []
-    for axis, (count, pixels) in enumerate(((h, height), (w, width))):
-        centre0 = layer.start[axis] + (layer.receptive_field[axis] - 1) / 2
-        unit = (torch.arange(pixels, dtype=torch.float32) - centre0) / layer.jump[axis]  # unit index per pixel
-        coords.append(2 * unit / max(count - 1, 1) - 1 if count > 1 else torch.zeros(pixels))
-    grid_y, grid_x = torch.meshgrid(coords[0], coords[1], indexing="ij")
-    grid = torch.stack([grid_x, grid_y], dim=-1)[None].expand(maps.shape[0], -1, -1, -1)  # (N, H, W, 2)
-    return F.grid_sample(maps.float(), grid.to(maps.device), mode="bilinear", padding_mode="border",
-                         align_corners=True)
 
 
 def hypercolumns(

@@ -65,6 +65,8 @@ def segment_image(
     A trained head or a segmentation model uses its own classes unless ``clusters`` is
     given; any other model is clustered (4 segments by default).
     """
+    if clusters is not None and (isinstance(clusters, bool) or not isinstance(clusters, int) or not 2 <= clusters <= 64):
+        raise SettingsError(f"clusters must be an int from 2 to 64; got {clusters!r}")
     if clusters is None and is_segmentation_model(model):
         info = model_info(model)
         original = load_image(image, mode="rgb" if info.input_size[0] == 3 else "gray")
@@ -74,7 +76,7 @@ def segment_image(
         method = "head" if isinstance(model, PixelHead) else "model"
         layers_used = list(model.layers) if isinstance(model, PixelHead) else ["out"]
         return Segmentation(full, names, original, layers_used, method)
-    return cluster_segments(model, image, k=clusters or 4, layers=layers, seed=seed)
+    return cluster_segments(model, image, k=4 if clusters is None else clusters, layers=layers, seed=seed)
 
 
 def read_truth(path: str | Path) -> np.ndarray:
