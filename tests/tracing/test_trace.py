@@ -110,6 +110,19 @@ def test_tinyresnet_contributions_add_up_to_the_input() -> None:
     assert all(node.exact is None for node in result.nodes if node.layer == "input")
 
 
+def test_builtin_objects_house_unit_adds_up() -> None:
+    """The bundled trained TinyResNet, its best house unit on a held-out house: exact over two stages."""
+    from featuremaps.data.objects import example_object
+
+    model = load_model("builtin:objects")
+    result = lineage(model, example_object("house"), "stage4:59", stations=["stage1", "stage2", "stage3"],
+                     levels=2, top=4)
+    _assert_exact(result)
+    assert result.weights == "trained weights (bundled with featuremaps)"
+    assert any(edge.via_skip for edge in result.edges)  # part of it came through residual skips
+    assert {node.layer for node in result.nodes} == {"stage4.1.relu2", "stage3", "stage2"}
+
+
 class _OneConv(nn.Module):
     def __init__(self, conv: nn.Conv2d, norm: nn.Module | None = None) -> None:
         super().__init__()
