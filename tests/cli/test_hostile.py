@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
 import pytest
 
+from featuremaps.batch import ExtractConfig, run_extract
 from featuremaps.cli import main
+from featuremaps.images import sample_path
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +23,23 @@ def files(tmp_path_factory) -> dict[str, Path]:
     latin.write_bytes(b"path\n\xe9t\xe9.png\n")
     parquet = root / "bad.parquet"
     parquet.write_text("not parquet")
-    return {"binary": binary, "latin": latin, "parquet": parquet, "out": root / "out"}
+    single = root / "single"
+    for name in ("cat", "coffee"):
+        (single / name).mkdir(parents=True)
+        shutil.copy(sample_path(name), single / name / f"{name}.jpg")
+    photos = root / "photos"
+    photos.mkdir()
+    for name in ("cat", "coffee", "rocket"):
+        shutil.copy(sample_path(name), photos / f"{name}.jpg")
+    run_extract(photos, root / "store", ExtractConfig(model="tinyvgg", layers=("relu2_2",), workers=0, top_k=2))
+    damaged = root / "damaged"
+    shutil.copytree(root / "store", damaged)
+    (damaged / "manifest.json").write_text("{bad")
+    listless = root / "listless"
+    shutil.copytree(root / "store", listless)
+    (listless / "sources.parquet").unlink()
+    return {"binary": binary, "latin": latin, "parquet": parquet, "single": single, "photos": photos,
+            "damaged": damaged, "listless": listless, "out": root / "out"}
 
 
 CASES = [
@@ -57,6 +76,11 @@ CASES = [
     (["visualize", "--model", "builtin:shapes", "--layer", "conv2_2", "--direction", "3:x", "-o", "{out}/v.png"], 2,
      "CHANNEL:WEIGHT"),
     (["lineage", "sample:cat", "--model", "tinyvgg", "--unit", "conv2_2:999"], 2, "conv2_2"),
+    (["train", "--dataset", "{single}", "--backbone", "tinyvgg", "--layer", "relu2_2", "--head", "linear", "-o",
+      "{out}/ckpt"], 2, "every class needs at least 2 readable images"),
+    (["microscope", "{damaged}", "-o", "{out}/site"], 2, "damaged manifest"),
+    (["extract", "{photos}", "--model", "tinyvgg", "--layers", "relu2_2", "--out", "{listless}", "--resume"], 2,
+     "image list is missing or damaged"),
     (["hierarchy", "tinyvgg", "--dataset", "nope"], 2, "nope"),
 ]
 

@@ -238,14 +238,24 @@ class Store:
     def manifest(self) -> Manifest:
         if not self.manifest_path.exists():
             raise SettingsError(f"{self.root}: not a featuremaps store (no manifest.json)")
-        return Manifest.from_dict(json.loads(self.manifest_path.read_text()))
+        try:
+            data = json.loads(self.manifest_path.read_text())
+            return Manifest.from_dict(data)
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+            raise SettingsError(f"{self.manifest_path}: damaged manifest ({type(error).__name__}: "
+                                f"{' '.join(str(error).split())[:160]}); extract again into a new --out") from None
 
     def write_manifest(self, manifest: Manifest) -> None:
         text = json.dumps(manifest.to_dict(), indent=2)
         atomic_write(self.manifest_path, lambda temp: temp.write_text(text))
 
     def sources(self) -> list[str]:
-        return pq.read_table(self.root / "sources.parquet").column("path").to_pylist()
+        path = self.root / "sources.parquet"
+        try:
+            return pq.read_table(path).column("path").to_pylist()
+        except (OSError, ValueError, KeyError) as error:  # missing, or not Parquet (ArrowInvalid), or no column
+            raise SettingsError(f"{path}: the store's image list is missing or damaged ({type(error).__name__}); "
+                                "extract again into a new --out") from None
 
     # --- shards ----------------------------------------------------------------------
     def write_shard(self, result: ShardResult, *, half: bool, pooled: bool) -> None:

@@ -222,5 +222,11 @@ def load_dataset(
         full = digits_dataset(max(model_input.size), model_input)
     else:
         full = folder_dataset(spec, model_input)
+    counts = np.bincount(full.labels.numpy(), minlength=len(full.class_names))
+    lonely = [name for name, count in zip(full.class_names, counts, strict=True) if count < 2]
+    if lonely:
+        raise DatasetError(f"{spec}: every class needs at least 2 readable images (one to train on, one to "
+                           f"validate); {', '.join(repr(n) for n in lonely[:5])} "
+                           f"{'has' if len(lonely) == 1 else 'have'} only 1")
     train_index, val_index = _split_indices(full.labels.numpy(), val_fraction, seed)
     return full.subset(train_index, "train"), full.subset(val_index, "validation")
