@@ -44,6 +44,11 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:
             os.fsync(written.fileno())
         os.chmod(temp_path, default_mode())
         os.replace(temp_path, path)
+    except OSError as error:
+        temp_path.unlink(missing_ok=True)
+        if error.filename is None:  # pyarrow and friends say "No space left on device" without a path
+            raise OSError(error.errno, f"{error.strerror or error} (writing)", str(path)) from error
+        raise
     except BaseException:
         temp_path.unlink(missing_ok=True)
         raise

@@ -134,3 +134,42 @@ def test_a_failed_run_says_so_in_the_manifest(tmp_path, monkeypatch):
         run_extract(tmp_path / "photos", tmp_path / "store", CONFIG)
     manifest = json.loads((tmp_path / "store" / "manifest.json").read_text())
     assert manifest["status"] == "failed" and "No space left on device" in manifest["summary"]["error"]
+
+
+def test_link_loops_and_broken_links_are_listed_as_errors_not_dropped(tmp_path):
+    folder = tmp_path / "photos"
+    write_photos(folder, 2, size=(80, 60), seed=1)
+    (folder / "a.jpg").symlink_to(folder / "b.jpg")
+    (folder / "b.jpg").symlink_to(folder / "a.jpg")
+    (folder / "gone.jpg").symlink_to(folder / "nothing.jpg")
+    summary = run_extract(folder, tmp_path / "store", CONFIG)
+    assert summary.images == 5 and summary.readable == 2 and summary.errors == 3
+    reasons = {Path(r["path"]).name: r["reason"] for r in Store(tmp_path / "store").table("errors").to_pylist()}
+    assert "symbolic links" in reasons["a.jpg"] and "symbolic links" in reasons["b.jpg"]
+    assert "No such file" in reasons["gone.jpg"]
+
+
+def test_a_full_disk_names_the_file_and_the_store_says_failed(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import pyarrow.parquet as pq
+
+    from featuremaps.cli import main
+
+    write_photos(tmp_path / "photos", 4, size=(80, 60), seed=1)
+
+    real = pq.write_table
+
+    def full(table, where, *args, **kwargs):
+        if "sources.parquet" in str(where):
+            return real(table, where, *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")  # the disk fills up later; pyarrow names no path
+
+    monkeypatch.setattr(pq, "write_table", full)
+    status = main(["extract", str(tmp_path / "photos"), "--model", "tinyvgg", "--layers", "pool2", "--out",
+                   str(tmp_path / "store"), "--workers", "0"])
+    err = capsys.readouterr().err
+    assert status == 1 and "No space left on device" in err and str(tmp_path / "store") in err, err
+    assert "unexpected" not in err
+    manifest = json.loads((tmp_path / "store" / "manifest.json").read_text())
+    assert manifest["status"] == "failed"

@@ -224,3 +224,10 @@ def test_lru_cache_is_bounded():
     for k in range(5):
         cache.put(k, k)
     assert len(cache) == 2 and cache.get(0) is None and cache.get(4) == 4
+
+
+@pytest.mark.parametrize("model, message", [("fasterrcnn_resnet50_fpn", "is not a classifier: it gives list"),
+                                            ("builtin:shapes-seg", "it scores every pixel")])
+def test_predict_with_a_model_that_is_no_classifier_is_a_400(client, model, message):
+    response = client.post("/api/predict", json={"image": "sample:cat", "model": model})
+    assert response.status_code == 400 and message in response.json()["error"]

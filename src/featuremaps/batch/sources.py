@@ -46,8 +46,9 @@ def list_sources(source: str | os.PathLike[str]) -> list[str]:
     if not source.exists():
         raise SettingsError(f"{source}: source not found (a folder of images or a .txt/.csv/.parquet list)")
     if source.is_dir():
+        # Broken links and link loops are kept, so they end in errors.parquet with their reason, not silently.
         paths = sorted(os.path.abspath(p) for p in source.rglob("*")
-                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                       if p.suffix.lower() in IMAGE_SUFFIXES and (p.is_file() or p.is_symlink()))
         if not paths:
             raise SettingsError(f"{source}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder tree")
         return paths
