@@ -32,7 +32,7 @@ def test_animate_errors(run_cli, tmp_path):
         (["-o", str(tmp_path / "a.txt")], "-o must end in .gif, .mp4, .png, .svg, .json"),
         (["--stride", "0", "-o", str(tmp_path / "a.gif")], "stride must be an int >= 1"),
         (["--input-size", "2", "--kernel-size", "5", "-o", str(tmp_path / "a.gif")], "kernel height 5 is larger"),
-        (["--input-size", "90", "--depth", "1", "-o", str(tmp_path / "a.gif")], "7744 frames is more than 2000; use --every 4"),
+        (["--input-size", "48", "--depth", "1", "-o", str(tmp_path / "a.gif")], "2116 frames is more than 2000; use --every 2"),
     ]
     for args, message in cases:
         result = run_cli("animate", *args)
