@@ -130,6 +130,8 @@ def visualize_command(
     if as_json:
         print_json({**result.to_dict(), "picture": str(output)})
         return
-    typer.echo(f"{result.model} ({result.weights}): {len(chosen)} images, {steps} steps -> {output}")
+    typer.echo(f"{result.model} ({result.weights}): {len(chosen)} image{'s' if len(chosen) != 1 else ''}, "
+               f"{steps} steps -> {output}")
     for entry in result.to_dict()["images"]:
-        typer.echo(f"  {entry['label']:<28} start {entry['start']:>9.4g}   final {entry['value']:>9.4g}")
+        start, final = entry["start"] + 0.0, entry["value"] + 0.0  # + 0.0: no "-0"
+        typer.echo(f"  {entry['label']:<28} start {start:>9.4g}   final {final:>9.4g}")
