@@ -98,3 +98,15 @@ def test_hostile_command_lines(files, capsys, args, status, message):
     assert len(err.strip().splitlines()) == 1, err  # one line
     assert not files["out"].exists() or not any(files["out"].rglob("*")), "something was written"
     assert seconds < 60, f"took {seconds:.0f} s"
+
+
+def test_version_and_clean_usage_lines(capsys):
+    from featuremaps import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"featuremaps {__version__}"
+    for command, usage in [("lineage", "Usage: featuremaps lineage [OPTIONS] IMAGE\n"),
+                           ("predict", "Usage: featuremaps predict [OPTIONS] IMAGE...\n"),
+                           ("animate", "Usage: featuremaps animate [OPTIONS] [IMAGE]\n")]:
+        assert main([command, "--help"]) == 0
+        assert capsys.readouterr().out.startswith(usage)

@@ -15,6 +15,17 @@ from featuremaps.conv.geometry import PaddingSpec
 from featuremaps.conv.layer import PaddingMode as ConvPaddingMode
 from featuremaps.errors import SettingsError
 
+
+def _usage_name(argument: Any) -> str:
+    """``IMAGE``, ``[IMAGE]`` (optional) and ``IMAGE...`` (several) on usage lines, where typer writes
+    ``{IMAGE}`` for every required argument."""
+    name = argument.display_name_raw
+    name = name if argument.required else f"[{name}]"
+    return name + ("..." if argument.nargs != 1 else "")
+
+
+typer.core.TyperArgument._usage_display_name = _usage_name  # type: ignore[method-assign,assignment]  # usage lines only
+
 app = typer.Typer(
     name="featuremaps",
     help="See how convolution layers turn images into feature maps, layer by layer.",
@@ -23,6 +34,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from featuremaps import __version__
+
+        typer.echo(f"featuremaps {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """See how convolution layers turn images into feature maps, layer by layer."""
 
 
 def parse_pair(text: str, option: str) -> int | tuple[int, int]:

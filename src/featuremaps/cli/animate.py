@@ -38,7 +38,7 @@ def _size(text: str, option: str) -> tuple[int, int]:
 def animate_command(
     output: Annotated[Path, typer.Option("-o", "--output", metavar="OUT.gif|mp4|png|svg|json",
                                          help="Animation (.gif, .mp4), diagram (.png, .svg) or scene data (.json).")],
-    image: Annotated[Optional[str], typer.Argument(metavar="[IMAGE]", help="Image or sample:NAME to shrink to "
+    image: Annotated[Optional[str], typer.Argument(metavar="IMAGE", help="Image or sample:NAME to shrink to "
                                                    "--input-size; without it a seeded grid of integers 0..9.")] = None,
     input_size: Annotated[str, typer.Option(metavar="HxW", help="Size of the input grid.")] = "7x7",
     channels: Annotated[Optional[int], typer.Option(metavar="C", help="Input channels (default 1; 3 for an image).")] = None,

@@ -270,7 +270,7 @@ def _evaluate_segmentation(checkpoint: str, dataset: str, scenes: int, seed: int
 
 @app.command("predict")
 def predict_command(
-    images: Annotated[list[str], typer.Argument(metavar="IMAGE...", help="Image files or sample:NAME.")],
+    images: Annotated[list[str], typer.Argument(metavar="IMAGE", help="Image files or sample:NAME.")],
     checkpoint: Annotated[str, typer.Option(metavar="CKPT|builtin:shapes", help="The classifier.")] = "builtin:shapes",
     top_k: Annotated[int, typer.Option(metavar="K", help="Classes to list per image.")] = 3,
     cam: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Write a class activation map per image.")] = None,

@@ -13,7 +13,7 @@ from featuremaps.errors import SettingsError
 
 @app.command("segment")
 def segment_command(
-    images: Annotated[list[str], typer.Argument(metavar="IMAGE...", help="Image files or sample:NAME.")],
+    images: Annotated[list[str], typer.Argument(metavar="IMAGE", help="Image files or sample:NAME.")],
     output: Annotated[Path, typer.Option("-o", "--output", metavar="DIR", help="Folder for <stem>_mask.png and "
                                          "<stem>_overlay.png.")],
     model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="MODEL", help="Cluster this model's "
