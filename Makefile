@@ -43,7 +43,7 @@ test: $(VENV)/.installed-test
 clean:
 	rm -rf demo-output .pytest_cache .hypothesis
 
-# Re-train the bundled builtin:shapes model (about 20 minutes on 2 CPU cores); the
+# Re-train the bundled builtin:shapes model (about 11 minutes on 2 CPU cores); the
 # checkpoint directory is committed under src/featuremaps/assets/models/shapes.
 shapes-model: $(VENV)/.installed-demo
 	$(VENV)/bin/featuremaps train --dataset shapes --model tinyvgg --width 32 --samples 20000 --epochs 10 \
@@ -51,7 +51,7 @@ shapes-model: $(VENV)/.installed-demo
 	$(VENV)/bin/featuremaps calibrate src/featuremaps/assets/models/shapes --dataset shapes --samples 2000 --seed 7
 	$(VENV)/bin/featuremaps evaluate builtin:shapes --dataset shapes --samples 2000 --seed 424242
 
-# Re-train the bundled builtin:shapes-seg head on builtin:shapes' maps (about 12 minutes).
+# Re-train the bundled builtin:shapes-seg head on builtin:shapes' maps (about 13 minutes).
 shapes-seg-model: $(VENV)/.installed-demo
 	$(VENV)/bin/featuremaps train --task segmentation --dataset shapes --backbone builtin:shapes \
 		--layers relu1_2,relu2_2,pool2 --scenes 1500 --size 128 --epochs 6 --seed 0 --overwrite \
@@ -59,7 +59,7 @@ shapes-seg-model: $(VENV)/.installed-demo
 	$(VENV)/bin/featuremaps evaluate builtin:shapes-seg --task segmentation --dataset shapes --samples 200 --seed 424242
 
 # Re-train the bundled builtin:objects model (TinyResNet on composite objects made of parts;
-# about 50 minutes on 2 CPU cores), then score it on a held-out seed.
+# about 45 minutes on 2 CPU cores), then calibrate it and score it on a held-out seed.
 objects-model: $(VENV)/.installed-demo
 	$(VENV)/bin/featuremaps train --dataset objects --model tinyresnet --samples 16000 --epochs 10 \
 		--batch-size 64 --lr 2e-3 --seed 0 --half-weights --overwrite -o src/featuremaps/assets/models/objects
