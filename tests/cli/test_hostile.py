@@ -110,3 +110,14 @@ def test_version_and_clean_usage_lines(capsys):
                            ("animate", "Usage: featuremaps animate [OPTIONS] [IMAGE]\n")]:
         assert main([command, "--help"]) == 0
         assert capsys.readouterr().out.startswith(usage)
+
+
+def test_models_that_do_not_take_one_image_are_not_listed_and_are_refused(capsys):
+    from featuremaps.models import available_models
+
+    names = {row["name"] for row in available_models()}
+    assert "resnet18" in names and not names & {"raft_small", "raft_large", "r3d_18", "mvit_v2_s", "s3d"}
+    assert main(["layers", "raft_small"]) == 2
+    assert "optical-flow model (it takes two images)" in capsys.readouterr().err
+    assert main(["layers", "r3d_18"]) == 2
+    assert "video model" in capsys.readouterr().err

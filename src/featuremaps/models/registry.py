@@ -119,9 +119,20 @@ _register_shipped()
 
 @lru_cache(maxsize=1)
 def _torchvision_names() -> tuple[str, ...]:
+    """torchvision's models that take one image (optical flow takes two, video models a clip)."""
     from torchvision import models
 
-    return tuple(models.list_models())
+    return tuple(name for name in models.list_models() if name not in _not_one_image())
+
+
+@lru_cache(maxsize=1)
+def _not_one_image() -> dict[str, str]:
+    from torchvision import models
+
+    kinds = {name: "an optical-flow model (it takes two images)"
+             for name in models.list_models(module=models.optical_flow)}
+    kinds.update({name: "a video model (it takes a clip of frames)" for name in models.list_models(module=models.video)})
+    return kinds
 
 
 def _timm_available() -> bool:
@@ -203,6 +214,9 @@ def load_model(
             raise ModelError(f"options are for built-in models; {name} takes none")
         elif name in _torchvision_names():
             model = _from_torchvision(name, weights, num_classes, seed)
+        elif name in _not_one_image():
+            raise ModelError(f"{name} is {_not_one_image()[name]}; featuremaps works with models that take one "
+                             "image (see 'featuremaps models')")
         else:
             raise ModelError(_unknown_name_message(text))
     return model.eval()
