@@ -230,7 +230,8 @@ class ModelInput:
         return (images - mean.to(images.dtype)) / std.to(images.dtype)
 
     def _mean_std(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        assert self.mean is not None and self.std is not None  # callers check
+        if self.mean is None or self.std is None:
+            raise SettingsError("this input has no mean and std to normalise with")
         shape = (-1, 1, 1)
         return (torch.tensor(self.mean, dtype=torch.float32, device=device).view(shape),
                 torch.tensor(self.std, dtype=torch.float32, device=device).view(shape))

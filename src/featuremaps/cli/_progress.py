@@ -30,13 +30,12 @@ class CountBar:
             self._bar.stop()
 
     def update(self, done: int, total: int) -> None:
-        if self._bar is None:
+        if self._bar is None or self._task is None:
             self._bar = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(),
                                  TextColumn(f"{{task.fields[speed]:.1f}} {self.unit}/s"), TimeRemainingColumn(),
                                  console=stderr)
             self._bar.start()
             self._task = self._bar.add_task(self.label, total=total, speed=0.0)
             self._start = time.perf_counter()
-        assert self._task is not None  # set with the bar
         elapsed = max(time.perf_counter() - self._start, 1e-6)
         self._bar.update(self._task, completed=done, total=total, speed=done / elapsed)

@@ -100,8 +100,6 @@ def visualize_command(
         raise SettingsError(f"--param must be one of {', '.join(PARAMS)}; got {param!r}")
     if output.suffix.lower() != ".png":
         raise SettingsError(f"-o must name a .png file; got {output}")
-    if (channels is not None or direction is not None) and not layer:
-        raise SettingsError("--channels and --direction need --layer (featuremaps layers MODEL lists the layers)")
     net = load_model(model, weights=weights)
     if device is not None:
         net = net.to(device)
@@ -109,13 +107,13 @@ def visualize_command(
     chosen: list[Objective]
     if classes is not None:
         chosen = [logit(i) for i in parse_indices(classes, "--classes", names=tuple(names))]
+    elif not layer:
+        raise SettingsError("--channels and --direction need --layer (featuremaps layers MODEL lists the layers)")
     elif direction is not None:
-        assert layer is not None  # checked above
         chosen = [make_direction(layer, parse_direction(direction))]
     else:
-        assert layer is not None and channels is not None
         make = channel if objective == "channel" else unit
-        chosen = [make(layer, c) for c in parse_indices(channels, "--channels")]
+        chosen = [make(layer, c) for c in parse_indices(channels or "", "--channels")]
     if negative:
         chosen = [-o for o in chosen]
     with CountBar("visualize", "steps") as bar:

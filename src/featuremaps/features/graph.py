@@ -173,9 +173,7 @@ def truncated_module(trace: TracedModel, wanted: Sequence[tuple[str, tuple[str, 
     output_node = graph.output(returned)
     _protect_from_inplace(graph, set(targets.values()), dict(trace.root.named_modules()))
     if reduce is not None:
-        returned_nodes = output_node.args[0]
-        assert isinstance(returned_nodes, dict)  # the graph's output is the dict built above
-        reduced = dict(returned_nodes)
+        reduced = dict(returned)  # the graph's output dict, built above
         for key, node in targets.items():
             with graph.inserting_after(node):
                 reduced[key] = graph.call_function(reduce, (node,))
