@@ -155,3 +155,67 @@ def test_channel_indexing_keeps_the_receptive_field():
     first = {e.name: e for e in list_layers(googlenet, (3, 224, 224))}
     assert first["conv1"].receptive_field == (7.0, 7.0) and not first["conv1"].global_field
     assert not first["inception5b"].global_field
+
+
+class _Uneven(nn.Module):
+    """Linear layers only (so the gradient support is exactly the receptive field): a strided conv, adaptive
+    pooling with a non-integer ratio, transposed convolutions with stride, padding, output padding and
+    dilation, a reflect pad, a residual sum and a resize."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(1, 2, 3, stride=2, padding=1)
+        self.flat = nn.ConvTranspose2d(2, 2, 3, padding=(0, 1))  # stride 1: one field for every unit
+        self.pool = nn.AdaptiveAvgPool2d((7, 9))
+        self.up = nn.ConvTranspose2d(2, 2, 3, stride=2, padding=1, output_padding=1)
+        self.up3 = nn.ConvTranspose2d(2, 2, (4, 3), stride=(3, 2), padding=(1, 0), dilation=(1, 2))
+        self.mix = nn.Conv2d(2, 1, 3)
+
+    def forward(self, x):
+        x = self.pool(self.flat(self.down(x)))
+        x = self.up3(self.up(x))
+        x = torch.nn.functional.pad(x, (2, 1, 1, 2), mode="reflect") + torch.nn.functional.pad(x, (1, 2, 2, 1))
+        x = self.mix(x)
+        return x + torch.nn.functional.interpolate(x, scale_factor=1.0)
+
+
+@pytest.mark.parametrize("input_size", [(1, 23, 31), (1, 40, 17)])
+def test_uneven_layers_give_each_unit_its_exact_region(input_size):
+    model = _Uneven()
+    for p in model.parameters():
+        nn.init.uniform_(p, 0.5, 1.0)  # positive: no cancellation, every path shows in the gradient
+    layers = {l.name: l for l in list_layers(model, input_size)}
+    assert not layers["flat"].uneven and layers["pool"].uneven and layers["mix"].uneven
+    x = torch.rand(1, *input_size, requires_grad=True)
+    for name in ("flat", "pool", "up", "up3", "mix"):
+        layer = layers[name]
+        _, height, width = layer.output_shape
+        for y, xx in {(0, 0), (height // 2, width // 3), (height - 1, width - 1), (1, width - 2), (3, 4), (5, 1)}:
+            x.grad = None
+            out = {}
+            handle = getattr(model, name).register_forward_hook(lambda m, i, o, out=out: out.setdefault("y", o))
+            model(x)
+            handle.remove()
+            out["y"][0, :, y, xx].sum().backward()
+            rows, cols = torch.nonzero(x.grad[0, 0], as_tuple=True)
+            try:
+                top, left, bottom, right = layer.region(y, xx)
+            except ValueError as error:  # the dilated stride-2 transposed conv leaves odd columns without input
+                assert "sees only padding" in str(error) and len(rows) == 0, (name, y, xx)
+                continue
+            top, left = max(top, 0), max(left, 0)
+            bottom, right = min(bottom, input_size[1] - 1), min(right, input_size[2] - 1)
+            assert (rows.min(), cols.min(), rows.max(), cols.max()) == (top, left, bottom, right), (name, y, xx)
+
+
+def test_adaptive_pooling_uses_pytorchs_bins_vgg16_at_160():
+    layers = {l.name: l for l in list_layers(load_model("vgg16"), (3, 160, 160))}
+    pool5, avgpool = layers["features.30"], layers["avgpool"]
+    assert pool5.output_shape[1:] == (5, 5) and avgpool.output_shape[1:] == (7, 7) and avgpool.uneven
+    for unit in range(7):
+        first, last = unit * 5 // 7, -(-(unit + 1) * 5 // 7) - 1  # torch: floor(i*in/out) .. ceil((i+1)*in/out)
+        top = max(pool5.region(first, 0)[0], 0)
+        bottom = min(pool5.region(last, 0)[2], 159)
+        assert avgpool.region(unit, 0)[0::2] == (top, bottom)
+    # an integer ratio stays one field for all units
+    assert not {l.name: l for l in list_layers(load_model("vgg16"))}["avgpool"].uneven

@@ -7,7 +7,13 @@ size runs under a ``TorchFunctionMode`` that follows every tensor through every 
 the field of its units: size, jump and start of the input region unit (0, 0) sees.
 
 - convolution and pooling (any padding, stride, dilation, ``ceil_mode``): composed exactly;
-  ``F.pad`` shifts the start; transposed convolutions and resizing divide the jump;
+  ``F.pad`` shifts the start; resizing divides the jump;
+- operations whose units do not all see regions of one size one step apart (adaptive pooling
+  with a non-integer ratio, which uses PyTorch's bins ``floor(i*in/out)`` to ``ceil((i+1)*in/out)``,
+  and transposed convolution with a stride, where an output unit takes 1 or more input units
+  depending on its position) switch that axis to an exact table: the first and last input pixel
+  of every unit, carried exactly through every later layer (``LayerInfo.region`` reads it;
+  ``receptive_field`` then gives the largest region and ``uneven`` is True);
 - operations that combine tensors of the same spatial size (residual additions,
   concatenation, multiplication, normalisation, activations) take the union of their
   inputs' fields: where branches make paths differ, the largest region wins (the catalogue
@@ -49,9 +55,47 @@ class _Field:
     merged: bool = False
     axes: tuple[int, int] = (2, 3)  # which tensor dimensions are height and width (NCHW: 2, 3)
     context: bool = False  # also gated by a global summary (squeeze-excitation)
+    # per axis, None (every unit: start + i * jump, size) or the exact (first, last) input pixel of each unit
+    table: tuple[_Spans | None, _Spans | None] = (None, None)
 
     def moved(self, axes: tuple[int, int]) -> _Field:
         return replace(self, axes=axes)
+
+
+_Span = tuple[float, float]
+_Spans = tuple[_Span, ...]
+_EMPTY: _Span = (math.inf, -math.inf)  # a unit that sees only padding
+
+
+def _spans(field_: _Field, axis: int, count: int, side: int) -> _Spans:
+    """The (first, last) input pixel of each of ``count`` units along ``axis``, clipped to an input of ``side``."""
+    table = field_.table[axis]
+    if table is not None:
+        return table
+    spans = []
+    for unit in range(count):
+        first = field_.start[axis] + unit * field_.jump[axis]
+        last = first + field_.size[axis] - 1
+        first, last = max(math.floor(first), 0), min(math.ceil(last), side - 1)
+        spans.append((float(first), float(last)) if first <= last else _EMPTY)
+    return tuple(spans)
+
+
+def _joined(spans: _Spans, units) -> _Span:
+    chosen = [spans[u] for u in units if 0 <= u < len(spans)]
+    return (min((s[0] for s in chosen), default=math.inf), max((s[1] for s in chosen), default=-math.inf))
+
+
+def _tabled(field_: _Field, tables: list[_Spans]) -> _Field:
+    """A field whose two axes are exact tables; size, jump and start summarise them (largest, mean, first)."""
+    size, jump, start = [], [], []
+    for spans in tables:
+        seen = [s for s in spans if s[0] <= s[1]]
+        size.append(max((s[1] - s[0] + 1 for s in seen), default=0.0))
+        start.append(seen[0][0] if seen else 0.0)
+        jump.append((seen[-1][0] - seen[0][0]) / (len(seen) - 1) if len(seen) > 1 else 1.0)
+    return replace(field_, size=(size[0], size[1]), jump=(jump[0], jump[1]), start=(start[0], start[1]),
+                   table=(tables[0], tables[1]))
 
 
 _GLOBAL = "global"
@@ -77,9 +121,26 @@ def _window(field_: _Field, kernel, stride, before, dilation) -> _Field:
     return replace(field_, size=(size[0], size[1]), jump=(jump[0], jump[1]), start=(start[0], start[1]))
 
 
-def _union(fields: list[_Field]) -> _Field:
+def _table_map(field_: _Field, counts_in: tuple[int, int], counts_out: tuple[int, int], sides: tuple[int, int],
+               sources) -> _Field:
+    """An exact table: output unit ``o`` along ``axis`` joins the input units ``sources(axis, o, n_in)``."""
+    tables = []
+    for axis in (0, 1):
+        spans = _spans(field_, axis, counts_in[axis], sides[axis])
+        tables.append(tuple(_joined(spans, sources(axis, unit, counts_in[axis])) for unit in range(counts_out[axis])))
+    return _tabled(field_, tables)
+
+
+def _union(fields: list[_Field], counts: tuple[int, int] = (0, 0), sides: tuple[int, int] = (0, 0)) -> _Field:
     if len(fields) == 1:
         return fields[0]
+    if any(t is not None for f in fields for t in f.table):
+        tables = []
+        for axis in (0, 1):
+            each = [_spans(f, axis, counts[axis], sides[axis]) for f in fields]
+            tables.append(tuple(_joined(column, range(len(column))) for column in zip(*each)))
+        merged = any(f.merged for f in fields) or len({f.table for f in fields}) > 1
+        return replace(_tabled(fields[0], tables), merged=merged, context=any(f.context for f in fields))
     size, start, jump = [], [], []
     for axis in (0, 1):
         first = min(f.start[axis] for f in fields)
@@ -114,6 +175,7 @@ class _FieldTracer(TorchFunctionMode):
 
     def __init__(self, image: torch.Tensor) -> None:
         super().__init__()
+        self._sides = (int(image.shape[-2]), int(image.shape[-1]))
         self._fields: dict[int, tuple[torch.Tensor, _Field | str | None]] = {id(image): (image, _IDENTITY)}
 
     def field_of(self, tensor: torch.Tensor) -> _Field | str | None:
@@ -163,8 +225,7 @@ class _FieldTracer(TorchFunctionMode):
         except (TypeError, ValueError, IndexError):
             return None
 
-    @staticmethod
-    def _generic(result: torch.Tensor, inputs: list[torch.Tensor], fields: list) -> _Field | str | None:
+    def _generic(self, result: torch.Tensor, inputs: list[torch.Tensor], fields: list) -> _Field | str | None:
         """Ops that keep the spatial grid combine their inputs' fields; ops that drop it are global."""
         same = [
             f for t, f in zip(inputs, fields)
@@ -172,7 +233,8 @@ class _FieldTracer(TorchFunctionMode):
             and all(result.shape[a] == t.shape[a] for a in f.axes)
         ]
         if same:
-            return _union(same)
+            axes = same[0].axes
+            return _union(same, (result.shape[axes[0]], result.shape[axes[1]]), self._sides)
         # A channel picked or added (x[:, 0], unsqueeze(1), a reduction over channels) keeps the grid: the
         # spatial axes stay the last two, of the same sizes (torchvision's transform_input does this).
         trailing = [
@@ -181,13 +243,21 @@ class _FieldTracer(TorchFunctionMode):
             and tuple(result.shape[-2:]) == tuple(t.shape[-2:])
         ]
         if trailing:
-            return _union(trailing)
+            return _union(trailing, (result.shape[-2], result.shape[-1]), self._sides)
         return _GLOBAL if result.ndim < max(t.ndim for t in inputs) else None
 
     def _spatial(self, func, args, kwargs, source, field_, result, inputs, fields) -> _Field | str | None:
         name = getattr(func, "__name__", "")
-        in_size = tuple(source.shape[-2:])
-        out_size = tuple(result.shape[-2:])
+        in_size = (int(source.shape[-2]), int(source.shape[-1]))
+        out_size = (int(result.shape[-2]), int(result.shape[-1]))
+        tabled = any(t is not None for t in field_.table)
+
+        def window(kernel, stride, before, dilation) -> _Field:
+            if not tabled:
+                return _window(field_, kernel, stride, before, dilation)
+            return _table_map(field_, in_size, out_size, self._sides, lambda a, o, n: range(
+                o * stride[a] - before[a], o * stride[a] - before[a] + dilation[a] * (kernel[a] - 1) + 1, dilation[a]))
+
         if func in (torch.conv2d, F.conv2d):
             weight = _argument(args, kwargs, 1, "weight", None)
             kernel = tuple(weight.shape[-2:])
@@ -198,43 +268,75 @@ class _FieldTracer(TorchFunctionMode):
                 before = tuple(dilation[a] * (kernel[a] - 1) // 2 for a in (0, 1))
             else:
                 before = (0, 0) if padding == "valid" else _pair(padding, 0)
-            return _window(field_, kernel, stride, before, dilation)
+            return window(kernel, stride, before, dilation)
         if func in _ADAPTIVE_POOLS:
             if out_size == in_size:
                 return field_
             if out_size == (1, 1):
                 return _GLOBAL
-            kernel = tuple(math.ceil(i / o) for i, o in zip(in_size, out_size))
-            stride = tuple(max(1, i // o) for i, o in zip(in_size, out_size))
-            return _window(field_, kernel, stride, (0, 0), (1, 1))
+            if not tabled and all(i % o == 0 for i, o in zip(in_size, out_size)):
+                ratio = tuple(i // o for i, o in zip(in_size, out_size))
+                return _window(field_, ratio, ratio, (0, 0), (1, 1))
+            # PyTorch's bins: unit o pools input units floor(o*in/out) .. ceil((o+1)*in/out) - 1
+            return _table_map(field_, in_size, out_size, self._sides,
+                              lambda a, o, n: range(o * n // out_size[a], -(-(o + 1) * n // out_size[a])))
         if func in _POOLS:
             kernel = _pair(_argument(args, kwargs, 1, "kernel_size", 1), 1)
             stride = _pair(_argument(args, kwargs, 2, "stride", None) or kernel, 1)
             padding = _pair(_argument(args, kwargs, 3, "padding", 0), 0)
             is_avg = func is F.avg_pool2d
             dilation = (1, 1) if is_avg else _pair(_argument(args, kwargs, 4, "dilation", 1), 1)
-            return _window(field_, kernel, stride, padding, dilation)
+            return window(kernel, stride, padding, dilation)
         if func is F.pad or name == "pad":
             pad = list(_argument(args, kwargs, 1, "pad", ()))
             left, top = (pad[0] if len(pad) > 0 else 0), (pad[2] if len(pad) > 2 else 0)
-            return replace(field_, start=(field_.start[0] - top * field_.jump[0],
-                                          field_.start[1] - left * field_.jump[1]))
+            if not tabled:
+                return replace(field_, start=(field_.start[0] - top * field_.jump[0],
+                                              field_.start[1] - left * field_.jump[1]))
+            mode = _argument(args, kwargs, 2, "mode", "constant")
+            before = (top, left)
+
+            def padded(a: int, o: int, n: int) -> range:
+                j = o - before[a]
+                if 0 <= j < n or mode == "constant":
+                    return range(j, j + 1)
+                if mode == "reflect":
+                    j = -j if j < 0 else 2 * (n - 1) - j
+                elif mode == "replicate":
+                    j = min(max(j, 0), n - 1)
+                else:  # circular
+                    j %= n
+                return range(j, j + 1)
+
+            return _table_map(field_, in_size, out_size, self._sides, padded)
         if func is F.conv_transpose2d or name == "conv_transpose2d":
             weight = _argument(args, kwargs, 1, "weight", None)
             kernel = tuple(weight.shape[-2:])
             stride = _pair(_argument(args, kwargs, 3, "stride", 1), 1)
             padding = _pair(_argument(args, kwargs, 4, "padding", 0), 0)
             dilation = _pair(_argument(args, kwargs, 7, "dilation", 1), 1)
-            size, jump, start = [], [], []
-            for a in (0, 1):
-                reach = dilation[a] * (kernel[a] - 1) / stride[a]
-                size.append(field_.size[a] + reach * field_.jump[a])
-                start.append(field_.start[a] + field_.jump[a] * (padding[a] - dilation[a] * (kernel[a] - 1)) / stride[a])
-                jump.append(field_.jump[a] / stride[a])
-            return replace(field_, size=(size[0], size[1]), jump=(jump[0], jump[1]), start=(start[0], start[1]))
+            if stride == (1, 1) and not tabled:  # a convolution with the kernel flipped: one size for every unit
+                reach = tuple(dilation[a] * (kernel[a] - 1) for a in (0, 1))
+                return _window(field_, kernel, (1, 1), tuple(reach[a] - padding[a] for a in (0, 1)), dilation)
+
+            # output unit o = i * stride - padding + k * dilation: it takes the input units i that divide exactly
+            def scattered(a: int, o: int, n: int) -> list[int]:
+                offsets = (o + padding[a] - k * dilation[a] for k in range(kernel[a]))
+                return [q // stride[a] for q in offsets if q >= 0 and q % stride[a] == 0]
+
+            return _table_map(field_, in_size, out_size, self._sides, scattered)
         if func is F.interpolate or name in ("interpolate", "upsample", "upsample_bilinear2d", "upsample_nearest2d"):
             scale = tuple(o / i for o, i in zip(out_size, in_size))
-            return replace(field_, jump=(field_.jump[0] / scale[0], field_.jump[1] / scale[1]))
+            if not tabled:
+                return replace(field_, jump=(field_.jump[0] / scale[0], field_.jump[1] / scale[1]))
+
+            def resized(a: int, o: int, n: int) -> range:  # the (at most two) source units a resized unit reads
+                centre = (o + 0.5) / scale[a] - 0.5
+                nearest = math.floor(o / scale[a])
+                first, last = min(math.floor(centre), nearest), max(math.floor(centre) + 1, nearest)
+                return range(max(first, 0), min(last, n - 1) + 1)
+
+            return _table_map(field_, in_size, out_size, self._sides, resized)
         return self._generic(result, inputs, fields)  # elementwise, normalisation, residual add, concat
 
 
@@ -260,6 +362,10 @@ class LayerInfo:
         global_context: True when the maps are also scaled by a summary of the whole
             image (squeeze-excitation); the receptive field given is the local one.
         parameters: number of parameters in the module (and its children).
+        spans: ``(rows, columns)``: the exact first and last input pixel of every unit, when units
+            see regions of different sizes (adaptive pooling with a non-integer ratio, strided
+            transposed convolution, or anything after them); then ``receptive_field`` is the
+            largest, ``jump`` the mean step and :meth:`region` reads the table.
     """
 
     name: str
@@ -281,16 +387,36 @@ class LayerInfo:
     global_context: bool = False
     parameters: int = 0
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    spans: tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]] | None = field(
+        default=None, compare=False, repr=False)
 
     @property
     def is_spatial(self) -> bool:
         """True when the output is a stack of maps ``(C, H, W)``."""
         return len(self.output_shape) == 3
 
+    @property
+    def uneven(self) -> bool:
+        """True when units see regions of different sizes (see ``spans``)."""
+        return self.spans is not None
+
     def region(self, y: int, x: int) -> tuple[float, float, float, float]:
-        """Input box ``(top, left, bottom, right)`` (inclusive) seen by unit ``(y, x)``."""
+        """Input box ``(top, left, bottom, right)`` (inclusive) seen by unit ``(y, x)``.
+
+        Raises:
+            ValueError: the layer has no local field, or (uneven layers) the unit is outside the map
+                or sees only padding.
+        """
         if self.jump is None or self.receptive_field is None or self.start is None:
             raise ValueError(f"layer {self.name} has no local receptive field")
+        if self.spans is not None:
+            rows, columns = self.spans
+            if not (0 <= y < len(rows) and 0 <= x < len(columns)):
+                raise ValueError(f"unit ({y}, {x}) is outside {self.name}'s {len(rows)}x{len(columns)} maps")
+            (top, bottom), (left, right) = rows[y], columns[x]
+            if top > bottom or left > right:
+                raise ValueError(f"unit ({y}, {x}) of {self.name} sees only padding, no input pixel")
+            return top, left, bottom, right
         top = self.start[0] + y * self.jump[0]
         left = self.start[1] + x * self.jump[1]
         return top, left, top + self.receptive_field[0] - 1, left + self.receptive_field[1] - 1
@@ -307,6 +433,7 @@ class LayerInfo:
             "name": self.name, "type": self.type, "depth": self.depth, "output_shape": list(self.output_shape),
             "stride": plain(self.jump), "receptive_field": plain(self.receptive_field), "start": plain(self.start),
             "global": self.global_field, "merged": self.merged, "global_context": self.global_context,
+            "uneven": self.uneven,
             "kernel_size": plain(self.kernel_size),
             "layer_stride": plain(self.stride), "padding": plain(self.padding), "dilation": plain(self.dilation),
             "groups": self.groups, "parameters": self.parameters,
@@ -402,7 +529,9 @@ def list_layers(model: nn.Module, input_size: tuple[int, ...] | None = None, *, 
         elif isinstance(traced, _Field):
             layers.append(LayerInfo(**common, jump=traced.jump, receptive_field=traced.size, start=traced.start,
                                     merged=traced.merged, global_context=traced.context,
-                                    extra={"channels_last": traced.axes == (1, 2)}))
+                                    extra={"channels_last": traced.axes == (1, 2)},
+                                    spans=None if traced.table[0] is None or traced.table[1] is None
+                                    else (traced.table[0], traced.table[1])))
         else:
             layers.append(LayerInfo(**common))
     return layers

@@ -207,6 +207,7 @@ class LayerRow(BaseModel):
     global_field: bool = Field(alias="global")
     merged: bool
     global_context: bool
+    uneven: bool = False
     kernel_size: list[int] | None = None
     layer_stride: list[int] | None = None
     padding: Any = None
