@@ -106,3 +106,14 @@ def test_torch_and_cli_agree_on_gray_input(run_cli, tmp_path):
     expected = ConvLayer(1, "laplacian")(load_image("sample:coffee", mode="gray"))
     assert data["maps"][0]["mean"] == pytest.approx(float(expected.mean()), abs=1e-6)
     assert torch.is_tensor(expected)
+
+
+def test_conv_transposed_upsamples_like_conv_transpose2d(run_cli):
+    result = run_cli("conv", "sample:cat", "--filters", "sobel", "--transposed", "--stride", "2", "--padding", "1",
+                     "--output-padding", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["output_shape"] == [2, 600, 902] and data["transposed"] and data["output_padding"] == [1, 1]
+    assert data["padding"] == [1, 1, 1, 1]  # the layer's own padding, not the zero border it slides over
+    refused = run_cli("conv", "sample:cat", "--output-padding", "1")
+    assert refused.returncode == 2 and "output_padding applies only to a transposed convolution" in refused.stderr

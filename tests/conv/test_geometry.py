@@ -161,3 +161,59 @@ def test_same_padding_in_a_stack_needs_the_input_size():
         receptive_field([ConvGeometry.create(3, 2, "same")])
     fields = receptive_field([ConvGeometry.create(4, 2, "same")], input_size=(10, 10))
     assert fields[0].start == (-1, -1) and fields[0].size == (4, 4)
+
+
+@given(
+    size=st.tuples(st.integers(1, 12), st.integers(1, 12)),
+    kernel=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+    stride=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    padding=st.tuples(st.integers(0, 3), st.integers(0, 3)),
+    dilation=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    extra=st.tuples(st.integers(0, 3), st.integers(0, 3)),
+)
+def test_transposed_output_size_equals_torch_conv_transpose2d(size, kernel, stride, padding, dilation, extra):
+    assume(all(p <= d * (k - 1) for p, d, k in zip(padding, dilation, kernel)))
+    assume(all(e < max(s, d) for e, s, d in zip(extra, stride, dilation)))
+    try:
+        expected = tuple(F.conv_transpose2d(torch.zeros(1, 1, *size), torch.zeros(1, 1, *kernel), stride=stride,
+                                            padding=padding, output_padding=extra, dilation=dilation).shape[2:])
+    except RuntimeError:
+        expected = (0, 0)
+    if min(expected) < 1:
+        with pytest.raises(SettingsError, match="removes every"):
+            conv_output_size(size, kernel, stride, padding, dilation, transposed=True, output_padding=extra)
+        return
+    assert conv_output_size(size, kernel, stride, padding, dilation, transposed=True, output_padding=extra) == expected
+
+
+@pytest.mark.parametrize("i, k, s, p, a, expected", [
+    (2, 3, 1, 0, 0, 4),  # Dumoulin & Visin fig. 4.1: no padding, unit strides (relationship 8)
+    (6, 4, 1, 2, 0, 5),  # fig. 4.2: padding (relationship 9)
+    (5, 3, 1, 1, 0, 5),  # fig. 4.3: half padding (relationship 10)
+    (7, 3, 1, 2, 0, 5),  # fig. 4.4: full padding (relationship 11)
+    (2, 3, 2, 0, 0, 5),  # fig. 4.5: no padding, strides (relationship 12)
+    (3, 3, 2, 1, 0, 5),  # fig. 4.6: padding and strides (relationship 13)
+    (3, 3, 2, 1, 1, 6),  # fig. 4.7: padding, strides and an odd input size: a = 1 (relationship 14)
+])
+def test_transposed_sizes_of_the_convolution_arithmetic_guide(i, k, s, p, a, expected):
+    assert conv_output_size(i, k, s, p, transposed=True, output_padding=a) == expected
+    # the transpose goes back: the direct convolution maps that size to i
+    assert conv_output_size(expected, k, s, p) == i
+
+
+def test_transposed_formula_and_refusals():
+    geometry = ConvGeometry.create(3, stride=2, padding=1, transposed=True, output_padding=1)
+    assert output_size_formula(geometry, (4, 5)) == ("H' = (4 - 1)*2 - 1 - 1 + 1*(3 - 1) + 1 + 1 = 8",
+                                                     "W' = (5 - 1)*2 - 1 - 1 + 1*(3 - 1) + 1 + 1 = 10")
+    assert geometry.zero_inserted((4, 5)) == ((7, 9), Padding(1, 2, 1, 2))
+    for kwargs, message in [
+        ({"padding": 3}, "at most dilation\\*\\(kernel-1\\) = 2"),
+        ({"padding": "same"}, "takes padding as numbers"),
+        ({"output_padding": 2, "stride": 2}, "smaller than the stride or the dilation"),
+    ]:
+        with pytest.raises(SettingsError, match=message):
+            ConvGeometry.create(3, **{"transposed": True, **kwargs})
+    with pytest.raises(SettingsError, match="only to a transposed"):
+        ConvGeometry.create(3, output_padding=1)
+    with pytest.raises(SettingsError, match="regions of different sizes"):
+        receptive_field([geometry])

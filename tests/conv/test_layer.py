@@ -253,3 +253,43 @@ def test_a_string_never_opens_a_file(tmp_path):
         ConvLayer(1, str(tmp_path / "secret.npy"))
     with pytest.raises(SettingsError, match=r"unknown filter bank '/etc/passwd'"):
         ConvLayer(1, "/etc/passwd")
+
+
+@pytest.mark.parametrize("channels, depth, groups, kernel, stride, padding, dilation, extra", [
+    (3, 4, 1, 3, 2, 1, 1, 1),
+    (4, 6, 2, (4, 3), (3, 2), (1, 0), (1, 2), (2, 1)),
+    (1, 1, 1, 2, 1, 0, 1, 0),
+    (6, 6, 3, 3, 2, 2, 2, 1),
+])
+def test_transposed_layer_equals_torch_conv_transpose2d(channels, depth, groups, kernel, stride, padding, dilation,
+                                                         extra):
+    torch.manual_seed(0)
+    module = torch.nn.ConvTranspose2d(channels, depth, kernel, stride=stride, padding=padding, output_padding=extra,
+                                      groups=groups, dilation=dilation)
+    layer = ConvLayer.from_module(module)
+    x = torch.rand(2, channels, 5, 7)
+    with torch.no_grad():
+        expected = module(x)
+    assert layer.transposed and layer.window_stride == (1, 1)
+    assert torch.allclose(layer(x), expected, atol=1e-5)
+    assert layer.output_shape(x.shape) == tuple(expected.shape)
+    assert torch.equal(layer.transposed_weight(), module.weight.detach())
+    for filter_, y, xx in [(0, 0, 0), (depth - 1, 3, 2), (depth // 2, expected.shape[2] - 1, expected.shape[3] - 1)]:
+        step = layer.explain(x[0], filter=filter_, y=y, x=xx)
+        assert step.total == pytest.approx(float(expected[0, filter_, y, xx]), abs=1e-5)
+        # an inserted zero or padding under every tap that reads no input pixel
+        assert bool((step.patch[:, step.in_padding] == 0).all())
+
+
+def test_transposed_layer_by_hand():
+    # one pixel of value 2 and an all-ones 3x3 filter at stride 2: the pixel is spread over a 3x3 block
+    layer = ConvLayer(1, np.ones((1, 1, 3, 3), dtype=np.float32), stride=2, transposed=True)
+    image = torch.zeros(1, 2, 2)
+    image[0, 0, 0] = 2.0
+    maps = layer(image)[0]
+    assert maps.shape == (5, 5) and float(maps.sum()) == 18.0 and bool((maps[:3, :3] == 2).all())
+    assert layer.pad(image)[0, 0].shape == (7, 7)  # (2 - 1) * 2 + 1 = 3, plus a border of 2 on each side
+    with pytest.raises(SettingsError, match="pads with zeros"):
+        ConvLayer(1, "sobel", transposed=True, padding_mode="reflect")
+    with pytest.raises(SettingsError, match="transposed_weight is for a transposed layer"):
+        ConvLayer(1, "sobel").transposed_weight()

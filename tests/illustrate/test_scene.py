@@ -116,3 +116,20 @@ def test_random_grid_is_seeded_integers():
     assert a.shape == (2, 4, 6) and torch.equal(a, b) and torch.equal(a, a.round()) and a.max() <= 9
     with pytest.raises(SettingsError, match="height must be an int >= 1; got 0"):
         random_grid(0, 3)
+
+
+def test_transposed_scene_draws_the_zero_inserted_input_and_matches_the_layer():
+    layer = ConvLayer(1, "random_int", depth=2, stride=2, padding=1, output_padding=1, transposed=True)
+    grid = random_grid(4, 5, 1, seed=3)
+    scene = ConvScene.from_layer(layer, grid)
+    assert scene.output_shape == (2, 8, 10) and scene.padded.shape == (1, 10, 12)
+    # 4x5 pixels spread to 7x9 with 1 zero between neighbours: 63 - 20 = 43 inserted zeros
+    assert scene.is_inserted.sum() == 43 and (~scene.is_padding).sum() == 20
+    assert bool((scene.padded[0][torch.from_numpy(scene.is_inserted)] == 0).all())
+    assert torch.equal(scene.padded[0][torch.from_numpy(~scene.is_padding)], grid[0].flatten())
+    for index in range(len(scene)):
+        step = scene.step(index)
+        assert step.total == pytest.approx(step.value, abs=1e-5)
+    data = scene.to_dict()
+    assert data["layer"]["transposed"] and data["layer"]["window_stride"] == [1, 1]
+    assert sum(map(sum, data["padded"]["is_inserted"])) == 43

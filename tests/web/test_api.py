@@ -231,3 +231,16 @@ def test_lru_cache_is_bounded():
 def test_predict_with_a_model_that_is_no_classifier_is_a_400(client, model, message):
     response = client.post("/api/predict", json={"image": "sample:cat", "model": model})
     assert response.status_code == 400 and message in response.json()["error"]
+
+
+def test_transposed_convolution_in_the_playground(client):
+    result = client.post("/api/conv", json={"image": "sample:cat", "filters": "sobel", "stride": 2, "padding": 1,
+                                            "transposed": True, "output_padding": 1}).json()
+    assert result["output_shape"] == [2, 600, 902]  # (300 - 1) * 2 - 2 + 2 + 1 + 1
+    assert result["formula"][0] == "H' = (300 - 1)*2 - 1 - 1 + 1*(3 - 1) + 1 + 1 = 600"
+    scene = client.post("/api/scene", json={"height": 4, "width": 4, "stride": 2, "padding": 1, "transposed": True,
+                                            "output_padding": 1}).json()
+    assert scene["layer"]["transposed"] and scene["output"]["shape"] == [2, 8, 8]
+    assert sum(map(sum, scene["padded"]["is_inserted"])) == 49 - 16
+    bad = client.post("/api/conv", json={"image": "sample:cat", "transposed": True, "padding": 5})
+    assert bad.status_code == 400 and "at most dilation*(kernel-1) = 2" in bad.json()["error"]

@@ -51,6 +51,19 @@ def test_explore_in_the_browser(server, browser, tmp_path):
                            timeout=30_000)
     assert page.text_content("[data-testid=output-shape]") == "3 × 45 × 60"
 
+    # transposed: the same knobs upsample ((90 - 1) * 2 - 2 + 2 + 1 = 179), output padding adds one more row
+    page.check("[data-testid=conv-transposed]")
+    page.wait_for_function("document.querySelector('[data-testid=output-shape]').textContent === '3 × 179 × 239'",
+                           timeout=30_000)
+    page.fill("[data-testid=conv-output-padding]", "1")
+    page.dispatch_event("[data-testid=conv-output-padding]", "input")
+    page.wait_for_function("document.querySelector('[data-testid=output-shape]').textContent === '3 × 180 × 240'",
+                           timeout=30_000)
+    page.fill("[data-testid=conv-output-padding]", "0")
+    page.uncheck("[data-testid=conv-transposed]")
+    page.wait_for_function("document.querySelector('[data-testid=output-shape]').textContent === '3 × 45 × 60'",
+                           timeout=30_000)
+
     # a layer of a real CNN: its most active maps, at most 32
     page.select_option("[data-testid=model-select]", "resnet18")
     page.wait_for_selector("[data-testid=layer-select] option[value=layer3]", state="attached", timeout=60_000)

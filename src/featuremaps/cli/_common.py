@@ -97,11 +97,16 @@ Dilation = Annotated[str, typer.Option(metavar="D|DYxDX", help="Gap between filt
 Groups = Annotated[int, typer.Option(metavar="G", help="Split channels and filters into G groups.")]
 Relu = Annotated[bool, typer.Option("--relu", help="Apply ReLU to the maps.")]
 Seed = Annotated[int, typer.Option(metavar="N", help="Seed of the random banks (and of a generated grid).")]
+Transposed = Annotated[bool, typer.Option("--transposed", help="A transposed convolution (upsampling, as "
+                                          "ConvTranspose2d): stride-1 zeros go between the input's pixels.")]
+OutputPadding = Annotated[str, typer.Option(metavar="P|PYxPX", help="Rows/columns added after a --transposed "
+                                            "output (smaller than the stride or the dilation).")]
 
 
 def make_layer(
     in_channels: int, filters: str, *, depth: int | None, kernel_size: str | None, stride: str, padding: str,
     padding_mode: str, dilation: str, groups: int, relu: bool, seed: int, bias: float | None = None,
+    transposed: bool = False, output_padding: str = "0",
 ) -> ConvLayer:
     """A ConvLayer from the command line's text options."""
     return ConvLayer(
@@ -117,4 +122,6 @@ def make_layer(
         bias=bias,
         relu=relu,
         seed=seed,
+        transposed=transposed,
+        output_padding=parse_pair(output_padding, "--output-padding"),
     )

@@ -11,11 +11,13 @@ from featuremaps.cli._common import (
     Depth,
     Dilation,
     Groups,
+    OutputPadding,
     PaddingMode,
     PaddingOption,
     Relu,
     Seed,
     Stride,
+    Transposed,
     app,
     make_layer,
     parse_pair,
@@ -50,6 +52,8 @@ def animate_command(
     padding_mode: PaddingMode = "zeros",
     dilation: Dilation = "1",
     groups: Groups = 1,
+    transposed: Transposed = False,
+    output_padding: OutputPadding = "0",
     bias: Annotated[Optional[float], typer.Option(metavar="B", help="The same bias for every filter.")] = None,
     relu: Relu = False,
     seed: Seed = 0,
@@ -71,7 +75,8 @@ def animate_command(
     if depth is None and filters in ("random", "random_int"):
         depth = 2
     layer = make_layer(x.shape[0], filters, depth=depth, kernel_size=kernel_size, stride=stride, padding=padding,
-                       padding_mode=padding_mode, dilation=dilation, groups=groups, relu=relu, seed=seed, bias=bias)
+                       padding_mode=padding_mode, dilation=dilation, groups=groups, relu=relu, seed=seed,
+                       transposed=transposed, output_padding=output_padding, bias=bias)
     scene = ConvScene.from_layer(layer, x, kind=kind)
     suffix = output.suffix.lower()
     if suffix in (".gif", ".mp4") and len(scene.frame_steps(every)) > MAX_FRAMES:

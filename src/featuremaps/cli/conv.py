@@ -11,11 +11,13 @@ from featuremaps.cli._common import (
     Depth,
     Dilation,
     Groups,
+    OutputPadding,
     PaddingMode,
     PaddingOption,
     Relu,
     Seed,
     Stride,
+    Transposed,
     app,
     make_layer,
     print_json,
@@ -45,6 +47,8 @@ def conv_command(
     padding_mode: PaddingMode = "zeros",
     dilation: Dilation = "1",
     groups: Groups = 1,
+    transposed: Transposed = False,
+    output_padding: OutputPadding = "0",
     relu: Relu = False,
     seed: Seed = 0,
     gray: Annotated[bool, typer.Option("--gray", help="Convert the image to one gray channel first.")] = False,
@@ -62,7 +66,8 @@ def conv_command(
         raise SettingsError(f"--normalize must be one of {', '.join(NORMALIZATIONS)}; got {normalize!r}")
     tensor = load_image(image, mode="gray" if gray else "auto")
     layer = make_layer(tensor.shape[0], filters, depth=depth, kernel_size=kernel_size, stride=stride, padding=padding,
-                       padding_mode=padding_mode, dilation=dilation, groups=groups, relu=relu, seed=seed)
+                       padding_mode=padding_mode, dilation=dilation, groups=groups, relu=relu, seed=seed,
+                       transposed=transposed, output_padding=output_padding)
     cost = layer.cost(tuple(tensor.shape))
     if cost.output_values > _MAX_VALUES:
         raise SettingsError(f"{layer.depth} maps of {'x'.join(map(str, layer.output_shape(tuple(tensor.shape))[1:]))} "
@@ -74,7 +79,7 @@ def conv_command(
                    f"{cost.output_values * 4 / 2**20:,.0f} MiB of maps...", err=True)
     maps = layer(tensor)
     size = (tensor.shape[1], tensor.shape[2])
-    concrete = layer.resolved_padding(size)
+    concrete = layer.geometry.resolve_padding(size)
     written = {}
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +106,8 @@ def conv_command(
         "padding_mode": layer.padding_mode,
         "dilation": list(layer.dilation),
         "groups": layer.groups,
+        "transposed": layer.transposed,
+        "output_padding": list(layer.geometry.output_padding),
         "formula": list(output_size_formula(layer.geometry, size)),
         "maps": stats,
         "written": written,
@@ -111,8 +118,10 @@ def conv_command(
     shape_in = "x".join(str(s) for s in tensor.shape)
     shape_out = "x".join(str(s) for s in maps.shape)
     typer.echo(f"input   {shape_in}  ({image})")
+    kind = (f"transposed (output padding {layer.geometry.output_padding[0]}x{layer.geometry.output_padding[1]}), "
+            if layer.transposed else "")
     typer.echo(
-        f"layer   {layer.depth} filters {layer.kernel_size[0]}x{layer.kernel_size[1]}, stride {layer.stride}, "
+        f"layer   {kind}{layer.depth} filters {layer.kernel_size[0]}x{layer.kernel_size[1]}, stride {layer.stride}, "
         f"padding top/bottom/left/right {report['padding']} ({layer.padding_mode}), dilation {layer.dilation}, "
         f"groups {layer.groups}"
     )

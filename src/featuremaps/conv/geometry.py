@@ -8,6 +8,15 @@ All sizes are per axis ``(height, width)``. The output size along one axis is::
 the total padding ``max((out - 1) * stride + dilation * (kernel - 1) + 1 - in, 0)`` is split
 with the odd pixel after (bottom/right), which for stride 1 is exactly PyTorch's
 ``padding="same"``. ``"valid"`` means no padding.
+
+A *transposed* convolution (``transposed=True``; PyTorch's ``ConvTranspose2d``) goes the other
+way (Dumoulin & Visin, "A guide to convolution arithmetic", relationships 8-14)::
+
+    out = (in - 1) * stride - pad_before - pad_after + dilation * (kernel - 1) + output_padding + 1
+
+It equals a stride-1 convolution over the *zero-inserted* input: ``stride - 1`` zeros between
+neighbouring pixels, ``dilation * (kernel - 1) - pad`` zeros at each border (and
+``output_padding`` more after), with the filter flipped (:meth:`ConvGeometry.zero_inserted`).
 """
 
 from __future__ import annotations
@@ -153,6 +162,8 @@ class ConvGeometry:
     padding: Padding | Literal["same"] = Padding(0, 0, 0, 0)
     dilation: IntPair = (1, 1)
     ceil_mode: bool = False
+    transposed: bool = False
+    output_padding: IntPair = (0, 0)
 
     @classmethod
     def create(
@@ -162,15 +173,41 @@ class ConvGeometry:
         padding: PaddingSpec | Padding = 0,
         dilation: int | Sequence[int] = 1,
         ceil_mode: bool = False,
+        *,
+        transposed: bool = False,
+        output_padding: int | Sequence[int] = 0,
     ) -> ConvGeometry:
         """Validate loose user values (ints, pairs, 'same') into a geometry."""
-        return cls(
+        geometry = cls(
             kernel_size=to_pair(kernel_size, "kernel_size"),
             stride=to_pair(stride, "stride"),
             padding=padding if isinstance(padding, Padding) else normalize_padding(padding),
             dilation=to_pair(dilation, "dilation"),
             ceil_mode=ceil_mode,
+            transposed=bool(transposed),
+            output_padding=to_pair(output_padding, "output_padding", minimum=0),
         )
+        if not transposed:
+            if geometry.output_padding != (0, 0):
+                raise SettingsError("output_padding applies only to a transposed convolution (transposed=True)")
+            return geometry
+        if geometry.padding == "same":
+            raise SettingsError("a transposed convolution takes padding as numbers ('same' is for a convolution: "
+                                "its output size is set by the stride instead)")
+        for axis in (0, 1):
+            reach = geometry.dilation[axis] * (geometry.kernel_size[axis] - 1)
+            pad = max(geometry.padding.before(axis), geometry.padding.after(axis))  # type: ignore[union-attr]
+            if pad > reach:
+                raise SettingsError(
+                    f"a transposed convolution's padding must be at most dilation*(kernel-1) = {reach} along "
+                    f"{_AXES[axis]}; got {pad} (it removes rows and columns from the output's border)")
+            extra = geometry.output_padding[axis]
+            if extra and extra >= max(geometry.stride[axis], geometry.dilation[axis]):
+                raise SettingsError(
+                    f"output_padding must be smaller than the stride or the dilation (as in PyTorch); got "
+                    f"{extra} along {_AXES[axis]} with stride {geometry.stride[axis]}, dilation "
+                    f"{geometry.dilation[axis]}")
+        return geometry
 
     @property
     def extent(self) -> IntPair:
@@ -186,6 +223,19 @@ class ConvGeometry:
         left, right = _same_padding(input_size[1], self.kernel_size[1], self.stride[1], self.dilation[1])
         return Padding(top, bottom, left, right)
 
+    def zero_inserted(self, input_size: IntPair) -> tuple[IntPair, Padding]:
+        """A transposed convolution as a stride-1 convolution: the size of the input with ``stride - 1`` zeros
+        between neighbours, and the zero border around it (``dilation * (kernel - 1) - padding``, plus
+        ``output_padding`` after)."""
+        if not self.transposed:
+            raise SettingsError("zero_inserted is for a transposed convolution")
+        padding = self.resolve_padding(input_size)
+        spread = tuple((input_size[a] - 1) * self.stride[a] + 1 for a in (0, 1))
+        reach = tuple(self.dilation[a] * (self.kernel_size[a] - 1) for a in (0, 1))
+        border = Padding(reach[0] - padding.top, reach[0] - padding.bottom + self.output_padding[0],
+                         reach[1] - padding.left, reach[1] - padding.right + self.output_padding[1])
+        return (spread[0], spread[1]), border
+
     def output_size(self, input_size: IntPair) -> IntPair:
         """Output ``(H', W')`` for an input ``(H, W)``.
 
@@ -193,6 +243,18 @@ class ConvGeometry:
             SettingsError: the dilated kernel does not fit in the padded input.
         """
         padding = self.resolve_padding(input_size)
+        if self.transposed:
+            if min(input_size) < 1:
+                raise SettingsError(f"input must be at least 1x1; got {input_size[0]}x{input_size[1]}")
+            sizes = [(input_size[a] - 1) * self.stride[a] - padding.before(a) - padding.after(a)
+                     + self.extent[a] + self.output_padding[a] for a in (0, 1)]
+            for axis in (0, 1):
+                if sizes[axis] < 1:
+                    raise SettingsError(
+                        f"the padding {padding.before(axis)} + {padding.after(axis)} removes every "
+                        f"{_AXES[axis][:-1] if axis == 1 else 'row'} of the transposed output ({_AXES[axis]} "
+                        f"{sizes[axis]}); use less padding or a larger input")
+            return (sizes[0], sizes[1])
         sizes = []
         for axis in (0, 1):
             before, after = padding.before(axis), padding.after(axis)
@@ -218,25 +280,30 @@ class ConvGeometry:
 @overload
 def conv_output_size(
     size: int, kernel_size: int | Sequence[int], stride: int | Sequence[int] = ..., padding: PaddingSpec = ...,
-    dilation: int | Sequence[int] = ...,
+    dilation: int | Sequence[int] = ..., *, transposed: bool = ..., output_padding: int | Sequence[int] = ...,
 ) -> int: ...
 @overload
 def conv_output_size(
     size: Sequence[int], kernel_size: int | Sequence[int], stride: int | Sequence[int] = ...,
-    padding: PaddingSpec = ..., dilation: int | Sequence[int] = ...,
+    padding: PaddingSpec = ..., dilation: int | Sequence[int] = ..., *, transposed: bool = ...,
+    output_padding: int | Sequence[int] = ...,
 ) -> IntPair: ...
-def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
-    """Output size of a convolution; an int for an int ``size``, ``(H', W')`` for a pair.
+def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1, *, transposed=False, output_padding=0):
+    """Output size of a convolution (or, with ``transposed=True``, a transposed one); an int for an int
+    ``size``, ``(H', W')`` for a pair.
 
     Example:
         >>> conv_output_size(224, 7, stride=2, padding=3)
         112
         >>> conv_output_size((7, 5), 3, stride=2, padding=1)
         (4, 3)
+        >>> conv_output_size(4, 3, stride=2, padding=1, output_padding=1, transposed=True)
+        8
     """
     scalar = isinstance(size, int) and not isinstance(size, bool)
     input_size = to_pair(size, "size")
-    geometry = ConvGeometry.create(kernel_size, stride, padding, dilation)
+    geometry = ConvGeometry.create(kernel_size, stride, padding, dilation, transposed=transposed,
+                                   output_padding=output_padding)
     out = geometry.output_size(input_size)
     return out[0] if scalar else out
 
@@ -266,6 +333,9 @@ IDENTITY_FIELD = ReceptiveField(size=(1, 1), jump=(1, 1), start=(0, 0))
 
 def compose(field: ReceptiveField, geometry: ConvGeometry, input_size: IntPair) -> ReceptiveField:
     """The receptive field after one more window layer applied to a map of ``input_size``."""
+    if geometry.transposed:
+        raise SettingsError("the units of a strided transposed convolution see regions of different sizes; "
+                            "list_layers gives each unit's exact region (LayerInfo.region)")
     padding = geometry.resolve_padding(input_size)
     size, jump, start = [], [], []
     for axis in (0, 1):
@@ -317,6 +387,11 @@ def output_size_formula(geometry: ConvGeometry, input_size: IntPair) -> tuple[st
     """
     padding = geometry.resolve_padding(input_size)
     out = geometry.output_size(input_size)
+    if geometry.transposed:
+        return tuple(  # type: ignore[return-value]  # two lines, as below
+            f"{letter}' = ({input_size[a]} - 1)*{geometry.stride[a]} - {padding.before(a)} - {padding.after(a)} + "
+            f"{geometry.dilation[a]}*({geometry.kernel_size[a]} - 1) + {geometry.output_padding[a]} + 1 = {out[a]}"
+            for a, letter in ((0, "H"), (1, "W")))
     rounding = "ceil" if geometry.ceil_mode else "floor"
     lines = []
     for axis, letter in ((0, "H"), (1, "W")):

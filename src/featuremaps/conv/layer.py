@@ -3,6 +3,12 @@
 ``ConvLayer`` pads the input explicitly (any padding mode, asymmetric padding, ``"same"``
 at any stride) and then calls ``torch.nn.functional.conv2d`` with no padding, so its
 output equals ``conv2d`` on the same padded input. ``explain()`` opens up one output value.
+
+With ``transposed=True`` it is a transposed convolution (PyTorch's ``ConvTranspose2d``),
+computed the way Dumoulin & Visin draw it: ``stride - 1`` zeros are inserted between the
+input's pixels, a zero border of ``dilation * (kernel - 1) - padding`` is added (plus
+``output_padding`` after), and the filters slide over that at stride 1. Its filters are the
+ones that slide (:meth:`ConvLayer.transposed_weight` gives PyTorch's layout, flipped).
 """
 
 from __future__ import annotations
@@ -90,7 +96,8 @@ class ConvStep:
 
     Coordinates: ``rows`` and ``cols`` are in the *input* frame: row 0 is the image's first row,
     and a tap at a row below 0 or at H or more (a column below 0 or at W or more) reads
-    padding. :attr:`padded_rows` / :attr:`padded_cols` are the same taps on the padded input
+    padding. For a transposed layer the frame is the zero-inserted input: input row ``i`` sits
+    at row ``i * stride`` and the rows between are inserted zeros (``in_padding`` marks both). :attr:`padded_rows` / :attr:`padded_cols` are the same taps on the padded input
     (shifted by the top / left padding), where drawings put the window.
 
     Attributes:
@@ -170,7 +177,7 @@ def conv_step(layer: ConvLayer, padded: torch.Tensor, padding: Padding, size: In
     per_group = layer.in_channels // layer.groups
     group = filter // (layer.depth // layer.groups)
     channels = tuple(range(group * per_group, (group + 1) * per_group))
-    (sy, sx), (dy, dx), (kh, kw) = layer.stride, layer.dilation, layer.kernel_size
+    (sy, sx), (dy, dx), (kh, kw) = layer.window_stride, layer.dilation, layer.kernel_size
     padded_rows = [y * sy + i * dy for i in range(kh)]
     padded_cols = [x * sx + j * dx for j in range(kw)]
     patch = padded[list(channels)][:, padded_rows][:, :, padded_cols]  # (C/g, kh, kw)
@@ -179,8 +186,9 @@ def conv_step(layer: ConvLayer, padded: torch.Tensor, padding: Padding, size: In
     rows = tuple(r - padding.top for r in padded_rows)
     cols = tuple(c - padding.left for c in padded_cols)
     height, width = size
-    row_pad = torch.tensor([not 0 <= r < height for r in rows])
-    col_pad = torch.tensor([not 0 <= c < width for c in cols])
+    every_y, every_x = layer.stride if layer.transposed else (1, 1)  # real pixels of a zero-inserted input
+    row_pad = torch.tensor([not 0 <= r < height or r % every_y != 0 for r in rows])
+    col_pad = torch.tensor([not 0 <= c < width or c % every_x != 0 for c in cols])
     bias = float(layer.bias[filter]) if layer.bias is not None else 0.0
     return ConvStep(filter=filter, name=layer.filter_names[filter], y=y, x=x, channels=channels, rows=rows, cols=cols,
                     padding=padding, patch=patch, weights=weights, products=products,
@@ -232,6 +240,10 @@ class ConvLayer(nn.Module):
         bias: None, one number for every filter, or one per filter.
         relu: apply ReLU to the maps.
         seed: seed of the ``random`` bank.
+        transposed: a transposed convolution (upsampling; see the module docstring); padding
+            then takes numbers of at most ``dilation * (kernel - 1)`` and ``padding_mode`` is zeros.
+        output_padding: rows/columns added after a transposed output (smaller than the stride or
+            the dilation), to pick one of the input sizes a strided convolution maps to one size.
 
     Example:
         >>> layer = ConvLayer(3, "sobel", stride=2, padding=1)
@@ -257,6 +269,8 @@ class ConvLayer(nn.Module):
         bias: float | Sequence[float] | torch.Tensor | None = None,
         relu: bool = False,
         seed: int = 0,
+        transposed: bool = False,
+        output_padding: int | Sequence[int] = 0,
     ) -> None:
         super().__init__()
         if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
@@ -268,12 +282,16 @@ class ConvLayer(nn.Module):
         if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
             raise SettingsError(f"depth must be an int >= 1; got {depth!r}")
         _check_padding_mode(padding_mode)
+        if transposed and padding_mode != "zeros":
+            raise SettingsError(f"a transposed convolution pads with zeros (as PyTorch's ConvTranspose2d); "
+                                f"got padding_mode={padding_mode!r}")
         size = to_pair(kernel_size, "kernel_size") if kernel_size is not None else None
         filter_bank = bank_for_layer(
             filters, in_channels=in_channels, groups=groups, kernel_size=size, depth=depth, seed=seed
         )
         kh, kw = filter_bank.weights.shape[2:]
-        self.geometry = ConvGeometry.create((int(kh), int(kw)), stride, padding, dilation)
+        self.geometry = ConvGeometry.create((int(kh), int(kw)), stride, padding, dilation, transposed=transposed,
+                                            output_padding=output_padding)
         self.in_channels = in_channels
         self.groups = groups
         self.padding_mode: PaddingMode = padding_mode
@@ -283,21 +301,44 @@ class ConvLayer(nn.Module):
         self.register_buffer("bias", _bias_tensor(bias, filter_bank.depth))
 
     @classmethod
-    def from_module(cls, conv: nn.Conv2d, *, relu: bool = False) -> ConvLayer:
-        """A ``ConvLayer`` with the weights and settings of a ``torch.nn.Conv2d``."""
+    def from_module(cls, conv: nn.Conv2d | nn.ConvTranspose2d, *, relu: bool = False) -> ConvLayer:
+        """A ``ConvLayer`` with the weights and settings of a ``torch.nn.Conv2d`` or ``ConvTranspose2d``."""
         padding: PaddingSpec = conv.padding if isinstance(conv.padding, str) else tuple(conv.padding)  # type: ignore[assignment]  # torch types padding as str | tuple
         bias = conv.bias.detach().clone() if conv.bias is not None else None
+        transposed = isinstance(conv, nn.ConvTranspose2d)
+        weight = conv.weight.detach().clone()
+        if transposed:
+            weight = _swap_transposed(weight, conv.groups)
         return cls(
             conv.in_channels,
-            conv.weight.detach().clone(),
+            weight,
             stride=tuple(conv.stride),
             padding=padding,
-            padding_mode=conv.padding_mode,
+            padding_mode=conv.padding_mode,  # type: ignore[arg-type]  # torch types it as str
             dilation=tuple(conv.dilation),
             groups=conv.groups,
             bias=bias,
             relu=relu,
+            transposed=transposed,
+            output_padding=tuple(conv.output_padding) if transposed else 0,
         )
+
+    @property
+    def transposed(self) -> bool:
+        """True for a transposed convolution."""
+        return self.geometry.transposed
+
+    @property
+    def window_stride(self) -> IntPair:
+        """How far the window jumps on what it slides over: the stride, or 1 on a transposed layer's
+        zero-inserted input."""
+        return (1, 1) if self.transposed else self.geometry.stride
+
+    def transposed_weight(self) -> torch.Tensor:
+        """A transposed layer's filters in PyTorch's ``ConvTranspose2d`` layout ``(C, D / groups, kh, kw)``."""
+        if not self.transposed:
+            raise SettingsError("transposed_weight is for a transposed layer (transposed=True)")
+        return _swap_transposed(self.weight, self.groups)
 
     @property
     def depth(self) -> int:
@@ -321,10 +362,11 @@ class ConvLayer(nn.Module):
         return self.geometry.padding
 
     def extra_repr(self) -> str:
+        transposed = f", transposed=True, output_padding={self.geometry.output_padding}" if self.transposed else ""
         return (
             f"{self.in_channels}, depth={self.depth}, kernel_size={self.kernel_size}, stride={self.stride}, "
             f"padding={self.padding}, padding_mode={self.padding_mode!r}, dilation={self.dilation}, "
-            f"groups={self.groups}, bias={self.bias is not None}, relu={self.relu}"
+            f"groups={self.groups}, bias={self.bias is not None}, relu={self.relu}{transposed}"
         )
 
     def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
@@ -355,13 +397,23 @@ class ConvLayer(nn.Module):
         return ConvCost(output_values=outputs, multiply_adds=outputs * (self.in_channels // self.groups) * kh * kw)
 
     def resolved_padding(self, input_size: IntPair) -> Padding:
-        """Concrete padding for an input of ``(H, W)`` (resolves ``"same"``)."""
+        """The border around what the filters slide over, for an input of ``(H, W)``: the concrete padding
+        (``"same"`` resolved), or a transposed layer's zero border around its zero-inserted input."""
+        if self.transposed:
+            return self.geometry.zero_inserted(input_size)[1]
         return self.geometry.resolve_padding(input_size)
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
-        """The padded input ``(N, C, H + pad, W + pad)`` the filters slide over."""
+        """What the filters slide over: the padded input ``(N, C, H + pad, W + pad)``; for a transposed
+        layer, the zero-inserted input with its zero border."""
         batch = self._as_batch(x)
-        return pad_input(batch, self.resolved_padding((batch.shape[2], batch.shape[3])), self.padding_mode)
+        size = (int(batch.shape[2]), int(batch.shape[3]))
+        if self.transposed:
+            (height, width), border = self.geometry.zero_inserted(size)
+            spread = batch.new_zeros(batch.shape[0], batch.shape[1], height, width)
+            spread[:, :, :: self.stride[0], :: self.stride[1]] = batch
+            return pad_input(spread, border, "zeros")
+        return pad_input(batch, self.resolved_padding(size), self.padding_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Feature maps ``(D, H', W')`` for ``x`` of ``(C, H, W)``, ``(N, D, H', W')`` for a batch."""
@@ -370,7 +422,7 @@ class ConvLayer(nn.Module):
         padded = self.pad(batch)
         weight = self.weight.to(device=batch.device, dtype=batch.dtype)
         bias = self.bias.to(device=batch.device, dtype=batch.dtype) if self.bias is not None else None
-        maps = F.conv2d(padded, weight, bias, stride=self.stride, dilation=self.dilation, groups=self.groups)
+        maps = F.conv2d(padded, weight, bias, stride=self.window_stride, dilation=self.dilation, groups=self.groups)
         if self.relu:
             maps = F.relu(maps)
         return maps[0] if x.ndim == 3 else maps
@@ -406,8 +458,17 @@ class ConvLayer(nn.Module):
                 raise SettingsError(f"{label} must be an int in 0..{limit - 1}; got {value!r}")
         size = (int(batch.shape[2]), int(batch.shape[3]))
         padded = self.pad(batch)[0].to(torch.float32)  # (C, Hp, Wp)
-        return conv_step(self, padded, self.resolved_padding(size), size, self.forward(batch)[0],
+        slid = self.geometry.zero_inserted(size)[0] if self.transposed else size
+        return conv_step(self, padded, self.resolved_padding(size), slid, self.forward(batch)[0],
                          filter=filter, y=y, x=x)
+
+
+def _swap_transposed(weight: torch.Tensor, groups: int) -> torch.Tensor:
+    """Between a transposed convolution's weight ``(C, D / g, kh, kw)`` and the sliding filters
+    ``(D, C / g, kh, kw)`` (flipped): the same operation, so it is its own inverse."""
+    first, second = weight.shape[0] // groups, weight.shape[1]
+    swapped = weight.reshape(groups, first, second, *weight.shape[2:]).transpose(1, 2)
+    return swapped.reshape(groups * second, first, *weight.shape[2:]).flip(-2, -1).contiguous()
 
 
 def _bias_tensor(bias: float | Sequence[float] | torch.Tensor | None, depth: int) -> torch.Tensor | None:

@@ -27,6 +27,7 @@ INK: Colour = (30, 30, 30)
 MUTED: Colour = (125, 125, 125)
 GRID_LINE: Colour = (190, 190, 190)
 PAD_FILL: Colour = (232, 232, 232)
+INSERT_FILL: Colour = (252, 238, 196)  # the zeros a transposed convolution inserts between input pixels
 PAD_VEIL: Colour = (255, 255, 255, 150)
 DONE_FILL: Colour = (214, 232, 250)
 NEW_FILL: Colour = (255, 222, 186)
@@ -177,10 +178,17 @@ def draw_scene(
     canvas.text(
         _MARGIN, layout.footer + 24,
         f"window: padded rows {current.window[0]}..{current.window[2]}, cols {current.window[1]}..{current.window[3]}"
-        f" (y x stride {layer.stride[0]}, x x stride {layer.stride[1]}; taps every {layer.dilation[0]}x"
-        f"{layer.dilation[1]} cells)",
+        f" (y x {layer.window_stride[0]}, x x {layer.window_stride[1]}; taps every {layer.dilation[0]}x"
+        f"{layer.dilation[1]} cells){_transposed_note(layer)}",
         size=12, colour=MUTED,
     )
+
+
+def _transposed_note(layer) -> str:
+    if not layer.transposed:
+        return ""
+    return (f"; transposed: the window moves 1 cell over the input with {layer.stride[0] - 1}x{layer.stride[1] - 1} "
+            "zeros inserted between pixels")
 
 
 def _draw_header(scene: ConvScene, canvas: Canvas, title: str | None) -> None:
@@ -188,6 +196,16 @@ def _draw_header(scene: ConvScene, canvas: Canvas, title: str | None) -> None:
     pad = scene.padding
     channels, height, width = scene.input.shape
     depth, out_h, out_w = scene.output_shape
+    if layer.transposed and title is None:
+        given = layer.padding
+        extra = layer.geometry.output_padding
+        title = (
+            f"{channels}x{height}x{width} input  ->  transposed conv, {depth} filters {layer.kernel_size[0]}x"
+            f"{layer.kernel_size[1]}, stride {layer.stride[0]}x{layer.stride[1]} ({layer.stride[0] - 1}x"
+            f"{layer.stride[1] - 1} zeros inserted), padding {given}, output padding {extra[0]}x{extra[1]}, dilation "
+            f"{layer.dilation[0]}x{layer.dilation[1]}{f', groups {layer.groups}' if layer.groups > 1 else ''}  ->  "
+            f"{depth}x{out_h}x{out_w} maps"
+        )
     heading = title or (
         f"{channels}x{height}x{width} input  ->  {depth} filters {layer.kernel_size[0]}x{layer.kernel_size[1]}, "
         f"stride {layer.stride[0]}x{layer.stride[1]}, padding {pad.top},{pad.bottom},{pad.left},{pad.right} "
@@ -199,9 +217,12 @@ def _draw_header(scene: ConvScene, canvas: Canvas, title: str | None) -> None:
         canvas.text(_MARGIN, 36 + 20 * k, line, size=14, colour=INK, css="formula")
     legend_y = 80
     x = _MARGIN
-    for label, fill, outline, dashed in (("padding", PAD_FILL, GRID_LINE, True), ("window", TAP, WINDOW, False),
-                                          ("previous window (stride jump)", None, GHOST, True),
-                                          ("computed", DONE_FILL, GRID_LINE, False), ("current", NEW_FILL, WINDOW, False)):
+    entries: list[tuple[str, Colour | None, Colour, bool]] = [("padding", PAD_FILL, GRID_LINE, True)]
+    if layer.transposed:
+        entries.append(("inserted zero", INSERT_FILL, GRID_LINE, True))
+    entries += [("window", TAP, WINDOW, False), ("previous window (stride jump)", None, GHOST, True),
+                ("computed", DONE_FILL, GRID_LINE, False), ("current", NEW_FILL, WINDOW, False)]
+    for label, fill, outline, dashed in entries:
         canvas.rect(x, legend_y, 14, 14, fill=fill, outline=outline, width=2 if outline == WINDOW else 1, dashed=dashed)
         canvas.text(x + 20, legend_y + 7, label, size=12, colour=MUTED, anchor="lm")
         x += 40 + int(canvas.text_width(label, 12) * 1.15)  # browsers set SVG text a little wider
@@ -213,8 +234,9 @@ def _draw_inputs(scene: ConvScene, canvas: Canvas, layout: SceneLayout, current:
     padded = scene.padded.numpy()
     first = layout.inputs[0]
     _, height, width = scene.input.shape
-    canvas.text(first.left - 2 * _BAND, _TOP, f"input {channels}x{height}x{width}, padded to {pad_h}x{pad_w}", size=14,
-                colour=INK)
+    spread = "zeros inserted and " if scene.layer.transposed else ""
+    canvas.text(first.left - 2 * _BAND, _TOP, f"input {channels}x{height}x{width}, {spread}padded to {pad_h}x{pad_w}",
+                size=14, colour=INK)
     names = ("R", "G", "B") if scene.kind == "image" and channels == 3 else None
     for c, grid in enumerate(layout.inputs):
         active = c in current.channels
@@ -225,18 +247,22 @@ def _draw_inputs(scene: ConvScene, canvas: Canvas, layout: SceneLayout, current:
             for col in range(pad_w):
                 value = float(padded[c, r, col])
                 is_pad = bool(scene.is_padding[r, col])
+                inserted = bool(scene.is_inserted[r, col])
                 x, y, w, h = grid.cell_box(r, col)
                 data = {"c": c, "r": r, "col": col}
                 if layout.numbers:
-                    canvas.rect(x, y, w, h, fill=PAD_FILL if is_pad else (255, 255, 255), outline=GRID_LINE,
-                                dashed=is_pad, css="pad" if is_pad else "cell", data=data)
+                    fill = INSERT_FILL if inserted else PAD_FILL if is_pad else (255, 255, 255)
+                    css = "inserted" if inserted else "pad" if is_pad else "cell"
+                    canvas.rect(x, y, w, h, fill=fill, outline=GRID_LINE, dashed=is_pad, css=css, data=data)
                     text = _number(value)
                     canvas.text(x + w / 2, y + h / 2, text, size=_font_size(grid.cell, text),
                                 colour=MUTED if is_pad else INK, anchor="mm")
                 else:
                     level = int(round(np.clip(value, 0, 1) * 255))
                     canvas.rect(x, y, w, h, fill=(level, level, level), css="pad" if is_pad else "cell", data=data)
-                    if is_pad:
+                    if inserted:
+                        canvas.rect(x, y, w, h, fill=(*INSERT_FILL, 200))
+                    elif is_pad:
                         canvas.rect(x, y, w, h, fill=PAD_VEIL)
         if not layout.numbers:
             _outline_padding(scene, canvas, grid)
@@ -261,17 +287,20 @@ def _draw_jump(scene: ConvScene, canvas: Canvas, grid: GridBox, start: ConvStep,
         x0, x1 = grid.span(*start.window)[0], grid.span(*end.window)[0]
         y = grid.top - _BAND / 2
         canvas.line(x0, y, x1, y, colour=GHOST, width=2, arrow=True)
-        canvas.text(max(x0, x1) + 4, y, f"+{scene.layer.stride[1]} (stride x)", size=11, colour=GHOST, anchor="lm")
+        canvas.text(max(x0, x1) + 4, y, f"+{scene.layer.window_stride[1]} (stride x)", size=11, colour=GHOST,
+                    anchor="lm")
     else:
         y0, y1 = grid.span(*start.window)[1], grid.span(*end.window)[1]
         x = grid.left - _BAND / 2
         canvas.line(x, y0, x, y1, colour=GHOST, width=2, arrow=True)
-        canvas.text(x - 6, (y0 + y1) / 2, f"+{scene.layer.stride[0]}", size=11, colour=GHOST, anchor="rm")
+        canvas.text(x - 6, (y0 + y1) / 2, f"+{scene.layer.window_stride[0]}", size=11, colour=GHOST, anchor="rm")
 
 
 def _outline_padding(scene: ConvScene, canvas: Canvas, grid: GridBox) -> None:
     pad = scene.padding
     _, height, width = scene.input.shape
+    if scene.layer.transposed:
+        height, width = scene.layer.geometry.zero_inserted((height, width))[0]
     x, y, w, h = grid.span(pad.top, pad.left, pad.top + height - 1, pad.left + width - 1)
     canvas.rect(grid.left, grid.top, grid.width, grid.height, outline=GRID_LINE, dashed=True)
     canvas.rect(x, y, w, h, outline=INK)

@@ -45,10 +45,12 @@ class ConvScene:
         kind: ``"grid"`` (numbers are drawn) or ``"image"`` (pixels are drawn).
         padding: the concrete padding.
         padded: ``(C, H + top + bottom, W + left + right)`` as the filters see it.
-        is_padding: bool ``(Hp, Wp)``, True on padding cells.
+        is_padding: bool ``(Hp, Wp)``, True on padding cells (and a transposed layer's inserted zeros).
         source: int ``(Hp, Wp, 2)``: input (row, col) each padded cell copies
             (reflect, replicate, circular), or -1 for a zero padding cell.
         maps: ``(D, H', W')``, the layer's output.
+        is_inserted: bool ``(Hp, Wp)``, True on the zeros a transposed layer inserts between the
+            input's pixels (its border zeros are padding); all False for a convolution.
     """
 
     layer: ConvLayer
@@ -59,6 +61,7 @@ class ConvScene:
     is_padding: np.ndarray
     source: np.ndarray
     maps: torch.Tensor
+    is_inserted: np.ndarray
 
     @classmethod
     def from_layer(cls, layer: ConvLayer, x: torch.Tensor, *, kind: SceneKind = "grid") -> ConvScene:
@@ -74,14 +77,25 @@ class ConvScene:
                 f"the scene would have {depth * out_h * out_w:,} steps (D x H' x W' = {depth} x {out_h} x {out_w}); "
                 f"the limit is {MAX_STEPS:,}: use a smaller input, a larger stride or fewer filters"
             )
-        padding = layer.resolved_padding((x.shape[1], x.shape[2]))
-        padded = pad_input(x[None], padding, layer.padding_mode)[0]  # (C, Hp, Wp)
-        source = _padding_sources(x.shape[1], x.shape[2], padding, layer.padding_mode)
-        is_padding = np.ones(padded.shape[1:], dtype=bool)
-        is_padding[padding.top : padding.top + x.shape[1], padding.left : padding.left + x.shape[2]] = False
+        size = (int(x.shape[1]), int(x.shape[2]))
+        padding = layer.resolved_padding(size)
+        padded = layer.pad(x[None])[0]  # (C, Hp, Wp)
+        is_inserted = np.zeros(padded.shape[1:], dtype=bool)
+        if layer.transposed:
+            (sy, sx), (height, width) = layer.stride, layer.geometry.zero_inserted(size)[0]
+            source = np.full((*padded.shape[1:], 2), -1, dtype=np.int64)
+            rows, cols = np.meshgrid(np.arange(size[0]), np.arange(size[1]), indexing="ij")
+            source[padding.top + rows * sy, padding.left + cols * sx] = np.stack([rows, cols], axis=-1)
+            is_inserted[padding.top : padding.top + height, padding.left : padding.left + width] = True
+            is_inserted[padding.top + rows * sy, padding.left + cols * sx] = False
+            is_padding = source[..., 0] < 0
+        else:
+            source = _padding_sources(size[0], size[1], padding, layer.padding_mode)
+            is_padding = np.ones(padded.shape[1:], dtype=bool)
+            is_padding[padding.top : padding.top + size[0], padding.left : padding.left + size[1]] = False
         with torch.no_grad():
             maps = layer(x)
-        return cls(layer, x, kind, padding, padded, is_padding, source, maps)
+        return cls(layer, x, kind, padding, padded, is_padding, source, maps, is_inserted)
 
     @property
     def output_shape(self) -> tuple[int, int, int]:
@@ -104,7 +118,7 @@ class ConvScene:
     def _products(self) -> torch.Tensor:
         """Products of every step: ``(D, H', W', C / groups, kh, kw)``."""
         layer = self.layer
-        (kh, kw), (sy, sx), (dy, dx) = layer.kernel_size, layer.stride, layer.dilation
+        (kh, kw), (sy, sx), (dy, dx) = layer.kernel_size, layer.window_stride, layer.dilation
         depth, out_h, out_w = self.output_shape
         per_group = layer.in_channels // layer.groups
         per_filter_group = depth // layer.groups
@@ -124,6 +138,8 @@ class ConvScene:
         filter_, rest = divmod(index, out_h * out_w)
         y, x = divmod(rest, out_w)
         size = (int(self.input.shape[1]), int(self.input.shape[2]))
+        if self.layer.transposed:
+            size = self.layer.geometry.zero_inserted(size)[0]
         return conv_step(self.layer, self.padded, self.padding, size, self.maps, filter=filter_, y=y, x=x,
                          products=self._products[filter_, y, x])
 
@@ -153,6 +169,7 @@ class ConvScene:
                 "shape": list(self.padded.shape),
                 "values": _round(self.padded),
                 "is_padding": self.is_padding.tolist(),
+                "is_inserted": self.is_inserted.tolist(),
                 "source": self.source.tolist(),
             },
             "layer": {
@@ -160,6 +177,9 @@ class ConvScene:
                 "depth": layer.depth,
                 "kernel_size": list(layer.kernel_size),
                 "stride": list(layer.stride),
+                "window_stride": list(layer.window_stride),
+                "transposed": layer.transposed,
+                "output_padding": list(layer.geometry.output_padding),
                 "dilation": list(layer.dilation),
                 "groups": layer.groups,
                 "relu": layer.relu,

@@ -77,6 +77,9 @@ class ConvRequest(_Request):
     padding_mode: PaddingModeName = "zeros"
     dilation: int = Field(1, ge=1, le=8)
     seed: int = Field(0, ge=0, le=2**31 - 1)
+    transposed: bool = Field(False, description="A transposed convolution (stride - 1 zeros between pixels).")
+    output_padding: int = Field(0, ge=0, le=15, description="Rows/columns added after a transposed output "
+                                "(smaller than the stride or the dilation).")
 
 
 class SceneRequest(_Request):
@@ -89,6 +92,8 @@ class SceneRequest(_Request):
     padding: int = Field(0, ge=0, le=3)
     padding_mode: PaddingModeName = "zeros"
     dilation: int = Field(1, ge=1, le=3)
+    transposed: bool = False
+    output_padding: int = Field(0, ge=0, le=3)
 
 
 class MapsRequest(_Request):

@@ -196,7 +196,8 @@ class Explorer:
             depth=request.depth if request.filters in ("random", "gabor", "random_int") else None,
             kernel_size=request.kernel_size if sizeable else None,
             stride=request.stride, padding=request.padding, padding_mode=request.padding_mode,
-            dilation=request.dilation, seed=request.seed,
+            dilation=request.dilation, seed=request.seed, transposed=request.transposed,
+            output_padding=request.output_padding,
         )
         if layer.depth > CONV_LIMITS.max_filters:
             raise SettingsError(f"filters {request.filters!r} make {layer.depth} maps; the explorer shows at most "
@@ -217,7 +218,7 @@ class Explorer:
         layer = ConvLayer(
             request.channels, "random_int", depth=request.depth, kernel_size=request.kernel_size,
             stride=request.stride, padding=request.padding, padding_mode=request.padding_mode,
-            dilation=request.dilation,
+            dilation=request.dilation, transposed=request.transposed, output_padding=request.output_padding,
         )
         grid = random_grid(request.height, request.width, request.channels, seed=0)
         return SceneResponse.model_validate(ConvScene.from_layer(layer, grid).to_dict())

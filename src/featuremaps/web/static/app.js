@@ -54,6 +54,7 @@ function convSettings() {
     kernel_size: Number($("conv-kernel").value), stride: Number($("conv-stride").value),
     padding: /^\d+$/.test(padding) ? Number(padding) : padding,
     padding_mode: $("conv-mode").value, dilation: Number($("conv-dilation").value),
+    transposed: $("conv-transposed").checked, output_padding: Number($("conv-output-padding").value),
   };
 }
 
@@ -92,6 +93,7 @@ async function loadScene(settings) {
       height: 7, width: 7, channels: 1, depth: Math.min(settings.depth || 2, 4),
       kernel_size: Math.min(settings.kernel_size, 5), stride: Math.min(settings.stride, 4), padding,
       padding_mode: settings.padding_mode, dilation: Math.min(settings.dilation, 3),
+      transposed: settings.transposed, output_padding: Math.min(settings.output_padding, 3),
     });
     state.step = 0;
     drawScene();
@@ -121,8 +123,9 @@ function drawScene() {
   if (!scene) return;
   ctx.font = "12px sans-serif"; ctx.textAlign = "center"; ctx.textBaseline = "middle";
   const step = scene.steps[state.step], padded = scene.padded.values[0], isPad = scene.padded.is_padding;
+  const inserted = scene.padded.is_inserted;
   const cell = Math.min(28, Math.floor(320 / padded.length));
-  drawGrid(ctx, padded, 10, 30, cell, (r, c) => isPad[r][c] ? "#e8e8e8" : "#fff");
+  drawGrid(ctx, padded, 10, 30, cell, (r, c) => inserted[r][c] ? "#fceec4" : isPad[r][c] ? "#e8e8e8" : "#fff");
   ctx.fillStyle = "rgba(255,150,0,0.35)";
   step.padded_rows.forEach((r) => step.padded_cols.forEach((c) => ctx.fillRect(10 + c * cell, 30 + r * cell, cell, cell)));
   ctx.strokeStyle = "#e6007a"; ctx.lineWidth = 3;
@@ -357,7 +360,8 @@ async function start() {
   ["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.add("over"); }));
   ["dragleave", "drop"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.remove("over"); }));
   drop.addEventListener("drop", (e) => upload(e.dataTransfer.files[0]));
-  ["conv-filters", "conv-depth", "conv-kernel", "conv-stride", "conv-padding", "conv-mode", "conv-dilation"].forEach(
+  ["conv-filters", "conv-depth", "conv-kernel", "conv-stride", "conv-padding", "conv-mode", "conv-dilation",
+   "conv-transposed", "conv-output-padding"].forEach(
     (id) => $(id).addEventListener("input", refreshConv));
   $("scene-step").addEventListener("click", stepScene);
   $("scene-play").addEventListener("click", () => {
