@@ -196,7 +196,7 @@ class ConvGeometry:
                                 "its output size is set by the stride instead)")
         for axis in (0, 1):
             reach = geometry.dilation[axis] * (geometry.kernel_size[axis] - 1)
-            pad = max(geometry.padding.before(axis), geometry.padding.after(axis))  # type: ignore[union-attr]
+            pad = max(geometry.padding.before(axis), geometry.padding.after(axis))
             if pad > reach:
                 raise SettingsError(
                     f"a transposed convolution's padding must be at most dilation*(kernel-1) = {reach} along "

@@ -314,7 +314,7 @@ class ConvLayer(nn.Module):
             weight,
             stride=tuple(conv.stride),
             padding=padding,
-            padding_mode=conv.padding_mode,  # type: ignore[arg-type]  # torch types it as str
+            padding_mode=conv.padding_mode,
             dilation=tuple(conv.dilation),
             groups=conv.groups,
             bias=bias,
