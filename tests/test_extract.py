@@ -92,7 +92,7 @@ def test_selection_by_glob_type_all_and_repeated_calls(resnet):
 
 
 def test_unknown_layer_lists_valid_names(resnet):
-    with pytest.raises(LayerError, match=r"layer 'layer5' not found in resnet18; did you mean layer4.*Valid: conv1, "
+    with pytest.raises(LayerError, match=r"layer 'layer5' not found in resnet18 \(did you mean layer4.*Valid: conv1, "
                                          r"bn1, relu, maxpool, layer1.*featuremaps layers resnet18"):
         extract(resnet, torch.rand(3, 64, 64), "layer5")
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -354,7 +355,9 @@ def _open_header(data: bytes, name: str, max_pixels: int) -> Image.Image:
     except UnidentifiedImageError:
         raise ImageError(name, _unidentified_reason(data)) from None
     except Image.DecompressionBombError as error:
-        raise ImageError(name, f"too many pixels ({error})") from None
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        count = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        raise ImageError(name, f"{count} is over the limit of {max_pixels:,} (a possible decompression bomb)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageError(name, f"corrupt image header ({error})") from None
     pixels = image.width * image.height

@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+import os
+import pickle
 import shutil
+import struct
 import time
+import zlib
 from pathlib import Path
 
 import pytest
+import torch
 
 from featuremaps.batch import ExtractConfig, run_extract
 from featuremaps.cli import main
@@ -38,8 +43,42 @@ def files(tmp_path_factory) -> dict[str, Path]:
     listless = root / "listless"
     shutil.copytree(root / "store", listless)
     (listless / "sources.parquet").unlink()
+    fake = root / "fake.png"
+    fake.write_text("not an image")
+    empty = root / "empty.png"
+    empty.write_bytes(b"")
+    truncated = root / "truncated.jpg"
+    truncated.write_bytes(sample_path("cat").read_bytes()[:300])
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    bomb = root / "bomb.png"  # a header claiming 100000 x 100000 pixels
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+    witness = root / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {witness}",))
+
+    raw_pickle = root / "raw.pt"
+    raw_pickle.write_bytes(pickle.dumps(Payload(), protocol=4))
+    saved_pickle = root / "saved.pt"
+    torch.save({"state_dict": Payload()}, saved_pickle)
+    garbage = root / "garbage.safetensors"
+    garbage.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+    notastore = root / "notastore"
+    notastore.mkdir()
+    mine = root / "mine"
+    mine.mkdir()
+    (mine / "model.safetensors").write_text("the user's own weights")
+    grid = root / "grid.txt"
+    grid.write_text("a file where a folder is asked for")
     return {"binary": binary, "latin": latin, "parquet": parquet, "single": single, "photos": photos,
-            "damaged": damaged, "listless": listless, "out": root / "out"}
+            "damaged": damaged, "listless": listless, "out": root / "out", "fake": fake, "empty": empty,
+            "truncated": truncated, "bomb": bomb, "raw_pickle": raw_pickle, "saved_pickle": saved_pickle,
+            "garbage": garbage, "notastore": notastore, "mine": mine, "witness": witness, "grid": grid, "root": root}
 
 
 CASES = [
@@ -82,6 +121,57 @@ CASES = [
     (["extract", "{photos}", "--model", "tinyvgg", "--layers", "relu2_2", "--out", "{listless}", "--resume"], 2,
      "image list is missing or damaged"),
     (["hierarchy", "tinyvgg", "--dataset", "nope"], 2, "nope"),
+    # images
+    (["conv", "{fake}"], 1, "not an image (no known image format"),
+    (["conv", "{empty}"], 1, "file is empty (0 bytes)"),
+    (["conv", "{truncated}"], 1, "corrupt image"),
+    (["conv", "{bomb}"], 1, "10,000,000,000 pixels is over the limit"),
+    (["conv", "{root}"], 1, "is a directory, not an image file"),
+    (["conv", "sample:nosuch"], 1, "no such sample; available: cat"),
+    (["predict", "{fake}", "--checkpoint", "builtin:shapes"], 1, "not an image"),
+    # convolution settings
+    (["conv", "sample:cat", "--groups", "2"], 2, "in_channels 3 is not divisible by groups 2"),
+    (["conv", "sample:cat", "--kernel-size", "1000"], 2, "kernel height 1000 is larger than the padded input"),
+    (["conv", "sample:cat", "--padding", "400", "--padding-mode", "reflect"], 2,
+     "reflect padding of 400 along height must be smaller than the input height 300"),
+    (["conv", "sample:cat", "--padding", "abc"], 2, "--padding must be N, PY,PX, TOP,BOTTOM,LEFT,RIGHT, 'same' or"),
+    (["conv", "sample:cat", "--filters", "nosuchbank"], 2, "unknown filter bank 'nosuchbank'; choose from sobel_x"),
+    (["conv", "sample:cat", "--filters", "{out}/missing.npy"], 2, "not found"),
+    (["conv", "sample:cat", "--padding-mode", "wrap"], 2, "padding_mode must be one of zeros, reflect"),
+    (["conv", "sample:cat", "-o", "{out}/maps.txt"], 2, "-o must end in .png"),
+    (["conv", "sample:cat", "--transposed", "--padding", "5"], 2, "padding must be at most dilation*(kernel-1) = 2"),
+    (["conv", "sample:cat", "--output-padding", "1"], 2, "output_padding applies only to a transposed"),
+    (["conv", "sample:cat", "--transposed", "--stride", "2", "--output-padding", "2"], 2,
+     "output_padding must be smaller than the stride or the dilation"),
+    (["animate", "--stride", "0", "-o", "{out}/a.gif"], 2, "stride must be an int >= 1"),
+    (["animate", "-o", "{out}/a.avi"], 2, "-o must end in .gif"),
+    (["receptive-field", "nonsense"], 2, "cannot read layer 'nonsense'"),
+    # checkpoints
+    (["show", "sample:cat", "--model", "{raw_pickle}"], 1, "refused: the safe loader (weights_only=True)"),
+    (["show", "sample:cat", "--model", "{saved_pickle}"], 1, "refused: the file holds pickled Python objects"),
+    (["predict", "sample:cat", "--checkpoint", "{raw_pickle}"], 1, "never unpickles other Python objects"),
+    (["show", "sample:cat", "--model", "{garbage}"], 1, "not a readable safetensors file"),
+    (["show", "sample:cat", "--model", "{out}/missing.safetensors"], 1, "weights file not found"),
+    # stores and sources
+    (["microscope", "{notastore}", "-o", "{out}/site"], 2, "not a featuremaps store (no manifest.json)"),
+    (["extract", "{notastore}", "--model", "tinyvgg", "--layers", "conv1_1", "--out", "{out}/s"], 2,
+     "no image files"),
+    (["extract", "{truncated}", "--model", "tinyvgg", "--layers", "conv1_1", "--out", "{out}/s"], 2,
+     "a source is a folder or a list file"),
+    (["extract", "{photos}", "--model", "tinyvgg", "--layers", "conv1_1", "--out", "{out}/s", "--batch-size", "0"], 2,
+     "batch_size must be an int >= 1"),
+    # options and outputs that would overwrite
+    (["train", "--dataset", "shapes", "-o", "{mine}", "--epochs", "1", "--samples", "8"], 2,
+     "the directory is not empty; pass --overwrite"),
+    (["train", "--dataset", "shapes", "-o", "{out}/x.safetensors"], 2, "a training checkpoint is a directory"),
+    (["samples", "--objects", "{grid}"], 2, "is a file, not a folder"),
+    (["serve", "--port", "70000"], 2, "--port must be from 1 to 65535"),
+    (["serve", "--concurrency", "0"], 2, "concurrency must be an integer >= 1"),
+    (["serve", "--max-upload-mb", "0"], 2, "--max-upload-mb must be >= 1"),
+    (["show", "sample:cat", "--model", "tinyvgg", "--layers", "conv1_1", "--max-maps", "0"], 2,
+     "max_maps must be >= 1"),
+    (["lineage", "sample:cat", "--model", "tinyvgg", "--unit", "conv1_1:0:999:0"], 2, "y 999 is out of range"),
+    (["hierarchy", "tinyvgg", "--layers", "nolayer"], 2, "layer 'nolayer' not found in tinyvgg. Valid: conv1_1"),
 ]
 
 
@@ -97,6 +187,8 @@ def test_hostile_command_lines(files, capsys, args, status, message):
     assert "Traceback" not in err and "unexpected" not in err and "frame #" not in err, err
     assert len(err.strip().splitlines()) == 1, err  # one line
     assert not files["out"].exists() or not any(files["out"].rglob("*")), "something was written"
+    assert (files["mine"] / "model.safetensors").read_text() == "the user's own weights", "a user's file changed"
+    assert not files["witness"].exists(), "a pickled payload ran"
     assert seconds < 60, f"took {seconds:.0f} s"
 
 

@@ -30,15 +30,20 @@ class _EpochBars:
         )
         self.tasks: dict[int, TaskID] = {}
 
+        self.started = False
+
     def __enter__(self) -> _EpochBars:
-        self.bar.start()
-        return self
+        return self  # the bars appear on the first report, after the checks that may refuse the job
 
     def __exit__(self, *exc: object) -> None:
-        self.bar.stop()
+        if self.started:
+            self.bar.stop()
 
     def update(self, progress: TrainingProgress) -> None:
         """Show one :class:`~featuremaps.training.Progress` report."""
+        if not self.started:
+            self.bar.start()
+            self.started = True
         epoch = progress.epoch
         if epoch not in self.tasks:
             self.tasks[epoch] = self.bar.add_task("train", total=progress.batches, epoch=f"{epoch}/{progress.epochs}",

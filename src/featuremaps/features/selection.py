@@ -83,7 +83,7 @@ def _not_found(item: str, catalogue: Sequence[LayerInfo], names: list[str], mode
         return (f"layer {item!r} is not reached: the forward pass of {model_name} fails at {stopped[0]} for this "
                 f"input size ({stopped[1]}); layers before it work")
     close = difflib.get_close_matches(item, names, n=4, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
     top = [e.name for e in catalogue if e.depth == 0 and e.call == 0]
     return (f"layer {item!r} not found in {model_name}{hint}. Valid: {_summary(top or names)} "
             f"(see 'featuremaps layers {model_name}' for all {len(names)})")

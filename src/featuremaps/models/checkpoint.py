@@ -18,6 +18,7 @@ import pickle
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -95,10 +96,21 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
 
 def _read_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing them: the error says it
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        # torch words it "Unsupported global: GLOBAL x.y" or "unsupported GLOBAL x.y whose module x is blocked"
+        found = re.search(r"unsupported (?:global: )?GLOBAL ([\w.]+)", str(error), flags=re.IGNORECASE)
         if found is None:
+            unsafe = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n|$)", str(error))
+            with open(path, "rb") as handle:
+                head = handle.read(2)
+            if unsafe is not None and len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:  # a pickle
+                raise CheckpointError(
+                    f"{path}: refused: the safe loader (weights_only=True) cannot read this pickle "
+                    f"({unsafe.group(1).strip()}): it is not a torch.save of tensors, and featuremaps never "
+                    "unpickles other Python objects; save a state_dict or use .safetensors") from None
             raise CheckpointError(f"{path}: not a readable PyTorch weights file (corrupt pickle data)") from None
         raise CheckpointError(
             f"{path}: refused: the file holds pickled Python objects ({found.group(1)}), not only tensors, and "

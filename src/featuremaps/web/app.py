@@ -19,8 +19,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import featuremaps
+from featuremaps.errors import ImageError
 from featuremaps.web.limits import Busy, HostCheck, UploadLimit, WorkLimiter, short
 from featuremaps.web.schemas import (
     ConfigResponse,
@@ -83,6 +85,13 @@ def create_app(settings: ExplorerSettings | None = None) -> FastAPI:
     async def http_error(_request: Request, error: _HTTPError) -> JSONResponse:
         return JSONResponse({"error": short(error.message)}, status_code=error.status, headers=error.headers)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def no_route(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        """404, 405 and the like in the same ``{"error": ...}`` form as every other answer."""
+        reason = {404: "no such route", 405: "this route does not take"}.get(error.status_code, str(error.detail))
+        return JSONResponse({"error": f"{reason} {request.method} {short(request.url.path)}"},
+                            status_code=error.status_code, headers=getattr(error, "headers", None))
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
         """One line per bad field, each naming the field; the values sent are never echoed whole."""
@@ -99,7 +108,15 @@ def create_app(settings: ExplorerSettings | None = None) -> FastAPI:
     @app.post("/api/images")
     async def upload(file: UploadFile = File(...)) -> Uploaded:
         data = await file.read()
-        return await work(lambda: explorer.add_image(data))
+        name = f"the upload {short(file.filename or 'without a name')!r} ({len(data):,} bytes)"
+
+        def add() -> Uploaded:
+            try:
+                return explorer.add_image(data)
+            except ImageError as error:  # name the upload by its file name, not "<N bytes>"
+                raise ImageError(name, error.reason) from None
+
+        return await work(add)
 
     @app.get("/api/images/{image_id}.png")
     async def image_png(image_id: str) -> Response:

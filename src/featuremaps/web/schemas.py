@@ -322,6 +322,10 @@ def describe_invalid(errors: Sequence[Any]) -> str:
         by_field.setdefault(location[0] if location else "body", []).append(item)
     lines = []
     for name, items in by_field.items():
+        if items[0].get("type") == "json_invalid":
+            reason = (items[0].get("ctx") or {}).get("error", "")
+            lines.append(f"the body is not valid JSON ({reason} at character {items[0].get('loc', ('', '?'))[-1]})")
+            continue
         sent = repr(items[0].get("input"))
         sent = sent if len(sent) <= 60 else sent[:60] + "..."
         forms = {model.model_fields[name].description for model in _REQUESTS if name in model.model_fields} - {None}
