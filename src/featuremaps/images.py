@@ -25,14 +25,11 @@ Rules (the same for every source):
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Literal, Union
 
@@ -42,6 +39,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from featuremaps.errors import ImageError, SettingsError
+from featuremaps.sample_photos import SAMPLE_PREFIX, Sample, sample_path, samples
 
 __all__ = [
     "LUMA",
@@ -69,50 +67,9 @@ MAX_PIXELS = 64_000_000
 SUPPORTED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 """Pillow format names that featuremaps decodes."""
 
-SAMPLE_PREFIX = "sample:"
 _COLOUR_MODES = ("auto", "rgb", "gray")
 LUMA = (0.299, 0.587, 0.114)
 """ITU-R 601-2 luma weights of R, G, B (Pillow's ``L`` mode): every colour-to-gray conversion uses them."""
-
-
-@dataclass(frozen=True)
-class Sample:
-    """A bundled sample photo and where it comes from."""
-
-    name: str
-    file: str
-    title: str
-    author: str
-    licence: str
-    source: str
-    url: str
-
-    @property
-    def path(self) -> Path:
-        return Path(str(resources.files("featuremaps") / "assets" / "samples" / self.file))
-
-
-@lru_cache(maxsize=1)
-def _sample_table() -> dict[str, Sample]:
-    text = (resources.files("featuremaps") / "assets" / "samples" / "samples.json").read_text()
-    return {entry["name"]: Sample(**entry) for entry in json.loads(text)}
-
-
-def samples() -> list[Sample]:
-    """The bundled sample photos, in a stable order (``featuremaps samples`` lists them)."""
-    return list(_sample_table().values())
-
-
-def sample_path(name: str) -> Path:
-    """Path of the bundled sample ``name`` (with or without the ``sample:`` prefix)."""
-    name = name.removeprefix(SAMPLE_PREFIX)
-    table = _sample_table()
-    if name not in table:
-        raise ImageError(
-            f"{SAMPLE_PREFIX}{name}",
-            f"no such sample; available: {', '.join(table)} (see 'featuremaps samples')",
-        )
-    return table[name].path
 
 
 def describe_source(src: object) -> str:

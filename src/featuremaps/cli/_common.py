@@ -6,14 +6,16 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional, cast
+from typing import TYPE_CHECKING, Annotated, Any, Optional, cast
 
 import typer
 
-from featuremaps.conv import ConvLayer
-from featuremaps.conv.geometry import PaddingSpec
-from featuremaps.conv.layer import PaddingMode as ConvPaddingMode
 from featuremaps.errors import SettingsError
+
+if TYPE_CHECKING:  # the commands import torch only when they run (--help, samples and banks start without it)
+    from featuremaps.conv.geometry import PaddingSpec
+    from featuremaps.conv.layer import ConvLayer
+    from featuremaps.conv.layer import PaddingMode as ConvPaddingMode
 
 
 def _usage_name(argument: Any) -> str:
@@ -109,6 +111,8 @@ def make_layer(
     transposed: bool = False, output_padding: str = "0",
 ) -> ConvLayer:
     """A ConvLayer from the command line's text options."""
+    from featuremaps.conv.layer import ConvLayer
+
     return ConvLayer(
         in_channels,
         Path(filters) if filters.lower().endswith(".npy") else filters,
@@ -116,7 +120,7 @@ def make_layer(
         kernel_size=parse_pair(kernel_size, "--kernel-size") if kernel_size else None,
         stride=parse_pair(stride, "--stride"),
         padding=parse_padding(padding),
-        padding_mode=cast(ConvPaddingMode, padding_mode),  # ConvLayer checks the value
+        padding_mode=cast("ConvPaddingMode", padding_mode),  # ConvLayer checks the value
         dilation=parse_pair(dilation, "--dilation"),
         groups=groups,
         bias=bias,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -24,9 +24,9 @@ from featuremaps.cli._common import (
     print_json,
 )
 from featuremaps.errors import SettingsError
-from featuremaps.illustrate.receptive import field_levels, parse_stack, receptive_field_diagram
-from featuremaps.illustrate.scene import ConvScene, SceneKind, image_patch, random_grid
-from featuremaps.render.animate import SCENE_FORMATS, save_scene
+
+if TYPE_CHECKING:
+    from featuremaps.illustrate.scene import SceneKind
 
 MAX_FRAMES = 2000
 
@@ -62,6 +62,9 @@ def animate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Animate a convolution step by step: one frame per output value of every filter."""
+    from featuremaps.illustrate.scene import ConvScene, image_patch, random_grid
+    from featuremaps.render.animate import SCENE_FORMATS, save_scene
+
     if output.suffix.lower() not in SCENE_FORMATS:
         raise SettingsError(f"-o must end in {', '.join(SCENE_FORMATS)}; got {str(output)!r}")
     height, width = _size(input_size, "--input-size")
@@ -113,6 +116,8 @@ def receptive_field_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the levels as JSON.")] = False,
 ) -> None:
     """Show which input pixels one unit of a stack of layers sees, layer by layer."""
+    from featuremaps.illustrate.receptive import field_levels, parse_stack, receptive_field_diagram
+
     stack = parse_stack(layers)
     size = _size(input_size, "--input-size")
     position = None

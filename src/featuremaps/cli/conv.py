@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional, cast
+from typing import TYPE_CHECKING, Annotated, Any, Optional, cast
 
 import typer
 
@@ -22,11 +22,10 @@ from featuremaps.cli._common import (
     make_layer,
     print_json,
 )
-from featuremaps.conv.filters import describe_banks
-from featuremaps.conv.geometry import output_size_formula
 from featuremaps.errors import SettingsError
-from featuremaps.images import load_image
-from featuremaps.render.grid import NORMALIZATIONS, Normalization, render_grid, save_maps
+
+if TYPE_CHECKING:
+    from featuremaps.render.grid import Normalization
 
 _PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -60,6 +59,10 @@ def conv_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Run one convolution layer over an image and show or save its feature maps."""
+    from featuremaps.conv.geometry import output_size_formula
+    from featuremaps.images import load_image
+    from featuremaps.render.grid import NORMALIZATIONS, render_grid, save_maps
+
     if output is not None and output.suffix.lower() not in _PICTURE_SUFFIXES:
         raise SettingsError(f"-o must end in {', '.join(_PICTURE_SUFFIXES)}; got {str(output)!r}")
     if normalize not in NORMALIZATIONS:
@@ -84,7 +87,7 @@ def conv_command(
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         picture = render_grid(maps, names=layer.filter_names, cmap=cmap, clip=clip,
-                              normalize=cast(Normalization, normalize),  # render_grid checks the value
+                              normalize=cast("Normalization", normalize),  # render_grid checks the value
                               title=f"{image}: {filters}")
         picture.save(output)
         written["picture"] = str(output)
@@ -142,10 +145,14 @@ def banks_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List the named filter banks that --filters accepts."""
+    from featuremaps.conv.filters import describe_banks
+
     rows = describe_banks()
     if as_json:
         print_json(rows)
         return
     for row in rows:
         size = "x".join(str(s) for s in row["kernel_size"])
-        typer.echo(f"{row['name']:<10} {size:<6} {', '.join(row['filters'])}")
+        members = [f"{name} (alone {'x'.join(map(str, row['resized'][name]))}, {size} here)"
+                   if name in row["resized"] else name for name in row["filters"]]
+        typer.echo(f"{row['name']:<10} {size:<6} {', '.join(members)}")

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from featuremaps.cli._common import app, print_json
-from featuremaps.images import load_image, samples
+from featuremaps.sample_photos import samples
 
 
 @app.command("samples")
@@ -48,7 +48,7 @@ def samples_command(
                    f"{', '.join(f'{n}.png' for n in OBJECT_CLASSES)}", err=as_json)
     rows = []
     for sample in samples():
-        shape = list(load_image(sample.path).shape)
+        shape = list(sample.shape)
         rows.append({"name": sample.name, "image": f"sample:{sample.name}", "shape": shape, "title": sample.title,
                      "author": sample.author, "licence": sample.licence, "source": sample.source, "url": sample.url,
                      "path": str(sample.path)})

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from featuremaps.cli._common import app, print_json
 from featuremaps.errors import SettingsError
-from featuremaps.models import available_models, list_layers, load_model, model_info
-from featuremaps.models.catalogue import LayerInfo
+
+if TYPE_CHECKING:
+    from featuremaps.models.catalogue import LayerInfo
 
 ModelName = Annotated[str, typer.Option("--model", "-m", metavar="MODEL",
                                         help="tinyvgg, lenet5, a torchvision name, timm:NAME or a checkpoint.")]
@@ -24,6 +25,8 @@ def models_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List the models load_model accepts: built-in, torchvision, and timm with --timm."""
+    from featuremaps.models import available_models
+
     rows = available_models(include_timm=include_timm)
     if as_json:
         print_json(rows)
@@ -46,7 +49,8 @@ def _pair(values: tuple[float, float] | None) -> str:
 def _row(layer: LayerInfo) -> str:
     shape = "x".join(str(s) for s in layer.output_shape) or "-"
     field = "global" if layer.global_field else _pair(layer.receptive_field)
-    flags = " ".join(flag for flag, on in (("merged", layer.merged), ("+context", layer.global_context)) if on)
+    flags = " ".join(flag for flag, on in (("merged", layer.merged), ("+context", layer.global_context),
+                                                     ("uneven", layer.uneven)) if on)
     name = "  " * layer.depth + layer.name
     return f"{name:<36} {layer.type:<22} {shape:<16} {_pair(layer.jump):>7} {field:>8}  {flags}"
 
@@ -60,6 +64,8 @@ def layers_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of layers.")] = False,
 ) -> None:
     """List every layer in forward order: output shape, stride (jump) and receptive field."""
+    from featuremaps.models import list_layers, load_model, model_info
+
     net = load_model(model, weights=weights)
     info = model_info(net)
     size: tuple[int, ...] = info.input_size
@@ -100,6 +106,7 @@ def show_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Draw the feature maps of every chosen layer of a model for one image (PNGs + index.html)."""
+    from featuremaps.models import load_model, model_info
     from featuremaps.show import parse_unit, show
 
     net = load_model(model, weights=weights)

@@ -21,12 +21,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
-import torch
 
 from featuremaps.errors import SettingsError
+
+if TYPE_CHECKING:  # torch is imported where filters become tensors, so listing the banks needs only numpy
+    import torch
 
 __all__ = ["BANKS", "BankInfo", "FilterBank", "bank", "describe_banks", "filters_from_array", "load_filters"]
 
@@ -241,6 +243,8 @@ def filters_from_array(
 
     A 2-D or 3-D array is spread over the channels like a hand-made bank (divided by C/groups).
     """
+    import torch
+
     weights = torch.as_tensor(np.asarray(array) if not isinstance(array, torch.Tensor) else array)
     if not torch.is_floating_point(weights) and weights.dtype not in (torch.int8, torch.int16, torch.int32, torch.int64):
         raise SettingsError(f"{source} has dtype {weights.dtype}; expected numbers")
@@ -298,6 +302,8 @@ def bank_for_layer(
     config cannot name a file on the server); a file is read only from a ``pathlib.Path``
     (or another ``os.PathLike``).
     """
+    import torch
+
     if isinstance(filters, os.PathLike):
         filters = load_filters(filters)
         source = "filter file"
@@ -324,11 +330,13 @@ def bank_for_layer(
 
 
 class BankInfo(TypedDict):
-    """A bank name, the names of its filters and their size (``[kh, kw]``)."""
+    """A bank name, the names of its filters and their size (``[kh, kw]``); ``resized`` names the members of
+    a group that take the group's size instead of their own (``gaussian`` is 5x5 alone, 3x3 in ``classic``)."""
 
     name: str
     filters: list[str]
     kernel_size: list[int]
+    resized: dict[str, list[int]]
 
 
 def describe_banks() -> list[BankInfo]:
@@ -336,6 +344,8 @@ def describe_banks() -> list[BankInfo]:
     rows: list[BankInfo] = []
     for name in bank_names():
         array, names = bank(name)
-        rows.append({"name": name, "filters": list(names), "kernel_size": list(array.shape[2:])})
+        resized = {member: list(bank(member)[0].shape[2:]) for member in GROUPS.get(name, ())
+                   if bank(member)[0].shape[2:] != array.shape[2:]}
+        rows.append({"name": name, "filters": list(names), "kernel_size": list(array.shape[2:]), "resized": resized})
     return rows
 

@@ -393,15 +393,19 @@ def _from_timm(name: str, weights: Any, num_classes: int | None, seed: int | Non
 CheckpointLoader = Callable[[Path, dict[str, torch.Tensor], dict[str, Any]], nn.Module]
 """``(path, state_dict, record) -> model``: rebuilds a model whose record has the loader's key."""
 
-_CHECKPOINT_LOADERS: dict[str, CheckpointLoader | str] = {}
+_CHECKPOINT_LOADERS: dict[str, CheckpointLoader | str] = {
+    # the package's own heads, named (not imported: they sit above this module) and imported on first use
+    "head": "featuremaps.recognize.head:head_from_checkpoint",
+    "segmentation": "featuremaps.segment.head:segmenter_from_checkpoint",
+}
 
 
 def register_checkpoint_loader(key: str, loader: CheckpointLoader | str) -> None:
     """Let checkpoints whose record has a ``key`` section be rebuilt by ``loader``.
 
     ``loader`` is a function or ``"module:function"``, imported on first use; the package's
-    own heads register themselves this way (``featuremaps/__init__.py``), so ``models`` never
-    imports the code above it.
+    own heads are named this way in ``_CHECKPOINT_LOADERS``, so ``models`` never imports the
+    code above it.
     """
     _CHECKPOINT_LOADERS[key] = loader
 
