@@ -32,3 +32,6 @@ def test_demo_command_prints_the_page_path(run_cli, tmp_path):
     result = run_cli("demo", "-o", str(tmp_path / "d"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str((tmp_path / "d" / "index.html").resolve())
+    # a status line per section, so the minute it takes is never silent
+    assert "demo: 1/7 convolution..." in result.stderr and "demo: 7/7 segmentation..." in result.stderr
+    assert "demo: wrote " in result.stderr

@@ -345,13 +345,20 @@ SECTIONS: list[Callable[[Report], None]] = [_convolution_section, _animation_sec
                                             _segmentation_section]
 
 
-def build_demo(out_dir: str | Path = "demo-output") -> Path:
-    """Write the demo report into ``out_dir``; return the path of its ``index.html``."""
+def build_demo(out_dir: str | Path = "demo-output", *,
+               on_section: Callable[[int, int, str], None] | None = None) -> Path:
+    """Write the demo report into ``out_dir``; return the path of its ``index.html``.
+
+    ``on_section(number, total, name)`` is called as each section starts (about a minute in all).
+    """
     report = Report(
         "featuremaps demo",
         intro="How a convolution layer turns an image into feature maps, computed on this machine.",
     )
-    for add_section in SECTIONS:
-        logger.info("demo: %s", add_section.__name__)
+    for number, add_section in enumerate(SECTIONS, start=1):
+        name = add_section.__name__.strip("_").removesuffix("_section")
+        logger.info("demo: %s", name)
+        if on_section is not None:
+            on_section(number, len(SECTIONS), name)
         add_section(report)
     return report.write(out_dir)

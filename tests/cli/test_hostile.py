@@ -166,7 +166,7 @@ CASES = [
     (["train", "--dataset", "shapes", "-o", "{out}/x.safetensors"], 2, "a training checkpoint is a directory"),
     (["samples", "--objects", "{grid}"], 2, "is a file, not a folder"),
     (["serve", "--port", "70000"], 2, "--port must be from 1 to 65535"),
-    (["serve", "--concurrency", "0"], 2, "concurrency must be an integer >= 1"),
+    (["serve", "--concurrency", "0"], 2, "--concurrency must be an integer >= 1"),
     (["serve", "--max-upload-mb", "0"], 2, "--max-upload-mb must be >= 1"),
     (["show", "sample:cat", "--model", "tinyvgg", "--layers", "conv1_1", "--max-maps", "0"], 2,
      "max_maps must be >= 1"),

@@ -14,7 +14,7 @@ from featuremaps.errors import LayerError, SettingsError
 from featuremaps.models import load_model, model_info
 from featuremaps.recognize.evaluate import evaluate
 from featuremaps.recognize.predict import predict
-from featuremaps.recognize.train import TrainConfig, train_classifier
+from featuremaps.recognize.train import TrainConfig, chance_hint, train_classifier
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +112,20 @@ def test_head_needs_exactly_one_layer():
 def test_bad_training_settings(options, message):
     with pytest.raises(SettingsError, match=message):
         TrainConfig(**options)
+
+
+def test_a_run_that_ends_at_chance_says_so_and_what_to_change(lenet_on_digits):
+    assert chance_hint(lenet_on_digits, TrainConfig(dataset="digits", model="lenet5")) is None  # it learned
+    config = TrainConfig(dataset="shapes", model="tinyvgg", options={"width": 4}, samples=64, epochs=1, lr=1e-7)
+    stuck = train_classifier(config)
+    hint = chance_hint(stuck, config)
+    assert hint is not None and "is at chance (25.0% for 4 classes)" in hint
+    assert "a smaller --lr (now 1e-07" in hint and "more --epochs (now 1)" in hint and "--backbone" in hint
+
+
+def test_a_head_reports_its_feature_caching():
+    reports = []
+    config = TrainConfig(dataset="shapes", backbone="tinyvgg", layer="pool2", samples=80, epochs=1)
+    train_classifier(config, on_features=lambda done, total: reports.append((done, total)))
+    assert reports[-1][0] == reports[-1][1] == 96  # 80 training images and 16 for validation, each once
+    assert [done for done, _ in reports] == sorted(done for done, _ in reports)

@@ -7,9 +7,9 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-__all__ = ["CountBar", "stderr"]
+__all__ = ["CountBar", "Status", "stderr"]
 
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)  # status lines are never cut at 80 columns
 
 
 class CountBar:
@@ -39,3 +39,19 @@ class CountBar:
             self._start = time.perf_counter()
         elapsed = max(time.perf_counter() - self._start, 1e-6)
         self._bar.update(self._task, completed=done, total=total, speed=done / elapsed)
+
+
+class Status:
+    """Status lines on stderr for the steps of a long start-up or job: ``status.step("loading torch")`` prints
+    ``serve: loading torch...`` and ``status.done("ready")`` prints ``serve: ready (4.2 s)``."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self._start = time.perf_counter()
+
+    def step(self, text: str) -> None:
+        stderr.print(f"{self.command}: {text}...", markup=False, highlight=False)
+
+    def done(self, text: str) -> None:
+        seconds = time.perf_counter() - self._start
+        stderr.print(f"{self.command}: {text} ({seconds:.1f} s)", markup=False, highlight=False)

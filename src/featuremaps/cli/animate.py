@@ -87,7 +87,18 @@ def animate_command(
             f"{len(scene.frame_steps(every))} frames is more than {MAX_FRAMES}; use --every "
             f"{-(-len(scene) // MAX_FRAMES)} or a smaller input"
         )
-    frames = save_scene(scene, output, every=every, fps=fps)
+    from featuremaps.cli._progress import CountBar, stderr
+
+    count = len(scene.frame_steps(every))
+    if suffix in (".gif", ".mp4") and count / fps > 60:
+        minutes, seconds = divmod(round(count / fps), 60)
+        faster = max(2, -(-count // int(60 * fps)))
+        stderr.print(f"animate: warning: {count} frames at {fps:g} fps play for {minutes} min {seconds:02d} s; "
+                     f"--every {faster} or --fps {min(60, -(-count // 60))} makes it a minute or less", markup=False,
+                     highlight=False)
+    with CountBar("frames", "frame") as bar:
+        frames = save_scene(scene, output, every=every, fps=fps,
+                            on_frame=bar.update if suffix in (".gif", ".mp4") else None)
     summary = {
         "input_shape": list(x.shape),
         "output_shape": list(scene.output_shape),

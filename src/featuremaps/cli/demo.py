@@ -15,7 +15,12 @@ def demo_command(
     output: Annotated[Path, typer.Option("-o", "--output", metavar="DIR", help="Folder of the report.")] = Path("demo-output"),
 ) -> None:
     """Write a self-contained HTML report of what featuremaps does (no network needed)."""
+    from featuremaps.cli._progress import Status
+
+    status = Status("demo")
+    status.step("loading torch and the models' code")
     from featuremaps.demo import build_demo
 
-    page = build_demo(output)
+    page = build_demo(output, on_section=lambda number, total, name: status.step(f"{number}/{total} {name}"))
+    status.done(f"wrote {page}")
     typer.echo(str(page.resolve()))

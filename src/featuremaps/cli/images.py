@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from featuremaps.cli._common import app, print_json
 from featuremaps.sample_photos import samples
+
+
+def _png(array: Any) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _write_generated(folder: Path, pictures: dict[str, bytes], option: str) -> None:
+    """Write generated pictures into ``folder``; the same pictures may be written again, a user's file never."""
+    from featuremaps.errors import SettingsError
+    from featuremaps.files import atomic_write
+
+    if folder.exists() and not folder.is_dir():
+        raise SettingsError(f"{option} {folder}: is a file, not a folder")
+    others = [str(folder / name) for name, data in pictures.items()
+              if (folder / name).exists() and (folder / name).read_bytes() != data]
+    if others:
+        raise SettingsError(f"{option} {folder}: {', '.join(others)} {'exists' if len(others) == 1 else 'exist'} "
+                            "already and is not one of these pictures; choose another folder (nothing was written)")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in pictures.items():
+        atomic_write(folder / name, partial(Path.write_bytes, data=data))
 
 
 @app.command("samples")
@@ -17,35 +45,31 @@ def samples_command(
     objects: Annotated[Optional[Path], typer.Option("--objects", metavar="DIR", help="Also write one generated "
                                                     "image per object class (house.png, tree.png, ...; a seed no "
                                                     "bundled model saw) into DIR.")] = None,
+    scenes: Annotated[Optional[Path], typer.Option("--scenes", metavar="DIR", help="Also write 4 generated shapes "
+                                                   "scenes for segmentation (scene-1.png ... with their true masks "
+                                                   "scene-1-mask.png; a seed no bundled model saw) into DIR.")] = None,
 ) -> None:
     """List the bundled sample photos (use them as sample:NAME wherever an image is asked for)."""
     if objects is not None:
-        import io
-        from functools import partial
-
-        from PIL import Image
-
         from featuremaps.data.objects import EXAMPLE_SEED, OBJECT_CLASSES, example_object
-        from featuremaps.errors import SettingsError
-        from featuremaps.files import atomic_write
 
-        if objects.exists() and not objects.is_dir():
-            raise SettingsError(f"--objects {objects}: is a file, not a folder")
-        pictures = {}
-        for name in OBJECT_CLASSES:
-            buffer = io.BytesIO()
-            Image.fromarray(example_object(name)).save(buffer, format="PNG")
-            pictures[objects / f"{name}.png"] = buffer.getvalue()
-        others = [str(path) for path, data in pictures.items() if path.exists() and path.read_bytes() != data]
-        if others:  # the same pictures are written again; anything else is the user's
-            raise SettingsError(f"--objects {objects}: {', '.join(others)} {'exists' if len(others) == 1 else 'exist'} "
-                                "already and is not one of these pictures; choose another folder (nothing was "
-                                "written)")
-        objects.mkdir(parents=True, exist_ok=True)
-        for path, data in pictures.items():
-            atomic_write(path, partial(Path.write_bytes, data=data))
+        _write_generated(objects, {f"{name}.png": _png(example_object(name)) for name in OBJECT_CLASSES},
+                         "--objects")
         typer.echo(f"wrote {len(OBJECT_CLASSES)} objects images (128x128, seed {EXAMPLE_SEED}) to {objects}: "
                    f"{', '.join(f'{n}.png' for n in OBJECT_CLASSES)}", err=as_json)
+    if scenes is not None:
+        from featuremaps.data.objects import EXAMPLE_SEED
+        from featuremaps.data.shapes import SHAPE_CLASSES, shapes_scene
+
+        pictures, lines = {}, []
+        for index in range(1, 5):
+            scene = shapes_scene(EXAMPLE_SEED, index)
+            pictures[f"scene-{index}.png"] = _png(scene.image)
+            pictures[f"scene-{index}-mask.png"] = _png(scene.mask)
+            lines.append(f"scene-{index}.png: {', '.join(SHAPE_CLASSES[label] for label in scene.labels)}")
+        _write_generated(scenes, pictures, "--scenes")
+        typer.echo(f"wrote 4 shapes scenes (128x128, seed {EXAMPLE_SEED}) and their masks (0 background, class + 1) "
+                   f"to {scenes}: {'; '.join(lines)}", err=as_json)
     rows = []
     for sample in samples():
         shape = list(sample.shape)

@@ -6,16 +6,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from featuremaps.cli._common import app, print_json
+from featuremaps.cli._progress import stderr as _stderr
 from featuremaps.errors import SettingsError
 
 if TYPE_CHECKING:
     from featuremaps.training import Progress as TrainingProgress
 
-_stderr = Console(stderr=True)
 
 
 class _EpochBars:
@@ -112,7 +111,7 @@ def train_command(
 ) -> None:
     """Train a classifier (a built-in CNN end to end, or a head on a backbone layer's frozen maps) or,
     with --task segmentation, a per-pixel head on frozen hypercolumns."""
-    from featuremaps.recognize.train import TrainConfig, train_classifier
+    from featuremaps.recognize.train import TrainConfig, chance_hint, train_classifier
 
     if task not in ("classification", "segmentation"):
         raise SettingsError(f"--task must be classification or segmentation; got {task!r}")
@@ -128,13 +127,19 @@ def train_command(
                          backbone_weights=backbone_weights, layer=layer, head=head, pool=pool, epochs=epochs,
                          batch_size=64 if batch_size is None else batch_size, lr=lr, seed=seed, samples=samples, val_fraction=val_fraction,
                          device=device, half_weights=half_weights)
-    with _EpochBars() as bars:
-        result = train_classifier(config, output, overwrite=overwrite, on_progress=bars.update)
+    from featuremaps.cli._progress import CountBar
+
+    with CountBar("caching features", "img") as caching, _EpochBars() as bars:
+        result = train_classifier(config, output, overwrite=overwrite, on_progress=bars.update,
+                                  on_features=caching.update)
     if result.skipped:
         _stderr.print(f"skipped {len(result.skipped)} unreadable files, e.g. {result.skipped[0][0]}: "
                       f"{result.skipped[0][1]}")
+    hint = chance_hint(result, config)
+    if hint:
+        _stderr.print(f"train: warning: {hint}", markup=False, highlight=False)
     if as_json:
-        print_json({"checkpoint": str(result.checkpoint), **result.record})
+        print_json({"checkpoint": str(result.checkpoint), **result.record, "hint": hint})
         return
     metrics = result.record["metrics"]
     typer.echo(f"val accuracy {metrics['val_accuracy']:.1%} (train {metrics['train_accuracy']:.1%}); "

@@ -28,22 +28,31 @@ def serve_command(
         "::1 and --host (repeatable; '*' for any, which disables the DNS-rebinding check).")] = None,
 ) -> None:
     """Serve the web explorer: upload an image, play with stride/depth/padding, browse every layer's maps."""
-    import uvicorn
-
+    from featuremaps.cli._progress import Status
     from featuremaps.errors import SettingsError
-    from featuremaps.web.app import create_app
-    from featuremaps.web.limits import LOOPBACK_HOSTS
-    from featuremaps.web.service import ExplorerSettings
 
     if not 1 <= port <= 65535:
         raise SettingsError(f"--port must be from 1 to 65535; got {port}")
     if max_upload_mb < 1:
         raise SettingsError(f"--max-upload-mb must be >= 1; got {max_upload_mb}")
+    for option, value, low in (("--concurrency", concurrency, 1), ("--queue", queue, 0)):
+        if value < low:  # checked again by ExplorerSettings; here before the slow imports
+            raise SettingsError(f"{option} must be an integer >= {low}; got {value}")
+    status = Status("serve")
+    status.step("loading torch, the models' code and the web server (a few seconds)")
+    import uvicorn
+
+    from featuremaps.web.app import create_app
+    from featuremaps.web.limits import LOOPBACK_HOSTS
+    from featuremaps.web.service import ExplorerSettings
+
     hosts = tuple(dict.fromkeys([*LOOPBACK_HOSTS, *([host] if host not in ("0.0.0.0", "::") else []),
                                  *(allowed_host or [])]))
     settings = ExplorerSettings(model=model, checkpoint=str(checkpoint) if checkpoint else None,
                                 store=str(store) if store else None, max_upload_bytes=max_upload_mb * 1024 * 1024,
                                 concurrency=concurrency, queue=queue, allowed_hosts=hosts)
+    status.step("building the explorer" + (f" and reading the store {store}" if store else ""))
     application = create_app(settings)
+    status.done(f"ready on http://{host}:{port}/")
     typer.echo(f"featuremaps explorer on http://{host}:{port}/  (API docs: /docs; Ctrl+C stops)")
     uvicorn.run(application, host=host, port=port, log_level="warning")

@@ -13,6 +13,7 @@ class names, input size and preprocessing, data, training settings, metrics).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -104,6 +105,23 @@ class TrainResult:
 ProgressCallback = Callable[[Progress], None]
 
 
+def chance_hint(result: TrainResult, config: TrainConfig) -> str | None:
+    """What to change when validation accuracy ended near chance (at most 1.5 x 1/classes), else None."""
+    classes = len(model_info(result.model).class_names or ()) or 1
+    accuracy = float(result.record.get("metrics", {}).get("val_accuracy", 1.0))
+    chance = 1.0 / classes
+    if classes < 2 or accuracy > 1.5 * chance:
+        return None
+    loss = result.history[-1].loss if result.history else float("nan")
+    flat = f"; the loss stayed near ln {classes} = {math.log(classes):.2f}" if abs(loss - math.log(classes)) < 0.05 else ""
+    tries = [f"a smaller --lr (now {config.learning_rate:g}; try {config.learning_rate / 3:.1g})",
+             f"more --epochs (now {config.epochs})", f"more --samples (now {config.samples:,})"]
+    if config.backbone is None:
+        tries.append("or a head on a trained backbone (--backbone builtin:shapes --layer pool2)")
+    return (f"validation accuracy {accuracy:.1%} is at chance ({chance:.1%} for {classes} classes){flat}: the model "
+            f"learned nothing. Try {', '.join(tries)}")
+
+
 def _describe(train: ArrayDataset, val: ArrayDataset) -> dict[str, Any]:
     return {**train.description, "train_samples": len(train), "val_samples": len(val),
             "classes": train.class_names, "skipped": len(train.skipped)}
@@ -171,8 +189,8 @@ def _train_cnn(config: TrainConfig, on_progress: ProgressCallback | None) -> Tra
 
 
 def _features(backbone: nn.Module, data: ArrayDataset, layer: str, pool: str, device: torch.device,
-              batch_size: int = 64) -> torch.Tensor:
-    """Pooled maps of ``layer`` for every image: ``(N, F)``, computed once."""
+              batch_size: int = 64, on_batch: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Pooled maps of ``layer`` for every image: ``(N, F)``, computed once; ``on_batch(images)`` after each batch."""
     info = model_info(backbone)
     extractor = FeatureExtractor(backbone, layer)
     if len(extractor.layers) != 1:
@@ -182,10 +200,13 @@ def _features(backbone: nn.Module, data: ArrayDataset, layer: str, pool: str, de
     for index in torch.arange(len(data)).split(batch_size):
         x = info.input.normalise(data.images[index]).to(device)
         vectors.append(pool_maps(extractor(x)[extractor.names[0]], pool).cpu())
+        if on_batch is not None:
+            on_batch(len(index))
     return torch.cat(vectors)
 
 
-def _train_head(config: TrainConfig, on_progress: ProgressCallback | None) -> TrainResult:
+def _train_head(config: TrainConfig, on_progress: ProgressCallback | None,
+                on_features: Callable[[int, int], None] | None = None) -> TrainResult:
     if config.backbone is None or config.layer is None:
         raise SettingsError("a head on frozen maps needs --backbone and --layer")
     layer = config.layer
@@ -196,8 +217,15 @@ def _train_head(config: TrainConfig, on_progress: ProgressCallback | None) -> Tr
     train, val = load_dataset(config.dataset, info.input, seed=config.seed, samples=config.samples,
                               val_fraction=config.val_fraction)
     started = time.perf_counter()
-    train_x = _features(backbone, train, layer, config.pool, device)
-    val_x = _features(backbone, val, layer, config.pool, device)
+    done, total = [0], len(train) + len(val)
+
+    def counted(images: int) -> None:
+        done[0] += images
+        if on_features is not None:
+            on_features(done[0], total)
+
+    train_x = _features(backbone, train, layer, config.pool, device, on_batch=counted)
+    val_x = _features(backbone, val, layer, config.pool, device, on_batch=counted)
     logger.info("features %s computed once in %.1f s", tuple(train_x.shape), time.perf_counter() - started)
     head = make_head(config.head, train_x.shape[1], len(train.class_names), config.hidden)
     spec = {"backbone": info.to_dict(), "kind": config.head, "hidden": config.hidden}
@@ -219,8 +247,12 @@ def _train_head(config: TrainConfig, on_progress: ProgressCallback | None) -> Tr
 
 
 def train_classifier(config: TrainConfig, out_dir: str | Path | None = None, *,
-                     on_progress: ProgressCallback | None = None, overwrite: bool = False) -> TrainResult:
+                     on_progress: ProgressCallback | None = None, overwrite: bool = False,
+                     on_features: Callable[[int, int], None] | None = None) -> TrainResult:
     """Train as ``config`` says; with ``out_dir``, write the checkpoint directory there.
+
+    A head on a backbone first computes the backbone's pooled maps of every image once
+    (``on_features(done, total)`` reports it), then trains on those vectors.
 
     ``out_dir`` is checked before training starts: a non-empty directory is refused unless
     ``overwrite``; the checkpoint is written atomically (temporary directory, then rename).
@@ -231,7 +263,7 @@ def train_classifier(config: TrainConfig, out_dir: str | Path | None = None, *,
         True
     """
     check_output(out_dir, overwrite=overwrite)
-    result = _train_head(config, on_progress) if config.backbone else _train_cnn(config, on_progress)
+    result = _train_head(config, on_progress, on_features) if config.backbone else _train_cnn(config, on_progress)
     last = result.history[-1]
     result.record, result.checkpoint = write_checkpoint(
         result.model, out_dir, format="featuremaps.classifier", task="classification",

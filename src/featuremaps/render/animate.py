@@ -11,7 +11,7 @@ MP4 needs the ``video`` extra (imageio + imageio-ffmpeg, whose wheel carries ffm
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal, overload
 
@@ -75,10 +75,12 @@ def render_frames(scene: ConvScene, *, every: int = 1, layout: SceneLayout | Non
         yield canvas.image
 
 
-def save_scene(scene: ConvScene, path: str | Path, *, every: int = 1, fps: float = 2.0) -> int:
+def save_scene(scene: ConvScene, path: str | Path, *, every: int = 1, fps: float = 2.0,
+               on_frame: Callable[[int, int], None] | None = None) -> int:
     """Write the scene to ``path`` by its suffix; returns the number of frames written.
 
-    A static PNG/SVG counts as 1 frame, JSON as 0.
+    A static PNG/SVG counts as 1 frame, JSON as 0. ``on_frame(done, total)`` is called after each
+    frame of a GIF or MP4 is drawn.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -97,7 +99,12 @@ def save_scene(scene: ConvScene, path: str | Path, *, every: int = 1, fps: float
         else:
             picture.save(path)
         return 1
-    frames = list(render_frames(scene, every=every))
+    total = len(scene.frame_steps(every))
+    frames = []
+    for frame in render_frames(scene, every=every):
+        frames.append(frame)
+        if on_frame is not None:
+            on_frame(len(frames), total)
     if suffix == ".gif":
         _write_gif(frames, path, fps)
         return len(frames)
