@@ -261,7 +261,7 @@ def _recognition_section(report: Report) -> None:
     from featuremaps.data.shapes import draw_shape
     from featuremaps.models import load_model, model_info
     from featuremaps.recognize.evaluate import evaluate
-    from featuremaps.recognize.predict import class_activation_map, predict
+    from featuremaps.recognize.predict import CAM_SCALE, class_activation_map, predict
     from featuremaps.render.confusion import render_confusion
     from featuremaps.render.overlay import render_overlay
 
@@ -291,7 +291,7 @@ def _recognition_section(report: Report) -> None:
     for k, (image, result) in enumerate(zip(images, predict(model, images))):
         heat, layer, _ = class_activation_map(model, image)
         guesses = ", ".join(f"{label} {p:.0%}" for label, p in result.labels)
-        picture = render_overlay(model_info(model).input.display(image), heat, alpha=0.45, cmap="jet",
+        picture = render_overlay(model_info(model).input.display(image), heat, alpha=0.45, cmap="jet", scale_label=CAM_SCALE,
                                  title=f"{result.labels[0][0]} {result.labels[0][1]:.0%}")
         size = "x".join(str(s) for s in image.shape[:2])
         section.figure(picture, f"{size} image: {guesses}; CAM at {layer}", name=f"predict-{k}")

@@ -26,8 +26,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from featuremaps.errors import SettingsError
 
-__all__ = ["Canvas", "Colour", "RasterCanvas", "SvgCanvas", "apply_colormap", "font", "format_number", "text_size",
-           "to_pil"]
+__all__ = ["Canvas", "Colour", "RasterCanvas", "SvgCanvas", "apply_colormap", "colour_bar", "draw_lines", "font",
+           "format_number", "text_size", "to_pil", "wrap_text"]
 
 
 @lru_cache(maxsize=16)
@@ -58,6 +58,71 @@ def apply_colormap(values: np.ndarray, low: float, high: float, cmap: str = "vir
 def text_size(draw: ImageDraw.ImageDraw, text: str, size: int) -> tuple[int, int]:
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font(size))
     return round(right - left), round(bottom - top)
+
+
+def wrap_text(text: str, width: float, size: int = 13, *, max_lines: int = 4) -> list[str]:
+    """``text`` in lines of at most ``width`` pixels at font ``size``: broken between words (a word longer
+    than a line is broken where it must); past ``max_lines`` the last line ends with an ellipsis."""
+    measure = font(size)
+
+    def fits(line: str) -> bool:
+        return measure.getlength(line) <= width
+
+    lines: list[str] = []
+    current = ""
+    for word in text.split():
+        candidate = f"{current} {word}" if current else word
+        if fits(candidate):
+            current = candidate
+            continue
+        if current:
+            lines.append(current)
+        while not fits(word) and len(word) > 1:  # a long name: break it at the last character that fits
+            cut = max(1, max(k for k in range(1, len(word) + 1) if fits(word[:k]) or k == 1))
+            lines.append(word[:cut])
+            word = word[cut:]
+        current = word
+    if current:
+        lines.append(current)
+    if len(lines) > max_lines:
+        last = lines[max_lines - 1]
+        while last and not fits(last + "…"):
+            last = last[:-1]
+        lines = [*lines[: max_lines - 1], last + "…"]
+    return lines or [""]
+
+
+def draw_lines(draw: ImageDraw.ImageDraw, xy: tuple[float, float], lines: list[str], *, size: int = 13,
+               fill: Colour = (30, 30, 30), spacing: float = 1.35, **options: object) -> float:
+    """Draw ``lines`` from ``xy`` down; returns the y below the last line."""
+    x, y = xy
+    for line in lines:
+        draw.text((x, y), line, fill=fill, font=font(size), **options)  # type: ignore[arg-type]
+        y += size * spacing
+    return y
+
+
+def colour_bar(width: int, low: float, high: float, cmap: str, *, label: str = "", size: int = 12,
+               clipped: bool = False, background: Colour = (255, 255, 255)) -> Image.Image:
+    """A horizontal colour bar ``width`` pixels wide with its range under it: the colours of ``cmap`` from
+    ``low`` (left) to ``high`` (right); ``clipped`` says the ends also stand for values beyond them."""
+    bar_height, gap = 12, 3
+    label_lines = wrap_text(label, width, size, max_lines=2) if label else []
+    line = int(size * 1.4)
+    canvas = Image.new("RGB", (width, bar_height + gap + line * (1 + len(label_lines))), background[:3])
+    draw = ImageDraw.Draw(canvas)
+    inner = max(width - 2, 2)
+    gradient = apply_colormap(np.tile(np.linspace(0.0, 1.0, inner), (bar_height, 1)), 0.0, 1.0, cmap)
+    canvas.paste(Image.fromarray(gradient), (1, 0))
+    draw.rectangle((0, 0, width - 1, bar_height - 1), outline=(120, 120, 120))
+    left = format_number(low) + (" or less" if clipped else "")
+    right = format_number(high) + (" or more" if clipped else "")
+    y = bar_height + gap
+    draw.text((1, y), left, fill=(30, 30, 30), font=font(size))
+    draw.text((width - 1, y), right, fill=(30, 30, 30), font=font(size), anchor="ra")
+    for k, text in enumerate(label_lines):
+        draw.text((width / 2, y + line * (k + 1)), text, fill=(100, 100, 100), font=font(size), anchor="ma")
+    return canvas
 
 
 def format_number(value: float) -> str:

@@ -21,7 +21,7 @@ from featuremaps.features import FeatureExtractor, LayerSelection, catalogue_for
 from featuremaps.images import ImageSource
 from featuremaps.models.catalogue import LayerInfo
 from featuremaps.models.info import model_device, model_info
-from featuremaps.render.grid import render_grid
+from featuremaps.render.grid import check_tiles, render_grid
 from featuremaps.render.overlay import rank_maps, render_overlay, render_receptive_field
 from featuremaps.render.overview import describe_layer, render_overview, spatial_maps
 from featuremaps.render.report import Report
@@ -111,16 +111,21 @@ def show(
     overlay: tuple[str, int] | None = None,
     unit: tuple[str, int, int, int] | None = None,
     title: str | None = None,
+    tile_size: int = 128,
+    scale: float | None = None,
 ) -> ShowResult:
     """Render the maps of ``layers`` (default: :func:`default_layers`) of ``image`` into ``out_dir``.
 
     Args:
+        tile_size, scale: the grids' tile side in pixels, or pixels per map unit (then maps of
+            different layers keep their true relative size); see :func:`~featuremaps.render_grid`.
         overlay: ``(layer, channel)``: that map blended over the input, with the receptive
             field of its most active unit outlined.
         unit: ``(layer, channel, y, x)``: the receptive field of that unit on the input.
     """
     if max_maps < 1:
         raise SettingsError(f"max_maps must be >= 1; got {max_maps}")
+    check_tiles(tile_size, scale)
     info = model_info(model)
     model_input = info.input
     catalogue = catalogue_for(model, model_input.shape)
@@ -140,7 +145,7 @@ def show(
         if tensor is not None:
             overview_maps[entry.name] = tensor
             order = rank_maps(tensor)[:max_maps]
-            grid = render_grid(tensor[order], indices=order, clip=0.5, tile_size=96, title=describe_layer(entry) + info.untrained_note)
+            grid = render_grid(tensor[order], indices=order, clip=0.5, tile_size=tile_size, scale=scale, title=describe_layer(entry) + info.untrained_note)
             path = out / f"{_slug(entry.name)}.png"
             grid.save(path)
             row["picture"] = str(path)

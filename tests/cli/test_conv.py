@@ -117,3 +117,18 @@ def test_conv_transposed_upsamples_like_conv_transpose2d(run_cli):
     assert data["padding"] == [1, 1, 1, 1]  # the layer's own padding, not the zero border it slides over
     refused = run_cli("conv", "sample:cat", "--output-padding", "1")
     assert refused.returncode == 2 and "output_padding applies only to a transposed convolution" in refused.stderr
+
+
+def test_tile_size_and_scale_set_the_picture_size(run_cli, tmp_path):
+    sizes = {}
+    for name, options in (("small", ["--tile-size", "64"]), ("default", []), ("scale", ["--scale", "2"])):
+        result = run_cli("conv", "sample:cat", "--filters", "sobel", "-o", str(tmp_path / f"{name}.png"), *options)
+        assert result.returncode == 0, result.stderr
+        with Image.open(tmp_path / f"{name}.png") as picture:
+            sizes[name] = picture.size
+    assert sizes["small"][1] < sizes["default"][1] < sizes["scale"][1]  # 64 px, 160 px, 2 x 300 px tiles
+    refused = run_cli("conv", "sample:cat", "--scale", "100", "-o", str(tmp_path / "x.png"))
+    assert refused.returncode == 2 and "scale must be in (0, 64]" in refused.stderr
+    shown = run_cli("show", "sample:cat", "--model", "tinyvgg", "--layers", "conv1_1", "--tile-size", "48",
+                    "-o", str(tmp_path / "show"))
+    assert shown.returncode == 0, shown.stderr

@@ -11,17 +11,10 @@ from featuremaps.drawing import apply_colormap
 
 
 def _tile_pixels(image, maps_shape, index, tile_size=128, columns=None):
-    """Crop the tile of map ``index`` back out of the grid (mirrors the layout constants)."""
-    from featuremaps.render import grid
-
-    depth, height, width = maps_shape
-    columns = columns or min(depth, 8, max(1, int(np.ceil(np.sqrt(depth)))))
-    tile_w, tile_h = grid._tile_size(height, width, tile_size)
-    cell_w = max(tile_w, 110) + grid._PAD
-    cell_h = tile_h + grid._LABEL * 2 + 3 * grid._PAD
-    left = grid._PAD + (index % columns) * cell_w
-    top = 30 + (index // columns) * cell_h + grid._LABEL + grid._PAD // 2
-    return np.asarray(image)[top : top + tile_h, left : left + tile_w]
+    """Crop the tile of map ``index`` back out of the grid (the grid records where it put each tile)."""
+    assert len(image.info["tiles"]) == maps_shape[0]
+    left, top, width, height = image.info["tiles"][index]
+    return np.asarray(image)[top : top + height, left : left + width]
 
 
 def test_grid_has_one_tile_per_map_with_colours_following_values():

@@ -26,8 +26,10 @@ def test_overlay_is_the_image_size_zoomed_and_coloured():
     feature = torch.zeros(4, 6)
     feature[2, 3] = 1.0
     picture = render_overlay(image, feature, alpha=1.0)
-    assert picture.size == (48 * 10, 32 * 10)  # zoomed to about 448 px
+    assert picture.width == 48 * 10 and picture.height > 32 * 10  # zoomed to about 448 px, a colour bar under it
     pixels = np.asarray(picture)
+    bar = pixels[32 * 10 + 8 : 32 * 10 + 18, 10:300]  # the colour bar: inferno from black to yellow, left to right
+    assert bar[:, 5].sum() < bar[:, -5].sum()
     assert pixels[16 * 10 + 5, 24 * 10 + 5].sum() > pixels[2, 2].sum()  # bright where the map is high
     with pytest.raises(SettingsError, match=r"alpha must be in \[0, 1\]; got 2"):
         render_overlay(image, feature, alpha=2)

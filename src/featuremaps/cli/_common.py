@@ -99,6 +99,9 @@ Dilation = Annotated[str, typer.Option(metavar="D|DYxDX", help="Gap between filt
 Groups = Annotated[int, typer.Option(metavar="G", help="Split channels and filters into G groups.")]
 Relu = Annotated[bool, typer.Option("--relu", help="Apply ReLU to the maps.")]
 Seed = Annotated[int, typer.Option(metavar="N", help="Seed of the random banks (and of a generated grid).")]
+TileSize = Annotated[int, typer.Option(metavar="PIXELS", help="Side of each map's tile in the picture.")]
+Scale = Annotated[Optional[float], typer.Option(metavar="PX", help="Pixels per map unit instead of --tile-size "
+                                                "(maps of different sizes keep their true relative size).")]
 Transposed = Annotated[bool, typer.Option("--transposed", help="A transposed convolution (upsampling, as "
                                           "ConvTranspose2d): stride-1 zeros go between the input's pixels.")]
 OutputPadding = Annotated[str, typer.Option(metavar="P|PYxPX", help="Rows/columns added after a --transposed "

@@ -15,8 +15,10 @@ from featuremaps.cli._common import (
     PaddingMode,
     PaddingOption,
     Relu,
+    Scale,
     Seed,
     Stride,
+    TileSize,
     Transposed,
     app,
     make_layer,
@@ -56,17 +58,20 @@ def conv_command(
     cmap: Annotated[str, typer.Option(metavar="NAME", help="Matplotlib colormap of the picture.")] = "viridis",
     normalize: Annotated[str, typer.Option(metavar="map|shared", help="Colour scale per map ('map') or one for all ('shared').")] = "map",
     clip: Annotated[float, typer.Option(metavar="PERCENT", help="Percent of values saturated at each end of the colour scale.")] = 1.0,
+    tile_size: TileSize = 160,
+    scale: Scale = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Run one convolution layer over an image and show or save its feature maps."""
     from featuremaps.conv.geometry import output_size_formula
     from featuremaps.images import load_image
-    from featuremaps.render.grid import NORMALIZATIONS, render_grid, save_maps
+    from featuremaps.render.grid import NORMALIZATIONS, check_tiles, render_grid, save_maps
 
     if output is not None and output.suffix.lower() not in _PICTURE_SUFFIXES:
         raise SettingsError(f"-o must end in {', '.join(_PICTURE_SUFFIXES)}; got {str(output)!r}")
     if normalize not in NORMALIZATIONS:
         raise SettingsError(f"--normalize must be one of {', '.join(NORMALIZATIONS)}; got {normalize!r}")
+    check_tiles(tile_size, scale)
     tensor = load_image(image, mode="gray" if gray else "auto")
     layer = make_layer(tensor.shape[0], filters, depth=depth, kernel_size=kernel_size, stride=stride, padding=padding,
                        padding_mode=padding_mode, dilation=dilation, groups=groups, relu=relu, seed=seed,
@@ -88,7 +93,7 @@ def conv_command(
         output.parent.mkdir(parents=True, exist_ok=True)
         picture = render_grid(maps, names=layer.filter_names, cmap=cmap, clip=clip,
                               normalize=cast("Normalization", normalize),  # render_grid checks the value
-                              title=f"{image}: {filters}")
+                              title=f"{image}: {filters}", tile_size=tile_size, scale=scale)
         picture.save(output)
         written["picture"] = str(output)
     if save is not None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from featuremaps.cli._common import app, print_json
+from featuremaps.cli._common import Scale, TileSize, app, print_json
 from featuremaps.errors import SettingsError
 
 if TYPE_CHECKING:
@@ -103,6 +103,8 @@ def show_command(
                                                    "image.")] = None,
     unit: Annotated[Optional[str], typer.Option(metavar="LAYER:CHANNEL:Y:X", help="Draw that unit's receptive "
                                                 "field on the image.")] = None,
+    tile_size: TileSize = 128,
+    scale: Scale = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Draw the feature maps of every chosen layer of a model for one image (PNGs + index.html)."""
@@ -118,7 +120,8 @@ def show_command(
     if unit:
         name, (channel, y, x) = parse_unit(unit, 3)
         unit_spec = (name, channel, y, x)
-    result = show(net, image, output, layers=layers, max_maps=max_maps, overlay=overlay_spec, unit=unit_spec)
+    result = show(net, image, output, layers=layers, max_maps=max_maps, overlay=overlay_spec, unit=unit_spec,
+                  tile_size=tile_size, scale=scale)
     if as_json:
         print_json({"model": model_info(net).name, "weights": model_info(net).weights_label, "image": image, "input_shape": list(result.input_shape),
                     "layers": result.layers, "index": str(result.index), "extra": [str(p) for p in result.extra]})

@@ -288,7 +288,7 @@ def predict_command(
 ) -> None:
     """Name the object in each image, with probabilities (and where the maps saw it, with --cam)."""
     from featuremaps.models import load_model, model_info
-    from featuremaps.recognize.predict import class_activation_map, predict
+    from featuremaps.recognize.predict import CAM_SCALE, class_activation_map, predict
     from featuremaps.render.overlay import render_overlay
 
     net = load_model(checkpoint)
@@ -299,7 +299,7 @@ def predict_command(
         for image, result, row in zip(images, results, rows):
             heat, layer, index = class_activation_map(net, image)
             label, probability = result.labels[0]
-            picture = render_overlay(model_info(net).input.display(image), heat, alpha=0.5, cmap="jet",
+            picture = render_overlay(model_info(net).input.display(image), heat, alpha=0.5, cmap="jet", scale_label=CAM_SCALE,
                                      title=f"{label} {probability:.0%}: where {layer} saw it"
                                            + model_info(net).untrained_note)
             stem = Path(image.removeprefix("sample:")).stem

@@ -16,7 +16,10 @@ from featuremaps.images import ImageSource
 from featuremaps.models.info import model_device, model_info
 from featuremaps.recognize.familiarity import familiarity_for
 
-__all__ = ["Prediction", "class_activation_map", "default_cam_layer", "predict"]
+__all__ = ["CAM_SCALE", "Prediction", "class_activation_map", "default_cam_layer", "predict"]
+
+CAM_SCALE = "Grad-CAM: how much each place raised the class score"
+"""The colour bar's label of a class activation map (its values are in [0, 1])."""
 
 
 @dataclass

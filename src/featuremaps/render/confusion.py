@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from featuremaps.drawing import apply_colormap, font, text_size
+from featuremaps.drawing import apply_colormap, draw_lines, font, text_size, wrap_text
 
 __all__ = ["render_confusion"]
 
@@ -18,16 +18,21 @@ def render_confusion(confusion: np.ndarray, class_names: Sequence[str], *, title
     matrix = np.asarray(confusion)
     k = matrix.shape[0]
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    label_w = max(text_size(measure, name, 13)[0] for name in class_names) + 16
-    top = 64
-    width, height = label_w + k * cell + 20, top + label_w + k * cell + 36
-    canvas = Image.new("RGB", (max(width, 300), height), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
+    names = [wrap_text(name, 200, 13, max_lines=1)[0] for name in class_names]  # long names end in an ellipsis
+    label_w = max(text_size(measure, name, 13)[0] for name in names) + 16
+    width = max(label_w + k * cell + 20, 360)
     total = matrix.sum()
     accuracy = np.trace(matrix) / total if total else 0.0
-    draw.text((8, 8), title or "Confusion matrix", fill=(30, 30, 30), font=font(15))
-    draw.text((8, 30), f"accuracy {accuracy:.1%} on {int(total)} images; rows: true class, columns: predicted",
-              fill=(100, 100, 100), font=font(12))
+    heading = wrap_text(title or "Confusion matrix", width - 16, 15, max_lines=3)
+    subtitle = wrap_text(f"accuracy {accuracy:.1%} on {int(total)} images; rows: true class, columns: predicted",
+                         width - 16, 12, max_lines=3)
+    top = 8 + int(len(heading) * 15 * 1.35) + int(len(subtitle) * 12 * 1.35) + 10
+    height = top + label_w + k * cell + 36
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    y = draw_lines(draw, (8, 8), heading, size=15)
+    draw_lines(draw, (8, y), subtitle, size=12, fill=(100, 100, 100))
+    class_names = names
     shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     colours = apply_colormap(shares, 0.0, 1.0, "Blues")
     grid_top = top + label_w

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from featuremaps.drawing import apply_colormap, font, format_number, text_size
+from featuremaps.drawing import apply_colormap, colour_bar, draw_lines, font, format_number, text_size, wrap_text
 from featuremaps.errors import SettingsError
 
-__all__ = ["Normalization", "render_grid", "save_maps"]
+__all__ = ["Normalization", "check_tiles", "render_grid", "save_maps"]
 
 Normalization = Literal["map", "shared"]
 NORMALIZATIONS: tuple[str, ...] = ("map", "shared")
@@ -50,7 +50,7 @@ def render_grid(
     columns: int | None = None,
     cmap: str = "viridis",
     normalize: Normalization = "map",
-    tile_size: int = 128,
+    tile_size: int = 160,
     scale: float | None = None,
     clip: float = 0.0,
     title: str | None = None,
@@ -73,7 +73,7 @@ def render_grid(
         clip: percent of values saturated at each end of the colour scale (0 = the
             scale spans min..max). A few extreme values, such as the false edge that
             zero padding makes at a border, otherwise flatten the rest of a map;
-            with ``clip`` the printed range reads ``<=low .. >=high``.
+            the heading says how much is clipped.
         title: a line above the grid; the maps' shape is added to it.
 
     Returns:
@@ -89,10 +89,7 @@ def render_grid(
         raise SettingsError(f"indices has {len(indices)} entries for {depth} maps")
     if not 0.0 <= clip < 50.0:
         raise SettingsError(f"clip must be a percentage in [0, 50); got {clip}")
-    if tile_size < 16:
-        raise SettingsError(f"tile_size must be >= 16 pixels; got {tile_size}")
-    if scale is not None and not 0 < scale <= 64:
-        raise SettingsError(f"scale must be in (0, 64] pixels per unit; got {scale}")
+    check_tiles(tile_size, scale)
     columns = columns or min(depth, 8, max(1, math.ceil(math.sqrt(depth))))
     rows = math.ceil(depth / columns)
     if scale is not None:
@@ -102,15 +99,22 @@ def render_grid(
     cell_w = max(tile_w, 110 if normalize == "map" else 60) + _PAD
     cell_h = tile_h + _LABEL * 2 + 3 * _PAD if normalize == "map" else tile_h + _LABEL + 2 * _PAD
     header = f"{depth} map{'s' if depth != 1 else ''}, each {height}x{width}"
+    if normalize == "map":
+        header += ("; colours span each map's own range, printed under it" +
+                   (f", less {clip:g}% at each end" if clip else ""))
     heading = f"{title}  ({header})" if title else header
-    bar_h = 44 if normalize == "shared" else 0
-    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    heading_w = text_size(measure, heading, 14)[0] + 2 * _PAD
-    canvas = Image.new("RGB", (max(columns * cell_w + _PAD, 360, heading_w), 30 + rows * cell_h + bar_h + _PAD),
-                       _BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
-    draw.text((_PAD, 8), heading, fill=_INK, font=font(14))
+    canvas_w = max(columns * cell_w + _PAD, 360)
+    heading_lines = wrap_text(heading, canvas_w - 2 * _PAD, 14, max_lines=3)
+    head_h = 12 + int(len(heading_lines) * 14 * 1.35)
     shared = _value_range(array, clip)
+    bar = colour_bar(min(canvas_w - 2 * _PAD, 320), shared[0], shared[1], cmap, clipped=bool(clip),
+                     label="one colour scale for every map") if normalize == "shared" else None
+    bar_h = bar.height + _PAD if bar is not None else 0
+    canvas = Image.new("RGB", (canvas_w, head_h + rows * cell_h + bar_h + _PAD), _BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    draw_lines(draw, (_PAD, 8), heading_lines, size=14)
+    tiles: list[tuple[int, int, int, int]] = []
+    canvas.info["tiles"] = tiles  # (left, top, width, height) of each map's tile, for pages that link to them
     for k in range(depth):
         values = array[k]
         low, high = _value_range(values, clip) if normalize == "map" else shared
@@ -118,20 +122,30 @@ def render_grid(
         resample = Image.Resampling.NEAREST if tile_w >= width else Image.Resampling.BOX
         tile = Image.fromarray(rgb).resize((tile_w, tile_h), resample)
         left = _PAD + (k % columns) * cell_w
-        top = 30 + (k // columns) * cell_h
+        top = head_h + (k // columns) * cell_h
         index = indices[k] if indices is not None else k
         label = f"#{index} {names[k]}" if names is not None else f"#{index}"
         draw.text((left, top), _fit(draw, label, cell_w - _PAD), fill=_INK, font=font(_LABEL))
         canvas.paste(tile, (left, top + _LABEL + _PAD // 2))
+        tiles.append((left, top + _LABEL + _PAD // 2, tile_w, tile_h))
         draw.rectangle(
             (left - 1, top + _LABEL + _PAD // 2 - 1, left + tile_w, top + _LABEL + _PAD // 2 + tile_h), outline=_MUTED
         )
         if normalize == "map":
             label = _range_label(low, high, clip)
-            draw.text((left, top + _LABEL + tile_h + _PAD), label, fill=_MUTED, font=font(_LABEL - 1))
-    if normalize == "shared":
-        _colour_bar(canvas, draw, shared, cmap, top=30 + rows * cell_h, clip=clip)
+            draw.text((left, top + _LABEL + tile_h + _PAD), _fit(draw, label, cell_w - _PAD), fill=_MUTED,
+                      font=font(_LABEL - 1))
+    if bar is not None:
+        canvas.paste(bar, (_PAD, head_h + rows * cell_h))
     return canvas
+
+
+def check_tiles(tile_size: int, scale: float | None) -> None:
+    """Refuse a tile size or scale the grid cannot draw (before any maps are computed)."""
+    if isinstance(tile_size, bool) or not isinstance(tile_size, int) or not 16 <= tile_size <= 1024:
+        raise SettingsError(f"tile_size must be 16 to 1024 pixels; got {tile_size}")
+    if scale is not None and not 0 < scale <= 64:
+        raise SettingsError(f"scale must be in (0, 64] pixels per unit; got {scale}")
 
 
 def _value_range(values: np.ndarray, clip: float) -> tuple[float, float]:
@@ -142,32 +156,17 @@ def _value_range(values: np.ndarray, clip: float) -> tuple[float, float]:
 
 
 def _range_label(low: float, high: float, clip: float) -> str:
+    """The colours' range under a tile: ``-0.6 to 0.56`` (dark to bright)."""
     if high == low:
         return "constant " + format_number(low)
-    if clip:
-        return f"<={format_number(low)} .. >={format_number(high)}"
-    return f"{format_number(low)} .. {format_number(high)}"
+    del clip  # said once in the heading
+    return f"{format_number(low)} to {format_number(high)}"
 
 
 def _fit(draw: ImageDraw.ImageDraw, text: str, width: int) -> str:
     while len(text) > 4 and text_size(draw, text, _LABEL)[0] > width:
         text = text[:-2] + "…"
     return text
-
-
-def _colour_bar(
-    canvas: Image.Image, draw: ImageDraw.ImageDraw, value_range: tuple[float, float], cmap: str, top: int,
-    clip: float,
-) -> None:
-    width = min(canvas.width - 2 * _PAD, 320)
-    gradient = apply_colormap(np.tile(np.linspace(0, 1, width), (12, 1)), 0.0, 1.0, cmap)
-    canvas.paste(Image.fromarray(gradient), (_PAD, top))
-    low, high = value_range
-    left_label, right = (f"<={format_number(low)}", f">={format_number(high)}") if clip else (
-        format_number(low), format_number(high))
-    draw.text((_PAD, top + 15), left_label, fill=_INK, font=font(_LABEL))
-    draw.text((_PAD + width - text_size(draw, right, _LABEL)[0], top + 15), right, fill=_INK, font=font(_LABEL))
-    draw.text((_PAD + width + 8, top), "shared scale", fill=_MUTED, font=font(_LABEL))
 
 
 def save_maps(maps: torch.Tensor, path: str | Path) -> Path:

@@ -12,13 +12,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from featuremaps.drawing import apply_colormap, font, format_number, to_pil
+from featuremaps.drawing import apply_colormap, colour_bar, font, format_number, to_pil, wrap_text
 from featuremaps.errors import SettingsError
 from featuremaps.models.catalogue import LayerInfo
 
 __all__ = ["rank_maps", "render_overlay", "render_receptive_field"]
 
 _BOX = (255, 40, 120)
+_INK = (30, 30, 30)
+_MUTED = (100, 100, 100)
 _MIN_SIDE = 448
 
 
@@ -46,9 +48,10 @@ def _unit_box(layer: LayerInfo, y: int, x: int, height: int, width: int) -> tupl
 
 def render_overlay(
     image: torch.Tensor, feature_map: torch.Tensor, *, alpha: float = 0.55, cmap: str = "inferno",
-    layer: LayerInfo | None = None, title: str | None = None,
+    layer: LayerInfo | None = None, title: str | None = None, scale_label: str = "map value",
 ) -> Image.Image:
-    """``feature_map`` ``(h, w)`` upsampled (bilinear) to ``image`` ``(C, H, W)``, colour-mapped, blended.
+    """``feature_map`` ``(h, w)`` upsampled (bilinear) to ``image`` ``(C, H, W)``, colour-mapped, blended; under
+    it the title, what the box is, and a colour bar from the map's lowest to highest value (``scale_label``).
 
     With ``layer`` (its catalogue entry), the receptive field of the map's most active
     unit is outlined.
@@ -60,25 +63,35 @@ def render_overlay(
     _, height, width = image.shape
     resized = F.interpolate(feature_map[None, None].float().cpu(), size=(height, width), mode="bilinear",
                             align_corners=False)[0, 0].numpy()
-    colours = apply_colormap(resized, float(resized.min()), float(resized.max()), cmap).astype(np.float64)
+    low, high = float(feature_map.min()), float(feature_map.max())  # the map's own values, as the bar says
+    colours = apply_colormap(resized, low, high, cmap).astype(np.float64)
     base = np.asarray(to_pil(image).convert("RGB"), dtype=np.float64)
     blended = Image.fromarray((base * (1 - alpha) + colours * alpha).round().astype(np.uint8))
     zoom = _zoom(height, width)
     blended = blended.resize((width * zoom, height * zoom), Image.Resampling.BICUBIC)
-    draw = ImageDraw.Draw(blended)
+    lines: list[tuple[str, int, tuple[int, int, int]]] = []
+    if title:
+        lines += [(line, 15, _INK) for line in wrap_text(title, blended.width - 12, 15, max_lines=3)]
     if layer is not None and layer.jump is not None:
         flat = int(torch.argmax(feature_map))
         y, x = divmod(flat, feature_map.shape[1])
         top, left, bottom, right = _unit_box(layer, y, x, height, width)
-        draw.rectangle((left * zoom, top * zoom, (right + 1) * zoom - 1, (bottom + 1) * zoom - 1), outline=_BOX,
-                       width=3)
-        label = f"most active unit ({y}, {x}) = {format_number(float(feature_map[y, x]))}: its receptive field"
-        draw.text((left * zoom + 5, top * zoom + 4), label, fill=(255, 255, 255), font=font(14), stroke_width=2,
-                  stroke_fill=(0, 0, 0))
-    if title:
-        draw.text((6, blended.height - 24), title, fill=(255, 255, 255), font=font(16), stroke_width=2,
-                  stroke_fill=(0, 0, 0))
-    return blended
+        ImageDraw.Draw(blended).rectangle((left * zoom, top * zoom, (right + 1) * zoom - 1, (bottom + 1) * zoom - 1),
+                                          outline=_BOX, width=3)
+        label = (f"pink box: the receptive field of the most active unit, (y={y}, x={x}) = "
+                 f"{format_number(float(feature_map[y, x]))}")
+        lines += [(line, 13, _MUTED) for line in wrap_text(label, blended.width - 12, 13, max_lines=3)]
+    bar = colour_bar(min(blended.width - 12, 360), low, high, cmap, label=scale_label)
+    text_h = sum(int(size * 1.35) for _, size, _ in lines)
+    canvas = Image.new("RGB", (blended.width, blended.height + 8 + text_h + 6 + bar.height + 8), (255, 255, 255))
+    canvas.paste(blended, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    y_text: float = blended.height + 8
+    for line, size, colour in lines:
+        draw.text((6, y_text), line, fill=colour, font=font(size))
+        y_text += int(size * 1.35)
+    canvas.paste(bar, (6, int(y_text) + 6))
+    return canvas
 
 
 def render_receptive_field(
@@ -110,9 +123,10 @@ def render_receptive_field(
         f"sees input rows {int(full[0])}..{int(full[2])}, cols {int(full[1])}..{int(full[3])}: {size} pixels"
         + (" (part of it padding)" if (top, left, bottom, right) != tuple(v * zoom for v in full) else ""),
     ]
-    canvas = Image.new("RGB", (picture.width, picture.height + 46), (255, 255, 255))
+    wrapped = [part for line in lines for part in wrap_text(line, picture.width - 8, 14, max_lines=3)]
+    canvas = Image.new("RGB", (picture.width, picture.height + 10 + 20 * len(wrapped)), (255, 255, 255))
     canvas.paste(picture, (0, 0))
     text = ImageDraw.Draw(canvas)
-    for k, line in enumerate(lines):
-        text.text((4, picture.height + 5 + 20 * k), line, fill=(30, 30, 30), font=font(14))
+    for k, line in enumerate(wrapped):
+        text.text((4, picture.height + 5 + 20 * k), line, fill=_INK, font=font(14))
     return canvas

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from featuremaps.drawing import font, to_pil
+from featuremaps.drawing import draw_lines, font, to_pil, wrap_text
 from featuremaps.errors import SettingsError
 
 __all__ = ["PALETTE", "render_segmentation", "save_index_mask"]
@@ -44,39 +44,47 @@ def save_index_mask(mask: np.ndarray, path: str | Path, *, offset: int = 0) -> P
 
 def render_segmentation(image: torch.Tensor, mask: np.ndarray, names: Sequence[str], *, alpha: float = 0.5,
                         background: int | None = None, title: str | None = None) -> Image.Image:
-    """Colours of ``mask`` over ``image`` ``(C, H, W)``, boundaries outlined, a legend with pixel shares.
+    """Two panels: the image ``(C, H, W)`` with the segment boundaries drawn on it, and the segments as solid
+    fills in exactly the legend's colours (boundaries white); a legend with each segment's share of the pixels.
 
-    ``background``: an index left untinted (a trained head's background class). Without
-    one (clusters), colours start at ``PALETTE[1]`` so that no segment is the dark grey.
+    ``background``: a trained head's background class (drawn in ``PALETTE[0]``, dark grey). Without one
+    (clusters), colours start at ``PALETTE[1]`` so that no segment is the dark grey. ``alpha`` is kept for
+    callers of the former blended picture and is not used: a blend would not match the legend.
     """
+    del alpha
     offset = 0 if background is not None else 1
     base = np.asarray(to_pil(image).convert("RGB"), dtype=np.float64)
     mask = np.asarray(mask)
-    colours = np.asarray([_colour(i, offset) for i in range(int(mask.max()) + 1)], dtype=np.float64)[mask]
-    tint = np.where((mask == background)[..., None], base, base * (1 - alpha) + colours * alpha) \
-        if background is not None else base * (1 - alpha) + colours * alpha
+    fills = np.asarray([_colour(i, offset) for i in range(int(mask.max()) + 1)], dtype=np.float64)[mask]
     edges = np.zeros(mask.shape, bool)
     edges[:-1] |= mask[:-1] != mask[1:]
     edges[:, :-1] |= mask[:, :-1] != mask[:, 1:]
-    tint[edges] = (255, 255, 255)
-    picture = Image.fromarray(tint.round().astype(np.uint8))
-    zoom = max(1, -(-320 // max(picture.size)))
-    picture = picture.resize((picture.width * zoom, picture.height * zoom), Image.Resampling.NEAREST)
+    outlined = base.copy()
+    outlined[edges] = (255, 255, 255)
+    fills[edges] = (255, 255, 255)
+    zoom = max(1, -(-256 // max(mask.shape)))
+    panels = [Image.fromarray(a.round().astype(np.uint8)).resize((mask.shape[1] * zoom, mask.shape[0] * zoom),
+                                                                   Image.Resampling.NEAREST) for a in (outlined, fills)]
+    gap = 12
+    width = max(2 * panels[0].width + gap + 8, 320)
     counts = np.bincount(mask.ravel(), minlength=len(names))
     rows = [(i, names[i] if i < len(names) else str(i), int(counts[i])) for i in range(len(counts)) if counts[i]]
-    legend_h = 24 + 20 * len(rows)
-    canvas = Image.new("RGB", (max(picture.width, 300), picture.height + legend_h + (24 if title else 0)),
-                       (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    top = 0
-    if title:
-        draw.text((4, 4), title, fill=(30, 30, 30), font=font(14))
-        top = 24
-    canvas.paste(picture, (0, top))
-    y = top + picture.height + 8
     total = mask.size
-    for index, name, count in rows:
+    legend = [(index, wrap_text(f"{index}: {name}  {count / total:.1%} of the pixels", width - 36, 12, max_lines=2))
+              for index, name, count in rows]
+    heading = wrap_text(title, width - 8, 14, max_lines=3) if title else []
+    top = 6 + int(len(heading) * 14 * 1.35) + 18  # the title, then the panels' captions
+    legend_h = 10 + sum(int(len(lines) * 12 * 1.35) + 6 for _, lines in legend)
+    canvas = Image.new("RGB", (width, top + panels[0].height + legend_h), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    draw_lines(draw, (4, 6), heading, size=14)
+    for k, (panel, caption) in enumerate(zip(panels, ("image, segment boundaries in white", "segments"))):
+        x = 4 + k * (panel.width + gap)
+        canvas.paste(panel, (x, top))
+        draw.text((x, top - 16), wrap_text(caption, panel.width, 12, max_lines=1)[0], fill=(100, 100, 100),
+                  font=font(12))
+    y: float = top + panels[0].height + 10
+    for index, lines in legend:
         draw.rectangle((6, y, 20, y + 14), fill=_colour(index, offset), outline=(90, 90, 90))
-        draw.text((28, y), f"{index}: {name}  {count / total:.1%} of the pixels", fill=(30, 30, 30), font=font(12))
-        y += 20
+        y = draw_lines(draw, (28, y), lines, size=12) + 6
     return canvas

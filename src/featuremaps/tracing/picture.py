@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from featuremaps.drawing import apply_colormap, font, format_number, text_size, to_pil
+from featuremaps.drawing import apply_colormap, draw_lines, font, format_number, text_size, to_pil, wrap_text
 from featuremaps.tracing.trace import INPUT, Lineage, LineageNode
 
 __all__ = ["receptive_crop", "render_lineage"]
@@ -83,16 +83,18 @@ def render_lineage(result: Lineage, *, title: str | None = None,
         levels.setdefault(node.level, []).append(node)
     widest = max(len(nodes) for nodes in levels.values())
     width = _LEFT + widest * (_CARD_W + _GAP) + _GAP
-    header = 74
+    exact = "exact: children + bias = value" if result.exact else f"approximate ({result.method})"
+    heading = wrap_text(title or f"lineage of {result.unit} in {result.model}", width - 2 * _GAP, 18, max_lines=3)
+    notes = wrap_text(f"{result.weights}  |  {exact}", width - 2 * _GAP, 13, max_lines=2)
+    legend = wrap_text("share: the child's part of all its siblings' |contributions|; blue adds, red takes away; "
+                       "box: receptive field", width - 2 * _GAP, 12, max_lines=3)
+    header = 14 + int(len(heading) * 18 * 1.35) + int(len(notes) * 13 * 1.35) + int(len(legend) * 12 * 1.35)
     height = header + len(levels) * (_CARD_H + _ROW_GAP)
     picture = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(picture)
-    exact = "exact: children + bias = value" if result.exact else f"approximate ({result.method})"
-    heading = title or f"lineage of {result.unit} in {result.model}"
-    draw.text((_GAP, 10), heading, fill=_INK, font=font(18))
-    draw.text((_GAP, 34), f"{result.weights}  |  {exact}", fill=(90, 90, 90), font=font(13))
-    draw.text((_GAP, 52), "share: the child's part of all its siblings' |contributions|; "
-              "blue adds, red takes away; box: receptive field", fill=(90, 90, 90), font=font(12))
+    y = draw_lines(draw, (_GAP, 8), heading, size=18)
+    y = draw_lines(draw, (_GAP, y), notes, size=13, fill=(90, 90, 90))
+    draw_lines(draw, (_GAP, y), legend, size=12, fill=(90, 90, 90))
     spots: dict[int, tuple[int, int]] = {}
     for level, nodes in levels.items():
         top = header + level * (_CARD_H + _ROW_GAP)

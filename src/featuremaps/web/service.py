@@ -307,7 +307,7 @@ class Explorer:
 
     # --- recognition and segmentation ------------------------------------------------
     def predict(self, request: PredictRequest) -> PredictResponse:
-        from featuremaps.recognize.predict import class_activation_map, predict
+        from featuremaps.recognize.predict import CAM_SCALE, class_activation_map, predict
 
         model = self.model(request.model or self.model_list().recognition)
         picture = to_pil(self.image(request.image))
@@ -315,7 +315,7 @@ class Explorer:
         heat, layer, _ = class_activation_map(model, picture)
         label, probability = result.labels[0]
         info = model_info(model)
-        cam = render_overlay(info.input.display(picture), heat, alpha=0.5, cmap="jet",
+        cam = render_overlay(info.input.display(picture), heat, alpha=0.5, cmap="jet", scale_label=CAM_SCALE,
                              title=f"{label} {probability:.0%}")
         return PredictResponse(predictions=[Prediction(label=lab, probability=p) for lab, p in result.labels],
                                cam=png_url(cam), cam_layer=layer, model=info.name, weights=info.weights_label,
