@@ -122,3 +122,27 @@ def test_png_and_svg_diagrams_and_image_scenes(tmp_path):
     assert picture.width > 600
     root = ET.fromstring(render_diagram(image_scene, svg=True))
     assert not [e for e in root.iter(f"{SVG}text") if e.get("class") == "out-value"]  # pixels, not numbers
+
+
+def test_image_scenes_print_the_pixels_under_the_window():
+    scene = ConvScene.from_layer(ConvLayer(3, "sobel", padding=1), image_patch("sample:cat", 6, 8), kind="image")
+    root = ET.fromstring(render_diagram(scene, svg=True))
+    printed = [e.text for e in root.iter(f"{SVG}text") if e.get("class") == "pixel"]
+    from featuremaps.render.animate import diagram_steps
+
+    step = scene.step(diagram_steps(scene)[0])  # the step the diagram draws
+    assert printed == [_number(float(v)) for v in step.patch.flatten()]  # channel by channel, row by row
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_equation_adds_up_as_printed(seed):
+    from featuremaps.illustrate.draw import equation
+
+    layer = ConvLayer(3, "random", depth=2, padding=1, bias=[0.123456, -0.3], seed=seed)
+    scene = ConvScene.from_layer(layer, image_patch("sample:coffee", 5, 5), kind="image")
+    for index in range(0, len(scene), 7):
+        text = equation(scene.step(index))
+        left, total = text.split(" = ", 1)[1].rsplit(" = ", 1)
+        terms = [float(t) for t in left.replace("bias ", "").split(" + ")]
+        decimals = max(len(t.split(".")[1]) if "." in t else 0 for t in [*left.replace("bias ", "").split(" + "), total])
+        assert abs(sum(terms) - float(total)) < 0.5 * 10 ** -decimals + 1e-12, text

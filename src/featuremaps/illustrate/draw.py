@@ -140,6 +140,22 @@ def _number(value: float) -> str:
     return text.replace("0.", ".", 1) if text.startswith(("0.", "-0.")) else text
 
 
+def equation(step: ConvStep) -> str:
+    """``map 0 at (y=0, x=0) = 0.603 + 0.441 + 0.327 + bias 0 = 1.371``: the channel sums and the bias with as
+    many decimals as it takes for the printed numbers to add up to the printed total (at most 6)."""
+    terms = [*step.channel_sums, step.bias]
+    for decimals in range(2, 7):
+        shown = [round(t, decimals) for t in terms]
+        if abs(sum(shown) - round(step.total, decimals)) < 0.5 * 10 ** -decimals:
+            break
+    text = [f"{t:.{decimals}f}".rstrip("0").rstrip(".") if abs(t - round(t)) > 1e-9 else str(int(round(t)))
+            for t in terms]
+    total = f"{step.total:.{decimals}f}".rstrip("0").rstrip(".")
+    relu = f"  ReLU: max(0, {total}) = {step.output:.{decimals}f}".rstrip("0").rstrip(".") if step.relu else ""
+    return (f"map {step.filter} at (y={step.y}, x={step.x}) = {' + '.join(text[:-1])} + bias {text[-1]} = {total}"
+            f"{relu}")
+
+
 def _font_size(cell: float, text: str = "-0.00") -> int:
     return int(max(8, min(15, cell * (0.42 if len(text) <= 3 else 0.34))))
 
@@ -167,14 +183,7 @@ def draw_scene(
     _draw_filters(scene, canvas, layout, current)
     _draw_products(canvas, layout, current)
     _draw_outputs(scene, canvas, layout, current, done)
-    relu = f"  ReLU: max(0, {_number(current.total)}) = {_number(current.value)}" if layer.relu else ""
-    sums = " + ".join(_number(s) for s in current.channel_sums)
-    canvas.text(
-        _MARGIN, layout.footer,
-        f"map {current.filter} at (y={current.y}, x={current.x}) = {sums} + bias {_number(current.bias)}"
-        f" = {_number(current.total)}{relu}",
-        size=15, colour=INK, css="equation",
-    )
+    canvas.text(_MARGIN, layout.footer, equation(current), size=15, colour=INK, css="equation")
     canvas.text(
         _MARGIN, layout.footer + 24,
         f"window: padded rows {current.window[0]}..{current.window[2]}, cols {current.window[1]}..{current.window[3]}"
@@ -276,7 +285,16 @@ def _draw_inputs(scene: ConvScene, canvas: Canvas, layout: SceneLayout, current:
         for r in current.padded_rows:
             for col in current.padded_cols:
                 x, y, w, h = grid.cell_box(r, col)
-                canvas.rect(x, y, w, h, fill=TAP)
+                if layout.numbers:
+                    canvas.rect(x, y, w, h, fill=TAP)
+                    continue
+                # image mode: the window is see-through and prints the pixel values it multiplies
+                canvas.rect(x, y, w, h, outline=(255, 150, 0))
+                value = float(padded[c, r, col])
+                text = _number(value)
+                if grid.cell >= 14:
+                    canvas.text(x + w / 2, y + h / 2, text, size=_font_size(grid.cell, text),
+                                colour=INK if value > 0.55 else (255, 255, 255), anchor="mm", css="pixel")
         x, y, w, h = grid.span(*current.window)
         canvas.rect(x, y, w, h, outline=WINDOW, width=3, css="window", data={"c": c})
 
