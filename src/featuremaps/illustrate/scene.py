@@ -152,10 +152,11 @@ class ConvScene:
             indices.append(len(self) - 1)
         return indices
 
-    def to_dict(self) -> dict[str, Any]:
-        """Everything the web explorer needs to replay the scene, as plain JSON types."""
+    def to_dict(self, *, include_steps: bool = True) -> dict[str, Any]:
+        """Everything the web explorer needs to replay the scene, as plain JSON types (``steps`` empty without
+        ``include_steps``: the page computes them from ``padded`` and the weights)."""
         layer = self.layer
-        steps = [self.step(k) for k in range(len(self))]
+        steps = [self.step(k) for k in range(len(self))] if include_steps else []
         return {
             "version": 2,
             "coordinates": "padded_rows/padded_cols index the padded input (row 0 = the first padding row)",

@@ -2,7 +2,7 @@
 
 Stable routes: ``GET /api/health`` and ``POST /api/images`` (multipart field ``file``). The
 OpenAPI schema is at ``/openapi.json`` and its docs at ``/docs`` (Swagger UI served from the
-swagger-ui-bundle package, so nothing comes from a CDN). The page is ``/`` with its files
+swagger-ui-py package, Swagger UI 5, so nothing comes from a CDN). The page is ``/`` with its files
 under ``/static``; with a store, its microscope site is under ``/microscope/``.
 """
 
@@ -170,11 +170,10 @@ def create_app(settings: ExplorerSettings | None = None) -> FastAPI:
         return FileResponse(_static_dir() / "index.html")
 
     app.mount("/static", StaticFiles(directory=_static_dir()), name="static")
-    try:
-        import swagger_ui_bundle
-
-        app.mount("/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
-    except ImportError:  # /docs then has no styles; /openapi.json still works
+    try:  # Swagger UI 5 (it reads OpenAPI 3.1, which FastAPI writes), from the swagger-ui-py wheel: no CDN
+        swagger = resources.files("swagger_ui") / "static"
+        app.mount("/swagger", StaticFiles(directory=str(swagger)), name="swagger")
+    except (ImportError, ModuleNotFoundError):  # /docs then shows no page; /openapi.json still works
         pass
     if settings.store:
         from featuremaps.batch import Store

@@ -83,10 +83,15 @@ class ConvRequest(_Request):
 
 
 class SceneRequest(_Request):
+    """The step-by-step player: the playground's layer on a small input (a patch of an image or an integer grid)."""
+
+    image: ImageRef | None = Field(None, description="Shrink this image to height x width (its RGB channels); "
+                                   "without it, a seeded grid of integers 0..9 with `channels` channels.")
+    filters: BankNames = "random_int"
     height: int = Field(7, ge=2, le=12)
     width: int = Field(7, ge=2, le=12)
-    channels: int = Field(1, ge=1, le=3)
-    depth: int = Field(2, ge=1, le=4)
+    channels: int = Field(1, ge=1, le=3, description="Channels of the integer grid (an image has 3).")
+    depth: int = Field(2, ge=1, le=16, description="Filters of a random, random_int or gabor bank.")
     kernel_size: int = Field(3, ge=1, le=5)
     stride: int = Field(1, ge=1, le=4)
     padding: int = Field(0, ge=0, le=3)
@@ -94,6 +99,9 @@ class SceneRequest(_Request):
     dilation: int = Field(1, ge=1, le=3)
     transposed: bool = False
     output_padding: int = Field(0, ge=0, le=3)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    include_steps: bool = Field(True, description="Also send every step's products and sums (the page computes "
+                                "them itself from the padded input and the weights).")
 
 
 class MapsRequest(_Request):
@@ -162,6 +170,8 @@ class Uploaded(BaseModel):
     id: str = Field(description="The image's id for the other routes.")
     width: int
     height: int
+    computed_width: int = Field(description="The width the explorer computes with (longer side at most 512 px).")
+    computed_height: int
 
 
 class ConvMap(BaseModel):
@@ -173,6 +183,7 @@ class ConvMap(BaseModel):
 
 
 class ConvResponse(BaseModel):
+    shrink: str | None = Field(None, description="Set when the image was shrunk for the explorer: the sizes.")
     input_shape: list[int]
     output_shape: list[int]
     formula: list[str]

@@ -24,8 +24,9 @@ from featuremaps.conv.geometry import output_size_formula
 from featuremaps.drawing import apply_colormap, to_pil
 from featuremaps.errors import FeatureMapsError, ImageError, SettingsError
 from featuremaps.features import catalogue_for
-from featuremaps.illustrate import ConvScene, random_grid
-from featuremaps.images import MAX_PIXELS, image_size, load_image, samples
+from featuremaps.illustrate import ConvScene, image_patch, random_grid
+from featuremaps.illustrate.scene import SceneKind
+from featuremaps.images import MAX_PIXELS, image_size, load_image, sample_path, samples
 from featuremaps.models import available_models, load_model
 from featuremaps.models.catalogue import LayerInfo
 from featuremaps.models.info import model_info
@@ -126,6 +127,7 @@ class Explorer:
     def __init__(self, settings: ExplorerSettings) -> None:
         self.settings = settings
         self.images: LRUCache[str, torch.Tensor] = LRUCache(settings.image_cache)
+        self.original_sizes: LRUCache[str, tuple[int, int]] = LRUCache(settings.image_cache)
         self.models: LRUCache[str, torch.nn.Module] = LRUCache(settings.model_cache)
         names = {row["name"] for row in available_models()}
         self.allowed = names | {f"builtin:{n}" for n in names} | set(settings.extra_models)
@@ -149,7 +151,20 @@ class Explorer:
         tensor = load_image(data, mode="rgb", max_pixels=self.settings.max_pixels, max_side=MAX_SIDE)
         image_id = secrets.token_hex(8)
         self.images.put(image_id, tensor)
-        return Uploaded(id=image_id, width=width, height=height)
+        self.original_sizes.put(image_id, (width, height))
+        return Uploaded(id=image_id, width=width, height=height, computed_width=int(tensor.shape[2]),
+                        computed_height=int(tensor.shape[1]))
+
+    def shrink_note(self, image_id: str) -> str | None:
+        """``shown and computed at 341x512: shrunk from 683x1024 (...)`` when the explorer shrank the image."""
+        tensor = self.image(image_id)
+        original = self.original_sizes.get(image_id)
+        if original is None and image_id.startswith("sample:"):
+            original = image_size(sample_path(image_id))
+        if original is None or original == (int(tensor.shape[2]), int(tensor.shape[1])):
+            return None
+        return (f"computed at {tensor.shape[2]}x{tensor.shape[1]}: shrunk from {original[0]}x{original[1]} (the "
+                f"explorer works on images whose longer side is at most {MAX_SIDE} px)")
 
     def image(self, image_id: str) -> torch.Tensor:
         if image_id.startswith("sample:"):
@@ -208,20 +223,31 @@ class Explorer:
             maps = layer(image)
         size = (int(image.shape[1]), int(image.shape[2]))
         return ConvResponse(
-            input_shape=list(image.shape), output_shape=list(maps.shape),
+            shrink=self.shrink_note(request.image), input_shape=list(image.shape), output_shape=list(maps.shape),
             formula=list(output_size_formula(layer.geometry, size)),
             maps=[ConvMap(index=i, name=name, min=float(m.min()), max=float(m.max()), png=map_tile(m.numpy()))
                   for i, (name, m) in enumerate(zip(layer.filter_names, maps))],
         )
 
     def scene(self, request: SceneRequest) -> SceneResponse:
+        """The player's scene: the playground's bank and settings on a small patch of the image (or a grid)."""
+        kind: SceneKind = "grid" if request.image is None else "image"
+        if request.image is not None:
+            x = image_patch(self.image(request.image), request.height, request.width, channels=3)
+        else:
+            x = random_grid(request.height, request.width, request.channels, seed=0)
+        sizeable = request.filters in ("random", "gabor", "random_int", "gaussian", "box")
         layer = ConvLayer(
-            request.channels, "random_int", depth=request.depth, kernel_size=request.kernel_size,
-            stride=request.stride, padding=request.padding, padding_mode=request.padding_mode,
-            dilation=request.dilation, transposed=request.transposed, output_padding=request.output_padding,
+            int(x.shape[0]), request.filters,
+            depth=request.depth if request.filters in ("random", "gabor", "random_int") else None,
+            kernel_size=request.kernel_size if sizeable else None, stride=request.stride, padding=request.padding,
+            padding_mode=request.padding_mode, dilation=request.dilation, transposed=request.transposed,
+            output_padding=request.output_padding, seed=request.seed,
         )
-        grid = random_grid(request.height, request.width, request.channels, seed=0)
-        return SceneResponse.model_validate(ConvScene.from_layer(layer, grid).to_dict())
+        if layer.depth > 16:
+            raise SettingsError(f"filters {request.filters!r} make {layer.depth} maps; the player shows at most 16")
+        scene = ConvScene.from_layer(layer, x, kind=kind)
+        return SceneResponse.model_validate(scene.to_dict(include_steps=request.include_steps))
 
     # --- models' maps ---------------------------------------------------------------
     def layer_maps(self, image_id: str, model_name: str, layer: str) -> tuple[ImageMaps, LayerInfo]:

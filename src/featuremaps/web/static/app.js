@@ -2,17 +2,43 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { image: "sample:cat", layers: [], scene: null, step: 0, timer: null, layer: null, maps: null };
+const state = { image: "sample:cat", layers: [], scene: null, layer: null, maps: null, timer: null,
+                player: { d: 0, y: 0, x: 0, page: 0, drag: null } };
+const PER_PAGE = 4;  // filters shown at a time in the player
 
-async function api(path, body, method) {
-  const options = body instanceof FormData ? { method: "POST", body }
-    : body !== undefined ? { method: method || "POST", headers: { "Content-Type": "application/json" },
-                             body: JSON.stringify(body) } : {};
-  const response = await fetch(path, options);
-  const data = await response.json().catch(() => ({ error: response.statusText }));
-  if (!response.ok) throw new Error(data.error || data.detail || response.statusText);
-  return data;
+// --- requests: a busy indicator, and a newer request of the same kind cancels the older one --------
+const pending = new Map();
+let busyCount = 0;
+function setBusy(delta, what) {
+  busyCount = Math.max(0, busyCount + delta);
+  $("busy").hidden = busyCount === 0;
+  if (what && delta > 0) $("busy-text").textContent = `${what}…`;
 }
+
+async function api(path, body, options = {}) {
+  const key = options.key;
+  if (key && pending.has(key)) pending.get(key).abort();  // stale: its answer would be overwritten anyway
+  const controller = new AbortController();
+  if (key) pending.set(key, controller);
+  const init = body instanceof FormData ? { method: "POST", body }
+    : body !== undefined ? { method: options.method || "POST", headers: { "Content-Type": "application/json" },
+                             body: JSON.stringify(body) } : {};
+  init.signal = controller.signal;
+  const section = options.section ? $(options.section) : null;
+  setBusy(1, options.what || "working");
+  if (section) section.setAttribute("aria-busy", "true");
+  try {
+    const response = await fetch(path, init);
+    const data = await response.json().catch(() => ({ error: response.statusText }));
+    if (!response.ok) throw new Error(data.error || data.detail || response.statusText);
+    return data;
+  } finally {
+    setBusy(-1);
+    if (key && pending.get(key) === controller) pending.delete(key);
+    if (section && ![...pending.values()].length) section.removeAttribute("aria-busy");
+  }
+}
+const cancelled = (error) => error && error.name === "AbortError";
 
 function debounce(fn, ms) {
   let handle = null;
@@ -22,13 +48,20 @@ function debounce(fn, ms) {
 function option(select, value, text) {
   const o = document.createElement("option");
   o.value = value; o.textContent = text || value; select.appendChild(o);
+  return o;
 }
+
+const fixed = (v, digits = 2) => Number.isInteger(v) ? String(v) : v.toFixed(digits);
+// short cell text, as the pictures print it: integers as they are, else 2 decimals without the leading zero
+const cellText = (v) => Number.isInteger(v) ? String(v) : Math.abs(v) >= 100 ? v.toFixed(0)
+  : v.toFixed(2).replace(/^(-?)0\./, "$1.");
 
 // --- image ------------------------------------------------------------------------
 function setImage(id, label) {
   state.image = id;
   $("preview").src = `/api/images/${encodeURIComponent(id)}.png`;
   $("image-status").textContent = label || id;
+  $("sample-select").value = id;
   refreshConv(); refreshMaps(); predict();
 }
 
@@ -38,8 +71,10 @@ async function upload(file) {
   const form = new FormData();
   form.append("file", file);
   try {
-    const result = await api("/api/images", form);
-    setImage(result.id, `${file.name} (${result.width}×${result.height})`);
+    const result = await api("/api/images", form, { what: `reading ${file.name}` });
+    const label = `${file.name} (${result.width}×${result.height})`;
+    option($("sample-select"), result.id, `upload: ${label}`);  // the list shows what is on screen
+    setImage(result.id, label);
   } catch (error) {
     $("image-status").textContent = `cannot use ${file.name}: ${error.message}`;
   }
@@ -47,10 +82,9 @@ async function upload(file) {
 
 // --- convolution playground ---------------------------------------------------------
 function convSettings() {
-  const padding = $("conv-padding").value.trim();
-  const filters = $("conv-filters").value;
+  const padding = $("conv-padding").value.trim().toLowerCase();
   return {
-    image: state.image, filters, depth: Number($("conv-depth").value),
+    image: state.image, filters: $("conv-filters").value, depth: Number($("conv-depth").value),
     kernel_size: Number($("conv-kernel").value), stride: Number($("conv-stride").value),
     padding: /^\d+$/.test(padding) ? Number(padding) : padding,
     padding_mode: $("conv-mode").value, dilation: Number($("conv-dilation").value),
@@ -58,104 +92,226 @@ function convSettings() {
   };
 }
 
-const refreshConv = debounce(async () => {
-  const settings = convSettings();
-  try {
-    const result = await api("/api/conv", settings);
-    const [d, h, w] = result.output_shape;
-    $("output-shape").textContent = `${d} × ${h} × ${w}`;
-    $("formula").textContent = result.formula.join("\n");
-    $("conv-error").textContent = "";
-    const tiles = $("conv-maps");
-    tiles.replaceChildren(...result.maps.map((m) => tile(m.png, `#${m.index} ${m.name}`, `${m.min.toFixed(2)}..${m.max.toFixed(2)}`)));
-  } catch (error) {
-    $("conv-error").textContent = error.message;
-  }
-  loadScene(settings);
-}, 150);
-
 function tile(src, title, note) {
   const div = document.createElement("div");
-  div.className = "tile"; div.dataset.testid = "feature-map";
-  div.setAttribute("data-testid", "feature-map");
+  div.className = "tile"; div.setAttribute("data-testid", "feature-map");
   const img = document.createElement("img"); img.src = src; img.alt = title;
   const caption = document.createElement("div"); caption.textContent = title;
-  const small = document.createElement("div"); small.textContent = note || "";
+  const small = document.createElement("div"); small.className = "range"; small.textContent = note || "";
   div.append(img, caption, small);
   return div;
 }
 
-// --- the step-by-step scene ---------------------------------------------------------
-async function loadScene(settings) {
-  const padding = typeof settings.padding === "number" ? Math.min(settings.padding, 3) : 1;
+const refreshConv = debounce(async () => {
+  const settings = convSettings();
   try {
-    state.scene = await api("/api/scene", {
-      height: 7, width: 7, channels: 1, depth: Math.min(settings.depth || 2, 4),
-      kernel_size: Math.min(settings.kernel_size, 5), stride: Math.min(settings.stride, 4), padding,
-      padding_mode: settings.padding_mode, dilation: Math.min(settings.dilation, 3),
-      transposed: settings.transposed, output_padding: Math.min(settings.output_padding, 3),
-    });
-    state.step = 0;
-    drawScene();
+    const result = await api("/api/conv", settings, { key: "conv", section: "conv", what: "computing the maps" });
+    const [d, h, w] = result.output_shape;
+    $("output-shape").textContent = `${d} × ${h} × ${w}`;
+    $("formula").textContent = result.formula.join("\n");
+    $("shrink").textContent = result.shrink ? `Shown and ${result.shrink}.` : "";
+    $("conv-error").textContent = "";
+    $("conv-maps").replaceChildren(...result.maps.map((m) =>
+      tile(m.png, `#${m.index} ${m.name}`, `${m.min.toFixed(2)} to ${m.max.toFixed(2)}`)));
   } catch (error) {
-    $("scene-status").textContent = `no step-by-step view for these settings: ${error.message}`;
+    if (cancelled(error)) return;
+    $("conv-error").textContent = error.message;
+  }
+  loadScene(settings);
+}, 120);
+
+// --- the step-by-step player ---------------------------------------------------------
+// The page computes every value itself from the scene's padded input and weights (the tests check that it
+// equals /api/scene's steps), so dragging the window needs no request.
+async function loadScene(settings) {
+  const kind = $("player-kind").value;
+  const request = {
+    filters: settings.filters, depth: Math.min(settings.depth || 2, 16), kernel_size: Math.min(settings.kernel_size, 5),
+    stride: Math.min(settings.stride, 4), padding: typeof settings.padding === "number" ? Math.min(settings.padding, 3) : 1,
+    padding_mode: settings.padding_mode, dilation: Math.min(settings.dilation, 3), transposed: settings.transposed,
+    output_padding: Math.min(settings.output_padding, 3), include_steps: false,
+    ...(kind === "image" ? { image: state.image, height: 6, width: 8 } : { height: 7, width: 7, channels: 1 }),
+  };
+  try {
+    state.scene = await api("/api/scene", request, { key: "scene", what: "preparing the player" });
+    state.sceneRequest = request;
+    const p = state.player;
+    p.d = Math.min(p.d, state.scene.output.shape[0] - 1);
+    p.y = Math.min(p.y, state.scene.output.shape[1] - 1);
+    p.x = Math.min(p.x, state.scene.output.shape[2] - 1);
+    p.page = Math.floor(p.d / PER_PAGE);
+    $("scene-status").textContent = "";
+    drawPlayer();
+  } catch (error) {
+    if (cancelled(error)) return;
     state.scene = null;
-    const canvas = $("scene"); canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+    $("scene-status").textContent = `no step-by-step view for these settings: ${error.message}`;
+    ["player-inputs", "player-filters", "player-products", "player-maps"].forEach((id) => $(id).replaceChildren());
+    $("player-equation").textContent = "";
   }
 }
 
-function drawGrid(ctx, values, left, top, cell, colour) {
-  values.forEach((row, r) => row.forEach((value, c) => {
-    const x = left + c * cell, y = top + r * cell;
-    ctx.fillStyle = colour ? colour(r, c) : "#fff";
-    ctx.fillRect(x, y, cell, cell);
-    ctx.strokeStyle = "#bbb"; ctx.strokeRect(x, y, cell, cell);
-    if (value !== null) {
-      ctx.fillStyle = "#222";
-      ctx.fillText(Number.isInteger(value) ? String(value) : value.toFixed(1), x + cell / 2, y + cell / 2);
-    }
-  }));
+function computeStep(scene, d, y, x) {
+  const L = scene.layer, [sy, sx] = L.window_stride, [dy, dx] = L.dilation, [kh, kw] = L.kernel_size;
+  const perGroup = L.in_channels / L.groups, group = Math.floor(d / (L.depth / L.groups));
+  const channels = Array.from({ length: perGroup }, (_, k) => group * perGroup + k);
+  const rows = Array.from({ length: kh }, (_, i) => y * sy + i * dy);
+  const cols = Array.from({ length: kw }, (_, j) => x * sx + j * dx);
+  const products = channels.map((ch, c) => rows.map((r, i) => cols.map((col, j) =>
+    scene.padded.values[ch][r][col] * L.weights[d][c][i][j])));
+  const sums = products.map((grid) => grid.flat().reduce((a, b) => a + b, 0));
+  const bias = L.bias ? L.bias[d] : 0;
+  return { d, y, x, channels, rows, cols, products, sums, bias, total: sums.reduce((a, b) => a + b, 0) + bias };
 }
 
-function drawScene() {
-  const scene = state.scene, canvas = $("scene"), ctx = canvas.getContext("2d");
-  ctx.clearRect(0, 0, canvas.width, canvas.height);
+function equationText(step) {
+  // as many decimals as it takes for the printed numbers to add up to the printed total
+  const terms = [...step.sums, step.bias];
+  let digits = 2;
+  for (; digits < 6; digits++) {
+    const shown = terms.map((t) => Number(t.toFixed(digits))).reduce((a, b) => a + b, 0);
+    if (Math.abs(shown - Number(step.total.toFixed(digits))) < 0.5 * 10 ** -digits) break;
+  }
+  const f = (v) => Number.isInteger(v) ? String(v) : v.toFixed(digits);
+  return `map ${step.d} at (y=${step.y}, x=${step.x}) = ${step.sums.map(f).join(" + ")} + bias ${f(step.bias)} = `
+    + f(step.total);
+}
+
+function cellTable(values, className, cell) {
+  const table = document.createElement("table");
+  table.className = `cells ${className || ""}`;
+  values.forEach((row, r) => {
+    const tr = table.insertRow();
+    row.forEach((value, c) => { const td = tr.insertCell(); td.dataset.r = r; td.dataset.c = c; cell(td, value, r, c); });
+  });
+  return table;
+}
+
+function viridis(t) {
+  const stops = [[68, 1, 84], [65, 68, 135], [42, 120, 142], [34, 168, 132], [122, 209, 81], [253, 231, 37]];
+  const s = Math.max(0, Math.min(1, t)) * (stops.length - 1), k = Math.min(Math.floor(s), stops.length - 2), f = s - k;
+  const [a, b] = [stops[k], stops[k + 1]];
+  return `rgb(${a.map((v, i) => Math.round(v + (b[i] - v) * f)).join(",")})`;
+}
+
+function drawPlayer() {
+  const scene = state.scene, p = state.player;
   if (!scene) return;
-  ctx.font = "12px sans-serif"; ctx.textAlign = "center"; ctx.textBaseline = "middle";
-  const step = scene.steps[state.step], padded = scene.padded.values[0], isPad = scene.padded.is_padding;
-  const inserted = scene.padded.is_inserted;
-  const cell = Math.min(28, Math.floor(320 / padded.length));
-  drawGrid(ctx, padded, 10, 30, cell, (r, c) => inserted[r][c] ? "#fceec4" : isPad[r][c] ? "#e8e8e8" : "#fff");
-  ctx.fillStyle = "rgba(255,150,0,0.35)";
-  step.padded_rows.forEach((r) => step.padded_cols.forEach((c) => ctx.fillRect(10 + c * cell, 30 + r * cell, cell, cell)));
-  ctx.strokeStyle = "#e6007a"; ctx.lineWidth = 3;
-  const rows = step.padded_rows, cols = step.padded_cols;
-  ctx.strokeRect(10 + cols[0] * cell, 30 + rows[0] * cell, (cols[cols.length - 1] - cols[0] + 1) * cell,
-                 (rows[rows.length - 1] - rows[0] + 1) * cell);
-  ctx.lineWidth = 1; ctx.textAlign = "left"; ctx.fillStyle = "#222";
-  ctx.fillText(`input ${scene.input.shape.join("×")}, padded ${scene.padded.shape.slice(1).join("×")}`, 10, 14);
-  const out = scene.output.values, [depth, oh, ow] = scene.output.shape;
-  const left = 30 + padded[0].length * cell;
-  const ocell = Math.max(14, Math.min(28, Math.floor((canvas.width - left - 10) / Math.max(depth * (ow + 1), 1))));
-  ctx.fillText(`${depth} maps ${depth}×${oh}×${ow}`, left, 14);
-  ctx.textAlign = "center";
-  for (let d = 0; d < depth; d++) {
-    const mapLeft = left + d * (ow * ocell + 14);
-    const values = out[d].map((row, y) => row.map((v, x) => ((d * oh + y) * ow + x) <= state.step ? v : null));
-    drawGrid(ctx, values, mapLeft, 30, ocell, (y, x) => (d === step.filter && y === step.y && x === step.x) ? "#ffdcb4"
-      : ((d * oh + y) * ow + x) <= state.step ? "#d6e8fa" : "#fff");
+  const L = scene.layer, [depth, oh, ow] = scene.output.shape, image = scene.kind === "image";
+  const step = computeStep(scene, p.d, p.y, p.x);
+  const inWindow = new Set(step.rows.flatMap((r) => step.cols.map((c) => `${r},${c}`)));
+  const names = image ? ["R", "G", "B"] : null;
+  const [C, H, W] = scene.input.shape, [, ph, pw] = scene.padded.shape;
+  $("player-input-title").textContent = `Input ${C}×${H}×${W}` + (L.transposed ? ", zeros inserted" : "")
+    + (ph !== H || pw !== W ? ` and padded to ${ph}×${pw}` : " (no padding)");
+  $("player-inputs").replaceChildren(...scene.padded.values.map((channel, ch) => {
+    const box = document.createElement("div");
+    const caption = document.createElement("div"); caption.className = "grid-caption";
+    caption.textContent = `channel ${ch}${names ? ` (${names[ch]})` : ""}${step.channels.includes(ch) ? "" : " (not read by this filter)"}`;
+    const table = cellTable(channel, "input", (td, v, r, c) => {
+      const pad = scene.padded.is_padding[r][c], inserted = scene.padded.is_inserted[r][c];
+      td.textContent = cellText(v);
+      if (inserted) td.classList.add("inserted"); else if (pad) td.classList.add("pad");
+      else if (image) { const g = Math.round(255 * v); td.style.background = `rgb(${g},${g},${g})`;
+                        td.style.color = v > 0.55 ? "#111" : "#fff"; }
+      if (step.channels.includes(ch) && inWindow.has(`${r},${c}`)) td.classList.add("win");
+    });
+    table.setAttribute("data-testid", `player-input-${ch}`);
+    table.addEventListener("pointerdown", (e) => startDrag(e, table));
+    box.append(caption, table);
+    return box;
+  }));
+  // filters, a page at a time
+  const pages = Math.ceil(depth / PER_PAGE);
+  p.page = Math.min(p.page, pages - 1);
+  const first = p.page * PER_PAGE, last = Math.min(depth, first + PER_PAGE);
+  $("filters-page").textContent = `${first + 1}–${last} of ${depth}`;
+  $("filters-prev").disabled = p.page === 0; $("filters-next").disabled = p.page >= pages - 1;
+  const filterCards = [];
+  for (let d = first; d < last; d++) {
+    const card = document.createElement("div");
+    card.className = `filter-card${d === p.d ? " active" : ""}`; card.setAttribute("data-testid", `player-filter-${d}`);
+    const caption = document.createElement("div"); caption.className = "grid-caption";
+    caption.textContent = `filter ${d}: ${L.filters[d]}, bias ${fixed(L.bias ? L.bias[d] : 0, 3)}`;
+    const kernels = document.createElement("div"); kernels.className = "kernels";
+    L.weights[d].forEach((kernel) => kernels.appendChild(cellTable(kernel, "small", (td, v) => { td.textContent = cellText(v); })));
+    card.append(caption, kernels);
+    card.addEventListener("click", () => { p.d = d; drawPlayer(); });
+    filterCards.push(card);
   }
-  ctx.textAlign = "left";
-  const sums = step.channel_sums.map((s) => s.toFixed(0)).join(" + ");
-  ctx.fillText(`map ${step.filter} (y=${step.y}, x=${step.x}) = ${sums} + bias ${step.bias} = ${step.total}`, 10,
-               50 + padded.length * cell);
-  $("scene-status").textContent = `step ${state.step + 1} of ${scene.steps.length}`;
+  $("player-filters").replaceChildren(...filterCards);
+  // the products of the current window and their sums
+  $("player-products").replaceChildren(...step.products.map((grid, c) => {
+    const box = document.createElement("div");
+    const caption = document.createElement("div"); caption.className = "grid-caption";
+    caption.textContent = `channel ${step.channels[c]}: window × filter ${p.d}`;
+    const table = cellTable(grid, "small products", (td, v) => { td.textContent = cellText(v); td.dataset.value = v; });
+    table.setAttribute("data-testid", `player-products-${c}`);
+    const sum = document.createElement("div"); sum.className = "sum"; sum.setAttribute("data-testid", `player-sum-${c}`);
+    sum.dataset.value = step.sums[c];
+    sum.textContent = `sum = ${fixed(step.sums[c], 3)}`;
+    box.append(caption, table, sum);
+    return box;
+  }));
+  const eq = $("player-equation");
+  eq.textContent = equationText(step); eq.dataset.total = step.total; eq.dataset.d = p.d; eq.dataset.y = p.y;
+  eq.dataset.x = p.x;
+  // the maps of the filters on this page, the current cell outlined
+  $("player-maps-title").textContent = `Maps ${depth}×${oh}×${ow} (filters ${first + 1}–${last})`;
+  $("player-maps").replaceChildren(...Array.from({ length: last - first }, (_, k) => {
+    const d = first + k, values = Array.from({ length: oh }, (_, y) => Array.from({ length: ow }, (_, x) =>
+      computeStep(scene, d, y, x).total));
+    const flat = values.flat(), low = Math.min(...flat), high = Math.max(...flat);
+    const box = document.createElement("div");
+    const caption = document.createElement("div"); caption.className = "grid-caption";
+    caption.textContent = `map ${d}: ${fixed(low)} to ${fixed(high)}`;
+    const table = cellTable(values, "small", (td, v, y, x) => {
+      td.textContent = cellText(v); td.dataset.value = v; td.classList.add("out");
+      const t = high > low ? (v - low) / (high - low) : 0.5;
+      td.style.background = viridis(t); td.style.color = t > 0.6 ? "#111" : "#fff";
+      if (d === p.d && y === p.y && x === p.x) td.classList.add("current");
+      td.addEventListener("click", () => { Object.assign(p, { d, y, x }); drawPlayer(); });
+    });
+    table.setAttribute("data-testid", `player-map-${d}`);
+    box.append(caption, table);
+    return box;
+  }));
+  $("scene-status").textContent = `step ${(p.d * oh + p.y) * ow + p.x + 1} of ${depth * oh * ow}`;
 }
 
-function stepScene() {
+function startDrag(event, table) {
+  const td = event.target.closest("td");
+  if (!td || !td.classList.contains("win")) return;
+  const scene = state.scene, step = computeStep(scene, state.player.d, state.player.y, state.player.x);
+  state.player.drag = { dr: Number(td.dataset.r) - step.rows[0], dc: Number(td.dataset.c) - step.cols[0] };
+  table.classList.add("dragging");
+  event.preventDefault();
+}
+
+function moveDrag(event) {
+  const p = state.player;
+  if (!p.drag || !state.scene) return;
+  const td = document.elementFromPoint(event.clientX, event.clientY)?.closest("table.input td");
+  if (!td) return;
+  const [sy, sx] = state.scene.layer.window_stride, [, oh, ow] = state.scene.output.shape;
+  const y = Math.max(0, Math.min(oh - 1, Math.round((Number(td.dataset.r) - p.drag.dr) / sy)));
+  const x = Math.max(0, Math.min(ow - 1, Math.round((Number(td.dataset.c) - p.drag.dc) / sx)));
+  if (y !== p.y || x !== p.x) { p.y = y; p.x = x; drawPlayer(); }
+}
+
+function endDrag() {
+  if (!state.player.drag) return;
+  state.player.drag = null;
+  document.querySelectorAll("table.dragging").forEach((t) => t.classList.remove("dragging"));
+}
+
+function stepScene(delta) {
   if (!state.scene) return;
-  state.step = (state.step + 1) % state.scene.steps.length;
-  drawScene();
+  const [depth, oh, ow] = state.scene.output.shape, p = state.player, total = depth * oh * ow;
+  const k = (((p.d * oh + p.y) * ow + p.x + delta) % total + total) % total;
+  p.d = Math.floor(k / (oh * ow)); p.y = Math.floor((k % (oh * ow)) / ow); p.x = k % ow;
+  p.page = Math.floor(p.d / PER_PAGE);
+  drawPlayer();
 }
 
 // --- model explorer ---------------------------------------------------------------------
@@ -164,9 +320,11 @@ async function loadLayers() {
   $("layer-select").replaceChildren();
   $("model-error").textContent = "";
   try {
-    state.layers = await api(`/api/models/${encodeURIComponent(model)}/layers`);
+    state.layers = await api(`/api/models/${encodeURIComponent(model)}/layers`, undefined,
+                             { key: "layers", what: `listing the layers of ${model}` });
   } catch (error) {
-    $("model-error").textContent = error.message; return;
+    if (!cancelled(error)) $("model-error").textContent = error.message;
+    return;
   }
   state.layers.forEach((l) => {
     const field = l.global ? "whole image" : l.receptive_field ? `RF ${l.receptive_field[0]}` : "RF ?";
@@ -183,27 +341,36 @@ const refreshMaps = debounce(async () => {
   if (!model || !layer) return;
   $("layer-info").textContent = `computing ${layer}…`;
   try {
-    const result = await api("/api/maps", { image: state.image, model, layer, max_maps: 32 });
+    const result = await api("/api/maps", { image: state.image, model, layer, max_maps: 32 },
+                             { key: "maps", section: "model", what: `computing ${layer}` });
     state.maps = result; state.layer = result.layer;
     const l = result.layer;
     $("layer-info").textContent = `${result.weights} · ${l.name} (${l.type}): ${l.output_shape.join("×")} maps, stride ${l.stride ? l.stride[0] : "-"}, `
       + `receptive field ${l.receptive_field ? l.receptive_field[0] : "-"} px; showing the ${result.maps.length} most active of ${result.channels}`;
     $("model-maps").replaceChildren(...result.maps.map((m) => {
-      const t = tile(m.png, `#${m.channel}`, `max ${m.max.toFixed(2)}`);
+      const t = tile(m.png, `#${m.channel}`, `${m.min.toFixed(2)} to ${m.max.toFixed(2)}`);
       t.addEventListener("click", () => focusMap(m.channel, t));
       return t;
     }));
     $("focus").hidden = true;
   } catch (error) {
+    if (cancelled(error)) return;
     $("model-error").textContent = error.message; $("layer-info").textContent = "";
   }
-}, 150);
+}, 100);
 
 async function focusMap(channel, element) {
   document.querySelectorAll("#model-maps .tile").forEach((t) => t.classList.remove("selected"));
   element.classList.add("selected");
   const model = $("model-select").value, layer = state.layer.name;
-  const result = await api("/api/overlay", { image: state.image, model, layer, channel });
+  let result;
+  try {
+    result = await api("/api/overlay", { image: state.image, model, layer, channel },
+                       { key: "overlay", what: `drawing ${layer} #${channel}` });
+  } catch (error) {
+    if (!cancelled(error)) $("model-error").textContent = error.message;
+    return;
+  }
   $("focus-map").src = result.map;
   $("focus-input").src = state.maps.input;
   $("focus-overlay").src = result.png;
@@ -229,7 +396,8 @@ async function loadDetect() {
   $("detect-patches").replaceChildren();
   $("detect-status").textContent = `optimising an image for ${layer} #${channel}…`;
   try {
-    const result = await api("/api/visualize", { model, layer, channel });
+    const result = await api("/api/visualize", { model, layer, channel },
+                             { key: "visualize", what: `optimising an image for ${layer} #${channel}` });
     if (state.detect !== asked) return;  // another map was clicked meanwhile
     $("detect-image").src = result.image;
     $("detect-image").alt = `optimised for ${result.label}`;
@@ -245,7 +413,7 @@ async function loadDetect() {
       $("detect-status").appendChild(a);
     }
   } catch (error) {
-    if (state.detect === asked) $("detect-status").textContent = `no visualisation: ${error.message}`;
+    if (state.detect === asked && !cancelled(error)) $("detect-status").textContent = `no visualisation: ${error.message}`;
   }
 }
 
@@ -256,7 +424,8 @@ async function loadLineage(model, layer, channel, depth) {
   $("lineage").hidden = false;
   $("lineage-status").textContent = `tracing ${layer} #${channel}…`;
   try {
-    const result = await api("/api/lineage", { image: state.image, model, layer, channel, levels: 1, top: 6 });
+    const result = await api("/api/lineage", { image: state.image, model, layer, channel, levels: 1, top: 6 },
+                             { key: `lineage-${depth}`, what: `tracing ${layer} #${channel}` });
     const root = result.nodes[0];
     const row = document.createElement("div");
     row.className = "lineage-row"; row.setAttribute("data-testid", "lineage-row");
@@ -290,7 +459,7 @@ async function loadLineage(model, layer, channel, depth) {
     rows.appendChild(row);
     $("lineage-status").textContent = `${result.model}, ${result.weights}; ${result.exact ? "exact" : "approximate: " + result.method}`;
   } catch (error) {
-    $("lineage-status").textContent = `no lineage: ${error.message}`;
+    if (!cancelled(error)) $("lineage-status").textContent = `no lineage: ${error.message}`;
   }
 }
 
@@ -315,7 +484,8 @@ function showField(event) {
 // --- recognition and segmentation ----------------------------------------------------
 async function predict() {
   try {
-    const result = await api("/api/predict", { image: state.image, top_k: 3 });
+    const result = await api("/api/predict", { image: state.image, top_k: 3 },
+                             { key: "predict", section: "recognition", what: "recognising" });
     $("prediction").replaceChildren(...result.predictions.map((p) => {
       const li = document.createElement("li");
       li.textContent = `${p.label} — ${(100 * p.probability).toFixed(1)}%`;
@@ -326,7 +496,7 @@ async function predict() {
       + "The map shows where its last convolution stage saw the top class (Grad-CAM).";
     $("familiarity").textContent = result.familiar === false ? `⚠ ${result.note}` : "";
   } catch (error) {
-    $("prediction").textContent = error.message;
+    if (!cancelled(error)) $("prediction").textContent = error.message;
   }
 }
 
@@ -335,20 +505,21 @@ async function segment() {
   box.textContent = "segmenting…";
   try {
     const result = await api("/api/segment", { image: state.image, method: $("seg-method").value,
-                                               clusters: Number($("seg-k").value) });
+                                               clusters: Number($("seg-k").value) },
+                             { key: "segment", section: "segmentation", what: "segmenting" });
     const img = document.createElement("img"); img.src = result.png; img.alt = "segmentation";
     const list = document.createElement("p");
     list.textContent = result.segments.map((s) => `${s.name}: ${s.pixels} px`).join(" · ");
     box.replaceChildren(img, list);
   } catch (error) {
-    box.textContent = error.message;
+    if (!cancelled(error)) box.textContent = error.message;
   }
 }
 
 // --- start ---------------------------------------------------------------------------
 async function start() {
-  const config = await api("/api/config");
-  config.samples.forEach((name) => option($("sample-select"), `sample:${name}`, name));
+  const config = await api("/api/config", undefined, { what: "loading" });
+  config.samples.forEach((name) => option($("sample-select"), `sample:${name}`, `sample: ${name}`));
   config.banks.forEach((name) => option($("conv-filters"), name));
   $("conv-filters").value = "random";
   config.choices.forEach((name) => option($("model-select"), name));
@@ -361,20 +532,25 @@ async function start() {
   ["dragleave", "drop"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.remove("over"); }));
   drop.addEventListener("drop", (e) => upload(e.dataTransfer.files[0]));
   ["conv-filters", "conv-depth", "conv-kernel", "conv-stride", "conv-padding", "conv-mode", "conv-dilation",
-   "conv-transposed", "conv-output-padding"].forEach(
-    (id) => $(id).addEventListener("input", refreshConv));
-  $("scene-step").addEventListener("click", stepScene);
+   "conv-transposed", "conv-output-padding"].forEach((id) => $(id).addEventListener("input", refreshConv));
+  $("player-kind").addEventListener("change", () => loadScene(convSettings()));
+  $("scene-step").addEventListener("click", () => stepScene(1));
+  $("scene-back").addEventListener("click", () => stepScene(-1));
   $("scene-play").addEventListener("click", () => {
     if (state.timer) { clearInterval(state.timer); state.timer = null; $("scene-play").textContent = "Play"; return; }
-    state.timer = setInterval(stepScene, 400); $("scene-play").textContent = "Pause";
+    state.timer = setInterval(() => stepScene(1), 600); $("scene-play").textContent = "Pause";
   });
+  $("filters-prev").addEventListener("click", () => { state.player.page -= 1; state.player.d = state.player.page * PER_PAGE; drawPlayer(); });
+  $("filters-next").addEventListener("click", () => { state.player.page += 1; state.player.d = state.player.page * PER_PAGE; drawPlayer(); });
+  document.addEventListener("pointermove", moveDrag);
+  document.addEventListener("pointerup", endDrag);
   $("model-select").addEventListener("change", loadLayers);
   $("layer-select").addEventListener("change", refreshMaps);
   $("focus-map").addEventListener("mousemove", showField);
   $("predict").addEventListener("click", predict);
   $("segment").addEventListener("click", segment);
   $("detect-run").addEventListener("click", loadDetect);
-  setImage("sample:cat");
+  setImage("sample:cat", "sample: cat");
   loadLayers();
 }
 
