@@ -118,7 +118,7 @@ const refreshConv = debounce(async () => {
     $("conv-error").textContent = error.message;
   }
   loadScene(settings);
-}, 120);
+}, 60);
 
 // --- the step-by-step player ---------------------------------------------------------
 // The page computes every value itself from the scene's padded input and weights (the tests check that it
@@ -357,7 +357,7 @@ const refreshMaps = debounce(async () => {
     if (cancelled(error)) return;
     $("model-error").textContent = error.message; $("layer-info").textContent = "";
   }
-}, 100);
+}, 60);
 
 async function focusMap(channel, element) {
   document.querySelectorAll("#model-maps .tile").forEach((t) => t.classList.remove("selected"));
