@@ -48,10 +48,17 @@ if TYPE_CHECKING:
         register_checkpoint_loader,
         save_checkpoint,
     )
+    from featuremaps.recognize.predict import predict
     from featuremaps.render import render_grid, render_overlay, render_receptive_field, save_maps
+    from featuremaps.render.convolve import ConvResult, convolve
+    from featuremaps.show import show
     from featuremaps.tracing import Lineage, lineage, render_lineage
 
 _LAZY: dict[str, str] = {
+    "ConvResult": "featuremaps.render.convolve",
+    "convolve": "featuremaps.render.convolve",
+    "predict": "featuremaps.recognize.predict",
+    "show": "featuremaps.show",
     "CheckpointError": "featuremaps.errors",
     "ConvCost": "featuremaps.conv",
     "ConvGeometry": "featuremaps.conv",
@@ -123,6 +130,7 @@ __all__ = [
     "ConvCost",
     "ConvGeometry",
     "ConvLayer",
+    "ConvResult",
     "ConvStep",
     "DatasetError",
     "FeatureExtractor",
@@ -140,12 +148,14 @@ __all__ = [
     "available_models",
     "conv2d",
     "conv_output_size",
+    "convolve",
     "extract",
     "lineage",
     "list_layers",
     "load_image",
     "load_model",
     "model_info",
+    "predict",
     "receptive_field",
     "register_checkpoint_loader",
     "render_grid",
@@ -156,4 +166,5 @@ __all__ = [
     "save_checkpoint",
     "save_maps",
     "select_layers",
+    "show",
 ]

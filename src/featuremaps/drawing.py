@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 from featuremaps.errors import SettingsError
 
 __all__ = ["Canvas", "Colour", "RasterCanvas", "SvgCanvas", "apply_colormap", "colour_bar", "draw_lines", "font",
-           "format_number", "text_size", "to_pil", "wrap_text"]
+           "format_number", "png_bytes", "png_data_url", "text_size", "to_pil", "wrap_text"]
 
 
 @lru_cache(maxsize=16)
@@ -123,6 +123,22 @@ def colour_bar(width: int, low: float, high: float, cmap: str, *, label: str = "
     for k, text in enumerate(label_lines):
         draw.text((width / 2, y + line * (k + 1)), text, fill=(100, 100, 100), font=font(size), anchor="ma")
     return canvas
+
+
+def png_bytes(picture: Image.Image) -> bytes:
+    """A picture as PNG bytes (what Jupyter's ``_repr_png_`` returns)."""
+    import io
+
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def png_data_url(picture: Image.Image) -> str:
+    """A picture as a ``data:image/png;base64,...`` URL, for HTML."""
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(png_bytes(picture)).decode()
 
 
 def format_number(value: float) -> str:

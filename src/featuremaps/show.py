@@ -93,12 +93,27 @@ def _slug(name: str) -> str:
 
 @dataclass
 class ShowResult:
-    """What :func:`show` wrote."""
+    """What :func:`show` wrote; in Jupyter, the pictures themselves."""
 
     index: Path
     input_shape: tuple[int, ...]
     layers: list[dict[str, Any]] = field(default_factory=list)
     extra: list[Path] = field(default_factory=list)
+
+    def _repr_html_(self) -> str:
+        import base64
+        import html
+
+        parts = [f"<p>wrote <code>{html.escape(str(self.index))}</code> (input {'x'.join(map(str, self.input_shape))})"
+                 "</p>"]
+        pictures = [(row["name"], Path(row["picture"])) for row in self.layers if row.get("picture")]
+        pictures += [(path.stem, path) for path in self.extra]
+        for name, path in pictures:
+            if path.exists():
+                data = base64.b64encode(path.read_bytes()).decode()
+                parts.append(f"<div><b>{html.escape(str(name))}</b><br><img src='data:image/png;base64,{data}' "
+                             "style='max-width:100%'></div>")
+        return "".join(parts)
 
 
 def show(

@@ -158,6 +158,32 @@ class ConvStep:
         """The sum of the products of each input channel (in float64)."""
         return tuple(float(v) for v in self.products.double().sum(dim=(1, 2)))
 
+    def _repr_html_(self) -> str:
+        """In Jupyter: the window, the weights and the products of each channel, and the sum."""
+        import html
+
+        def table(values: torch.Tensor, pad: torch.Tensor | None = None) -> str:
+            rows = []
+            for i, row in enumerate(values.tolist()):
+                cells = "".join(
+                    f'<td style="border:1px solid #ccc;padding:2px 5px;text-align:right;'
+                    f'{"background:#eee;color:#888" if pad is not None and bool(pad[i, j]) else ""}">{v:.3g}</td>'
+                    for j, v in enumerate(row))
+                rows.append(f"<tr>{cells}</tr>")
+            return f'<table style="border-collapse:collapse;display:inline-table;margin:2px">{"".join(rows)}</table>'
+
+        blocks = []
+        for k, channel in enumerate(self.channels):
+            blocks.append(
+                f"<div style='margin:4px 0'><b>channel {channel}</b>: window {table(self.patch[k], self.in_padding)}"
+                f" &times; weights {table(self.weights[k])} = products {table(self.products[k])} "
+                f"sum {self.channel_sums[k]:.6g}</div>")
+        relu = f", ReLU &rarr; {self.output:.6g}" if self.relu else ""
+        return (f"<div><p><b>map {self.filter} ({html.escape(self.name)}) at (y={self.y}, x={self.x})</b>: input rows "
+                f"{self.rows[0]}..{self.rows[-1]}, cols {self.cols[0]}..{self.cols[-1]} (grey: padding)</p>"
+                f"{''.join(blocks)}<p>{' + '.join(f'{v:.6g}' for v in self.channel_sums)} + bias {self.bias:.6g} = "
+                f"<b>{self.total:.6g}</b>{relu}</p></div>")
+
     def __str__(self) -> str:
         relu = f"ReLU -> {self.output:.6g}" if self.relu else ""
         return (

@@ -16,7 +16,7 @@ from featuremaps.images import ImageSource
 from featuremaps.models.info import model_device, model_info
 from featuremaps.recognize.familiarity import familiarity_for
 
-__all__ = ["CAM_SCALE", "Prediction", "class_activation_map", "default_cam_layer", "predict"]
+__all__ = ["CAM_SCALE", "Prediction", "Predictions", "class_activation_map", "default_cam_layer", "predict"]
 
 CAM_SCALE = "Grad-CAM: how much each place raised the class score"
 """The colour bar's label of a class activation map (its values are in [0, 1])."""
@@ -54,6 +54,23 @@ class Prediction:
         return ""
 
 
+class Predictions(list[Prediction]):
+    """The predictions of :func:`predict`, one per image; in Jupyter a table with a bar per class."""
+
+    def _repr_html_(self) -> str:
+        import html
+
+        rows = []
+        for prediction in self:
+            bars = "".join(
+                f"<div>{html.escape(label)} <span style='display:inline-block;width:{round(160 * p)}px;height:10px;"
+                f"background:#1f5fbf'></span> {p:.1%}</div>" for label, p in prediction.labels)
+            note = f"<div style='color:#b00020'>{html.escape(prediction.note)}</div>" if prediction.note else ""
+            rows.append(f"<tr><td style='padding:4px 10px;vertical-align:top'>{html.escape(prediction.source)}</td>"
+                        f"<td style='padding:4px 10px'>{bars}{note}</td></tr>")
+        return f"<table>{''.join(rows)}</table>"
+
+
 def _names(model: nn.Module) -> list[str]:
     info = model_info(model)
     if info.class_names:
@@ -62,7 +79,7 @@ def _names(model: nn.Module) -> list[str]:
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, images: Sequence[ImageSource], *, top_k: int = 3) -> list[Prediction]:
+def predict(model: nn.Module, images: Sequence[ImageSource], *, top_k: int = 3) -> Predictions:
     """Top-``k`` classes of each image. Images are resized to the model's recorded input size."""
     if top_k < 1:
         raise SettingsError(f"top_k must be >= 1; got {top_k}")
@@ -70,7 +87,7 @@ def predict(model: nn.Module, images: Sequence[ImageSource], *, top_k: int = 3) 
     names = _names(model)
     familiarity = familiarity_for(model)
     model.eval()
-    results = []
+    results = Predictions()
     for image in images:
         prepared = info.input.prepare(image)
         x = info.input.normalise(prepared)[None].to(model_device(model))

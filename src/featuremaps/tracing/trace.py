@@ -150,6 +150,13 @@ class Lineage:
     def root(self) -> LineageNode:
         return self.nodes[0]
 
+    def _repr_png_(self) -> bytes:
+        """In Jupyter: the lineage tree as :func:`~featuremaps.render_lineage` draws it."""
+        from featuremaps.drawing import png_bytes
+        from featuremaps.tracing.picture import render_lineage
+
+        return png_bytes(render_lineage(self))
+
     @property
     def exact(self) -> bool:
         """True when every expanded node's children and bias add up to its value."""
