@@ -106,10 +106,11 @@ def test_explore_in_the_browser(server, browser, tmp_path):
     page.wait_for_selector("[data-testid=segmentation] img", timeout=60_000)
     page.wait_for_function("document.querySelector('[data-testid=output-shape]').textContent === '3 × 171 × 256'",
                            timeout=30_000)  # coffee 400x600 shrunk to 342x512 (longer side 512), stride 2, pad 1
-    page.set_viewport_size({"width": 1200, "height": 1150})
-    page.evaluate("window.scrollTo(0, 0)")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.wait_for_selector("[data-testid=player-equation]:not(:empty)", timeout=30_000)
     screenshot = DOCS_SCREENSHOT if os.environ.get("FEATUREMAPS_DOCS_PICTURES") == "1" else tmp_path / "explorer.png"
-    page.screenshot(path=str(screenshot), full_page=False)
+    page.add_style_tag(content=".bar { position: static; }")  # the sticky header would be stitched into the shot
+    page.locator("#conv").screenshot(path=str(screenshot))  # the playground and its step player
     assert screenshot.stat().st_size > 10_000
     assert not errors, errors
     page.close()

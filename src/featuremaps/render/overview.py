@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from PIL import Image, ImageDraw
 
-from featuremaps.drawing import apply_colormap, font, to_pil
+from featuremaps.drawing import apply_colormap, colour_bar, draw_lines, font, to_pil, wrap_text
 from featuremaps.models.catalogue import LayerInfo
 from featuremaps.render.overlay import rank_maps
 
@@ -69,25 +69,41 @@ def render_overview(
     rows = [(name, m) for name, m in rows if m is not None]
     thumb = to_pil(image).convert("RGB")
     thumb.thumbnail((tile * 3, tile * 3))
-    width = _TEXT_W + max_maps * (tile + 4) + 2 * _PAD
-    height = 40 + thumb.height + _PAD * 2 + len(rows) * (tile + 22)
+    labels = {}
+    for name, _ in rows:
+        layer = layers.get(name)
+        head, _, rest = (describe_layer(layer) if layer is not None else name).partition(" (")
+        labels[name] = (head, "(" + rest if rest else "")
+    # the label column is as wide as its longest label (at most _TEXT_W), not a fixed margin
+    text_w = min(_TEXT_W, 2 * _PAD + max((max(font(13).getlength(h), font(11).getlength(r))
+                                           for h, r in labels.values()), default=100))
+    text_w = int(max(text_w, 120))
+    width = max(int(text_w) + max_maps * (tile + 4) + 2 * _PAD, 420)
+    heading = wrap_text(title or "Feature maps from low to high level", width - 2 * _PAD, 16, max_lines=2)
+    head_h = 12 + int(len(heading) * 16 * 1.35)
+    height = head_h + thumb.height + _PAD * 2 + len(rows) * (tile + 22)
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    draw.text((_PAD, 8), title or "Feature maps from low to high level", fill=(30, 30, 30), font=font(16))
-    canvas.paste(thumb, (_PAD, 36))
-    draw.text((_PAD + thumb.width + 12, 40), f"input {'x'.join(str(s) for s in image.shape)}", fill=(30, 30, 30),
+    draw_lines(draw, (_PAD, 8), heading, size=16)
+    canvas.paste(thumb, (_PAD, head_h))
+    x_text = _PAD + thumb.width + 12
+    draw.text((x_text, head_h + 4), f"input {'x'.join(str(s) for s in image.shape)}", fill=(30, 30, 30),
               font=font(13))
-    draw.text((_PAD + thumb.width + 12, 60), f"maps ranked by mean positive activation; top {max_maps} shown",
-              fill=(110, 110, 110), font=font(12))
-    top = 36 + thumb.height + _PAD * 2
+    note = wrap_text(f"maps ranked by mean positive activation; top {max_maps} shown; each map's colours span its "
+                     "own range:", width - x_text - _PAD, 12, max_lines=3)
+    y_note = draw_lines(draw, (x_text, head_h + 24), note, size=12, fill=(110, 110, 110))
+    bar = colour_bar(min(200, width - x_text - _PAD), 0.0, 1.0, cmap)
+    canvas.paste(bar.crop((0, 0, bar.width, 13)), (x_text, int(y_note) + 4))
+    draw.text((x_text, int(y_note) + 20), "low", fill=(110, 110, 110), font=font(11))
+    draw.text((x_text + bar.width, int(y_note) + 20), "high", fill=(110, 110, 110), font=font(11), anchor="ra")
+    top = head_h + thumb.height + _PAD * 2
     for name, tensor in rows:
         if tensor is None:
             continue
-        layer = layers.get(name)
-        facts = describe_layer(layer) if layer is not None else name
-        head, _, rest = facts.partition(" (")
-        draw.text((_PAD, top + 4), head, fill=(30, 30, 30), font=font(13))
-        draw.text((_PAD, top + 22), "(" + rest if rest else "", fill=(90, 90, 90), font=font(11))
+        head, rest = labels[name]
+        draw.text((_PAD, top + 4), wrap_text(head, text_w - _PAD, 13, max_lines=1)[0], fill=(30, 30, 30), font=font(13))
+        draw.text((_PAD, top + 22), wrap_text(rest, text_w - _PAD, 11, max_lines=1)[0], fill=(90, 90, 90),
+                  font=font(11))
         order = rank_maps(tensor)[:max_maps]
         for k, channel in enumerate(order):
             values = tensor[channel].float().cpu().numpy()
@@ -96,7 +112,7 @@ def render_overview(
             scale = tile / max(picture.size)
             size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
             resample = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BOX
-            left = _TEXT_W + k * (tile + 4)
+            left = text_w + k * (tile + 4)
             canvas.paste(picture.resize(size, resample), (left, top))
             draw.text((left, top + size[1] + 2), f"#{channel}", fill=(110, 110, 110), font=font(10))
         top += tile + 22
