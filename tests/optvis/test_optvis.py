@@ -211,7 +211,8 @@ def objects_model():
 
 
 def test_objects_class_logits_are_classified_as_their_class(objects_model):
-    result = visualize(objects_model, [logit(i) for i in range(9)], steps=48)
+    # 64 steps: at 48 the circle reached 0.87 on one CPU and 0.9+ on another (float sums differ by machine)
+    result = visualize(objects_model, [logit(i) for i in range(9)], steps=64)
     probabilities = _probabilities(objects_model, result.images)
     assert probabilities.argmax(dim=1).tolist() == list(range(9))
     assert float(probabilities.diagonal().min()) >= 0.9, probabilities.diagonal()

@@ -9,13 +9,19 @@ larger share, blue where it adds and red where it takes away.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
 from featuremaps.drawing import apply_colormap, draw_lines, font, format_number, text_size, to_pil, wrap_text
-from featuremaps.tracing.trace import INPUT, Lineage, LineageNode
+from featuremaps.tracing.names import INPUT
+
+# A featuremaps.tracing.trace.Lineage and its nodes; not imported, because a Lineage draws itself with this
+# module (its _repr_png_), so the tracer imports the picture and not the other way round.
+Lineage = Any
+LineageNode = Any
 
 __all__ = ["receptive_crop", "render_lineage"]
 

@@ -45,10 +45,10 @@ from featuremaps.models.catalogue import LayerInfo
 from featuremaps.models.hooks import model_lock, tensors_in
 from featuremaps.models.info import model_device, model_info
 from featuremaps.show import parse_unit
+from featuremaps.tracing.names import INPUT
 
 __all__ = ["Lineage", "LineageEdge", "LineageNode", "default_stations", "lineage"]
 
-INPUT = "input"
 _STATION_TYPES = frozenset({
     "ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Hardswish", "Hardsigmoid",
     "Tanh", "Sigmoid", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "LPPool2d",
