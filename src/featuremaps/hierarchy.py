@@ -304,6 +304,7 @@ def hierarchy(
 def render_hierarchy(results: Sequence[Hierarchy], *, title: str | None = None) -> Image.Image:
     """Probe accuracy against depth for each result (a trained model and its control), as a PIL image."""
     import io
+    import textwrap
 
     import matplotlib
 
@@ -316,11 +317,11 @@ def render_hierarchy(results: Sequence[Hierarchy], *, title: str | None = None) 
     styles = ["-", "--", ":", "-."]
     first = results[0]
     names = [row.layer for row in first.layers]
-    ticks = [f"{row.layer}\nRF {row.receptive_field:.0f}" if row.receptive_field else f"{row.layer}\nRF all"
+    ticks = [textwrap.fill(row.layer, 16) + (f"\nRF {row.receptive_field:.0f}" if row.receptive_field else "\nRF all")
              for row in first.layers]
     for number, result in enumerate(results):
         style = styles[number % len(styles)]
-        label = f"{result.model} ({result.weights})"
+        label = textwrap.fill(f"{result.model} ({result.weights})", 44)
         x = list(range(len(result.layers)))
         left.plot(x, [r.object_accuracy for r in result.layers], style, marker="o", color="tab:blue",
                   label=f"objects, {label}")
@@ -343,10 +344,10 @@ def render_hierarchy(results: Sequence[Hierarchy], *, title: str | None = None) 
         axis.set_xticks(range(len(names)), ticks, fontsize=8)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
-    figure.suptitle(title or f"The hierarchy of {first.model} on {first.dataset}, low to high")
+    figure.suptitle(textwrap.fill(title or f"The hierarchy of {first.model} on {first.dataset}, low to high", 110))
     figure.tight_layout()
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    figure.savefig(buffer, format="png", bbox_inches="tight")  # nothing drawn outside the figure is cut
     plt.close(figure)
     buffer.seek(0)
     return Image.open(buffer).convert("RGB")

@@ -113,3 +113,41 @@ def test_overview_lineage_and_visualization(texts, tmp_path):
     texts.clear()
     render_visualization(visualize(model, [channel("conv2_2", 0), channel("conv2_2", 1)], steps=2, size=32), title=f"{LONG} " * 2)
     _check(texts, "visualization")
+
+
+def test_visualisations_with_patches_and_the_hierarchy_chart(texts, monkeypatch):
+    import matplotlib
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    from featuremaps.hierarchy import Hierarchy, LayerProbe, render_hierarchy
+    from featuremaps.optvis import channel
+    from featuremaps.optvis.optimize import visualize
+    from featuremaps.optvis.picture import render_with_patches
+
+    model = load_model("tinyvgg")
+    result = visualize(model, [channel("conv2_2", 0), channel("conv2_2", 1)], steps=2, size=32)
+    patches = [[Image.new("RGB", (20, 20), (200, 100, 0))] * 3] * 2
+    render_with_patches(result, patches, columns=2, row_labels=[f"{LONG}, RF 14"], title=f"{LONG} " * 2)
+    _check(texts, "visualisations with patches")
+
+    outside: list[str] = []
+    original = Figure.savefig
+
+    def check_then_save(self, *args, **kwargs):  # matplotlib draws the hierarchy chart: check its texts
+        self.canvas.draw()  # legends find their place when drawn
+        renderer = self.canvas.get_renderer()
+        box = self.bbox
+        for text in self.findobj(matplotlib.text.Text):
+            if text.get_visible() and text.get_text().strip():
+                extent = text.get_window_extent(renderer)
+                if extent.x0 < box.x0 - 1 or extent.x1 > box.x1 + 1 or extent.y0 < box.y0 - 1 or extent.y1 > box.y1 + 1:
+                    outside.append(text.get_text())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", check_then_save)
+    probes = [LayerProbe(f"{LONG[:40]}.{k}", k, 8, 3.0 + 8 * k, 0.2 + 0.2 * k, 0.5 + 0.1 * k, k, k) for k in range(4)]
+    results = [Hierarchy(f"builtin:{LONG[:30]}", "trained weights (bundled with featuremaps)", "objects", 1800, 900,
+                         0, 0.9, 1 / 9, probes)]
+    render_hierarchy(results, title=f"{LONG} " * 2)
+    assert not outside, f"hierarchy chart: text outside the figure: {outside[:3]}"
