@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 from featuremaps.errors import SettingsError
 
 __all__ = ["Canvas", "Colour", "RasterCanvas", "SvgCanvas", "apply_colormap", "colour_bar", "draw_lines", "font",
-           "format_number", "png_bytes", "png_data_url", "text_size", "to_pil", "wrap_text"]
+           "format_number", "lines_height", "png_bytes", "png_data_url", "text_size", "to_pil", "wrap_text"]
 
 
 @lru_cache(maxsize=16)
@@ -92,8 +92,17 @@ def wrap_text(text: str, width: float, size: int = 13, *, max_lines: int = 4) ->
     return lines or [""]
 
 
+LINE_SPACING = 1.35
+"""Line height as a multiple of the font size, in every picture's text blocks."""
+
+
+def lines_height(lines: list[str], size: int) -> int:
+    """Pixels that :func:`draw_lines` takes for ``lines`` at font ``size``."""
+    return int(len(lines) * size * LINE_SPACING)
+
+
 def draw_lines(draw: ImageDraw.ImageDraw, xy: tuple[float, float], lines: list[str], *, size: int = 13,
-               fill: Colour = (30, 30, 30), spacing: float = 1.35, **options: object) -> float:
+               fill: Colour = (30, 30, 30), spacing: float = LINE_SPACING, **options: object) -> float:
     """Draw ``lines`` from ``xy`` down; returns the y below the last line."""
     x, y = xy
     for line in lines:
@@ -103,9 +112,11 @@ def draw_lines(draw: ImageDraw.ImageDraw, xy: tuple[float, float], lines: list[s
 
 
 def colour_bar(width: int, low: float, high: float, cmap: str, *, label: str = "", size: int = 12,
-               clipped: bool = False, background: Colour = (255, 255, 255)) -> Image.Image:
+               clipped: bool = False, ends: tuple[str, str] | None = None,
+               background: Colour = (255, 255, 255)) -> Image.Image:
     """A horizontal colour bar ``width`` pixels wide with its range under it: the colours of ``cmap`` from
-    ``low`` (left) to ``high`` (right); ``clipped`` says the ends also stand for values beyond them."""
+    ``low`` (left) to ``high`` (right); ``clipped`` says the ends also stand for values beyond them; ``ends``
+    replaces the two numbers with words (``("low", "high")`` where each map has its own range)."""
     bar_height, gap = 12, 3
     label_lines = wrap_text(label, width, size, max_lines=2) if label else []
     line = int(size * 1.4)
@@ -117,6 +128,8 @@ def colour_bar(width: int, low: float, high: float, cmap: str, *, label: str = "
     draw.rectangle((0, 0, width - 1, bar_height - 1), outline=(120, 120, 120))
     left = format_number(low) + (" or less" if clipped else "")
     right = format_number(high) + (" or more" if clipped else "")
+    if ends is not None:
+        left, right = ends
     y = bar_height + gap
     draw.text((1, y), left, fill=(30, 30, 30), font=font(size))
     draw.text((width - 1, y), right, fill=(30, 30, 30), font=font(size), anchor="ra")

@@ -198,8 +198,11 @@ def conv_step(layer: ConvLayer, padded: torch.Tensor, padding: Padding, size: In
               filter: int, y: int, x: int, products: torch.Tensor | None = None) -> ConvStep:
     """The :class:`ConvStep` of ``maps[filter, y, x]`` from the padded input ``(C, Hp, Wp)`` and the layer.
 
-    ``products`` may be given when already computed (a scene computes them all at once).
+    ``size`` is the input's ``(H, W)``; ``products`` may be given when already computed (a scene computes
+    them all at once).
     """
+    if layer.transposed:  # the window slides over the zero-inserted input: its frame is the one to check
+        size = layer.geometry.zero_inserted(size)[0]
     per_group = layer.in_channels // layer.groups
     group = filter // (layer.depth // layer.groups)
     channels = tuple(range(group * per_group, (group + 1) * per_group))
@@ -484,8 +487,7 @@ class ConvLayer(nn.Module):
                 raise SettingsError(f"{label} must be an int in 0..{limit - 1}; got {value!r}")
         size = (int(batch.shape[2]), int(batch.shape[3]))
         padded = self.pad(batch)[0].to(torch.float32)  # (C, Hp, Wp)
-        slid = self.geometry.zero_inserted(size)[0] if self.transposed else size
-        return conv_step(self, padded, self.resolved_padding(size), slid, self.forward(batch)[0],
+        return conv_step(self, padded, self.resolved_padding(size), size, self.forward(batch)[0],
                          filter=filter, y=y, x=x)
 
 

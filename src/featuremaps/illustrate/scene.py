@@ -138,8 +138,6 @@ class ConvScene:
         filter_, rest = divmod(index, out_h * out_w)
         y, x = divmod(rest, out_w)
         size = (int(self.input.shape[1]), int(self.input.shape[2]))
-        if self.layer.transposed:
-            size = self.layer.geometry.zero_inserted(size)[0]
         return conv_step(self.layer, self.padded, self.padding, size, self.maps, filter=filter_, y=y, x=x,
                          products=self._products[filter_, y, x])
 

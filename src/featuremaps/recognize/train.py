@@ -217,12 +217,13 @@ def _train_head(config: TrainConfig, on_progress: ProgressCallback | None,
     train, val = load_dataset(config.dataset, info.input, seed=config.seed, samples=config.samples,
                               val_fraction=config.val_fraction)
     started = time.perf_counter()
-    done, total = [0], len(train) + len(val)
+    done, total = 0, len(train) + len(val)
 
     def counted(images: int) -> None:
-        done[0] += images
+        nonlocal done
+        done += images
         if on_features is not None:
-            on_features(done[0], total)
+            on_features(done, total)
 
     train_x = _features(backbone, train, layer, config.pool, device, on_batch=counted)
     val_x = _features(backbone, val, layer, config.pool, device, on_batch=counted)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from featuremaps.drawing import apply_colormap, draw_lines, font, text_size, wrap_text
+from featuremaps.drawing import apply_colormap, draw_lines, font, lines_height, text_size, wrap_text
 
 __all__ = ["render_confusion"]
 
@@ -26,7 +26,7 @@ def render_confusion(confusion: np.ndarray, class_names: Sequence[str], *, title
     heading = wrap_text(title or "Confusion matrix", width - 16, 15, max_lines=3)
     subtitle = wrap_text(f"accuracy {accuracy:.1%} on {int(total)} images; rows: true class, columns: predicted",
                          width - 16, 12, max_lines=3)
-    top = 8 + int(len(heading) * 15 * 1.35) + int(len(subtitle) * 12 * 1.35) + 10
+    top = 8 + lines_height(heading, 15) + lines_height(subtitle, 12) + 10
     height = top + label_w + k * cell + 36
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)

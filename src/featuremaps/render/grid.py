@@ -11,7 +11,16 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from featuremaps.drawing import apply_colormap, colour_bar, draw_lines, font, format_number, text_size, wrap_text
+from featuremaps.drawing import (
+    apply_colormap,
+    colour_bar,
+    draw_lines,
+    font,
+    format_number,
+    lines_height,
+    text_size,
+    wrap_text,
+)
 from featuremaps.errors import SettingsError
 
 __all__ = ["Normalization", "check_tiles", "render_grid", "save_maps"]
@@ -105,7 +114,7 @@ def render_grid(
     heading = f"{title}  ({header})" if title else header
     canvas_w = max(columns * cell_w + _PAD, 360)
     heading_lines = wrap_text(heading, canvas_w - 2 * _PAD, 14, max_lines=3)
-    head_h = 12 + int(len(heading_lines) * 14 * 1.35)
+    head_h = 12 + lines_height(heading_lines, 14)
     shared = _value_range(array, clip)
     bar = colour_bar(min(canvas_w - 2 * _PAD, 320), shared[0], shared[1], cmap, clipped=bool(clip),
                      label="one colour scale for every map") if normalize == "shared" else None
@@ -132,7 +141,7 @@ def render_grid(
             (left - 1, top + _LABEL + _PAD // 2 - 1, left + tile_w, top + _LABEL + _PAD // 2 + tile_h), outline=_MUTED
         )
         if normalize == "map":
-            label = _range_label(low, high, clip)
+            label = _range_label(low, high)
             draw.text((left, top + _LABEL + tile_h + _PAD), _fit(draw, label, cell_w - _PAD), fill=_MUTED,
                       font=font(_LABEL - 1))
     if bar is not None:
@@ -155,11 +164,10 @@ def _value_range(values: np.ndarray, clip: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def _range_label(low: float, high: float, clip: float) -> str:
-    """The colours' range under a tile: ``-0.6 to 0.56`` (dark to bright)."""
+def _range_label(low: float, high: float) -> str:
+    """The colours' range under a tile: ``-0.6 to 0.56`` (dark to bright; clipping is said in the heading)."""
     if high == low:
         return "constant " + format_number(low)
-    del clip  # said once in the heading
     return f"{format_number(low)} to {format_number(high)}"
 
 

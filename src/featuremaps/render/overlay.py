@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from featuremaps.drawing import apply_colormap, colour_bar, font, format_number, to_pil, wrap_text
+from featuremaps.drawing import apply_colormap, colour_bar, font, format_number, lines_height, to_pil, wrap_text
 from featuremaps.errors import SettingsError
 from featuremaps.models.catalogue import LayerInfo
 
@@ -82,14 +82,14 @@ def render_overlay(
                  f"{format_number(float(feature_map[y, x]))}")
         lines += [(line, 13, _MUTED) for line in wrap_text(label, blended.width - 12, 13, max_lines=3)]
     bar = colour_bar(min(blended.width - 12, 360), low, high, cmap, label=scale_label)
-    text_h = sum(int(size * 1.35) for _, size, _ in lines)
+    text_h = sum(lines_height([line], size) for line, size, _ in lines)
     canvas = Image.new("RGB", (blended.width, blended.height + 8 + text_h + 6 + bar.height + 8), (255, 255, 255))
     canvas.paste(blended, (0, 0))
     draw = ImageDraw.Draw(canvas)
     y_text: float = blended.height + 8
     for line, size, colour in lines:
         draw.text((6, y_text), line, fill=colour, font=font(size))
-        y_text += int(size * 1.35)
+        y_text += lines_height([line], size)
     canvas.paste(bar, (6, int(y_text) + 6))
     return canvas
 

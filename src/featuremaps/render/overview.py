@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from PIL import Image, ImageDraw
 
-from featuremaps.drawing import apply_colormap, colour_bar, draw_lines, font, to_pil, wrap_text
+from featuremaps.drawing import apply_colormap, colour_bar, draw_lines, font, lines_height, to_pil, wrap_text
 from featuremaps.models.catalogue import LayerInfo
 from featuremaps.render.overlay import rank_maps
 
@@ -80,7 +80,7 @@ def render_overview(
     text_w = int(max(text_w, 120))
     width = max(int(text_w) + max_maps * (tile + 4) + 2 * _PAD, 420)
     heading = wrap_text(title or "Feature maps from low to high level", width - 2 * _PAD, 16, max_lines=2)
-    head_h = 12 + int(len(heading) * 16 * 1.35)
+    head_h = 12 + lines_height(heading, 16)
     height = head_h + thumb.height + _PAD * 2 + len(rows) * (tile + 22)
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
@@ -92,10 +92,8 @@ def render_overview(
     note = wrap_text(f"maps ranked by mean positive activation; top {max_maps} shown; each map's colours span its "
                      "own range:", width - x_text - _PAD, 12, max_lines=3)
     y_note = draw_lines(draw, (x_text, head_h + 24), note, size=12, fill=(110, 110, 110))
-    bar = colour_bar(min(200, width - x_text - _PAD), 0.0, 1.0, cmap)
-    canvas.paste(bar.crop((0, 0, bar.width, 13)), (x_text, int(y_note) + 4))
-    draw.text((x_text, int(y_note) + 20), "low", fill=(110, 110, 110), font=font(11))
-    draw.text((x_text + bar.width, int(y_note) + 20), "high", fill=(110, 110, 110), font=font(11), anchor="ra")
+    canvas.paste(colour_bar(min(200, width - x_text - _PAD), 0.0, 1.0, cmap, ends=("low", "high"), size=11),
+                 (x_text, int(y_note) + 4))
     top = head_h + thumb.height + _PAD * 2
     for name, tensor in rows:
         if tensor is None:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from featuremaps.drawing import draw_lines, font, to_pil, wrap_text
+from featuremaps.drawing import draw_lines, font, lines_height, to_pil, wrap_text
 from featuremaps.errors import SettingsError
 
 __all__ = ["PALETTE", "render_segmentation", "save_index_mask"]
@@ -42,16 +42,15 @@ def save_index_mask(mask: np.ndarray, path: str | Path, *, offset: int = 0) -> P
     return path
 
 
-def render_segmentation(image: torch.Tensor, mask: np.ndarray, names: Sequence[str], *, alpha: float = 0.5,
+def render_segmentation(image: torch.Tensor, mask: np.ndarray, names: Sequence[str], *,
                         background: int | None = None, title: str | None = None) -> Image.Image:
     """Two panels: the image ``(C, H, W)`` with the segment boundaries drawn on it, and the segments as solid
     fills in exactly the legend's colours (boundaries white); a legend with each segment's share of the pixels.
 
     ``background``: a trained head's background class (drawn in ``PALETTE[0]``, dark grey). Without one
-    (clusters), colours start at ``PALETTE[1]`` so that no segment is the dark grey. ``alpha`` is kept for
-    callers of the former blended picture and is not used: a blend would not match the legend.
+    (clusters), colours start at ``PALETTE[1]`` so that no segment is the dark grey. The segments are not
+    blended with the image: a blend would not match the legend's colours.
     """
-    del alpha
     offset = 0 if background is not None else 1
     base = np.asarray(to_pil(image).convert("RGB"), dtype=np.float64)
     mask = np.asarray(mask)
@@ -73,8 +72,8 @@ def render_segmentation(image: torch.Tensor, mask: np.ndarray, names: Sequence[s
     legend = [(index, wrap_text(f"{index}: {name}  {count / total:.1%} of the pixels", width - 36, 12, max_lines=2))
               for index, name, count in rows]
     heading = wrap_text(title, width - 8, 14, max_lines=3) if title else []
-    top = 6 + int(len(heading) * 14 * 1.35) + 18  # the title, then the panels' captions
-    legend_h = 10 + sum(int(len(lines) * 12 * 1.35) + 6 for _, lines in legend)
+    top = 6 + lines_height(heading, 14) + 18  # the title, then the panels' captions
+    legend_h = 10 + sum(lines_height(lines, 12) + 6 for _, lines in legend)
     canvas = Image.new("RGB", (width, top + panels[0].height + legend_h), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     draw_lines(draw, (4, 6), heading, size=14)

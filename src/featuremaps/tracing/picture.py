@@ -15,7 +15,16 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from featuremaps.drawing import apply_colormap, draw_lines, font, format_number, text_size, to_pil, wrap_text
+from featuremaps.drawing import (
+    apply_colormap,
+    draw_lines,
+    font,
+    format_number,
+    lines_height,
+    text_size,
+    to_pil,
+    wrap_text,
+)
 from featuremaps.tracing.names import INPUT
 
 # A featuremaps.tracing.trace.Lineage and its nodes; not imported, because a Lineage draws itself with this
@@ -94,7 +103,7 @@ def render_lineage(result: Lineage, *, title: str | None = None,
     notes = wrap_text(f"{result.weights}  |  {exact}", width - 2 * _GAP, 13, max_lines=2)
     legend = wrap_text("share: the child's part of all its siblings' |contributions|; blue adds, red takes away; "
                        "box: receptive field", width - 2 * _GAP, 12, max_lines=3)
-    header = 14 + int(len(heading) * 18 * 1.35) + int(len(notes) * 13 * 1.35) + int(len(legend) * 12 * 1.35)
+    header = 14 + lines_height(heading, 18) + lines_height(notes, 13) + lines_height(legend, 12)
     height = header + len(levels) * (_CARD_H + _ROW_GAP)
     picture = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(picture)

@@ -96,6 +96,23 @@ class ExplorerSettings:
             raise SettingsError("allowed_hosts must name at least one host (or '*' for any)")
 
 
+_DEPTH_BANKS = ("random", "gabor", "random_int")
+_SIZEABLE_BANKS = (*_DEPTH_BANKS, "gaussian", "box")
+
+
+def _playground_layer(channels: int, request: ConvRequest | SceneRequest) -> ConvLayer:
+    """The playground's layer (also the player's): depth only for banks that take one, kernel size only for
+    banks that can be sized, so a fixed bank's own count and size are not contradicted."""
+    return ConvLayer(
+        channels, request.filters,
+        depth=request.depth if request.filters in _DEPTH_BANKS else None,
+        kernel_size=request.kernel_size if request.filters in _SIZEABLE_BANKS else None,
+        stride=request.stride, padding=request.padding, padding_mode=request.padding_mode,
+        dilation=request.dilation, seed=request.seed, transposed=request.transposed,
+        output_padding=request.output_padding,
+    )
+
+
 def png_url(picture: Image.Image) -> str:
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG", optimize=False, compress_level=1)
@@ -205,15 +222,7 @@ class Explorer:
     def conv(self, request: ConvRequest) -> ConvResponse:
         """Maps of the playground's layer; refused before computing when over :data:`CONV_LIMITS`."""
         image = self.image(request.image)
-        sizeable = request.filters in ("random", "gabor", "random_int", "gaussian", "box")
-        layer = ConvLayer(
-            image.shape[0], request.filters,
-            depth=request.depth if request.filters in ("random", "gabor", "random_int") else None,
-            kernel_size=request.kernel_size if sizeable else None,
-            stride=request.stride, padding=request.padding, padding_mode=request.padding_mode,
-            dilation=request.dilation, seed=request.seed, transposed=request.transposed,
-            output_padding=request.output_padding,
-        )
+        layer = _playground_layer(int(image.shape[0]), request)
         if layer.depth > CONV_LIMITS.max_filters:
             raise SettingsError(f"filters {request.filters!r} make {layer.depth} maps; the explorer shows at most "
                                 f"{CONV_LIMITS.max_filters}")
@@ -236,14 +245,7 @@ class Explorer:
             x = image_patch(self.image(request.image), request.height, request.width, channels=3)
         else:
             x = random_grid(request.height, request.width, request.channels, seed=0)
-        sizeable = request.filters in ("random", "gabor", "random_int", "gaussian", "box")
-        layer = ConvLayer(
-            int(x.shape[0]), request.filters,
-            depth=request.depth if request.filters in ("random", "gabor", "random_int") else None,
-            kernel_size=request.kernel_size if sizeable else None, stride=request.stride, padding=request.padding,
-            padding_mode=request.padding_mode, dilation=request.dilation, transposed=request.transposed,
-            output_padding=request.output_padding, seed=request.seed,
-        )
+        layer = _playground_layer(int(x.shape[0]), request)
         if layer.depth > 16:
             raise SettingsError(f"filters {request.filters!r} make {layer.depth} maps; the player shows at most 16")
         scene = ConvScene.from_layer(layer, x, kind=kind)
