@@ -1,4 +1,5 @@
-"""Shared test settings: hypothesis profiles and the real CLI entry point."""
+"""Shared test settings: hypothesis profiles, the real CLI entry point, and Debian's Chromium driven by
+Playwright (never a downloaded browser)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ settings.register_profile("ci", max_examples=300, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 FEATUREMAPS = Path(sys.executable).parent / "featuremaps"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync"]
 
 
 @pytest.fixture
@@ -43,3 +47,17 @@ def require():
             pytest.skip(f"{module} is not installed")
 
     return load
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium (.ci/run does: apt-get install chromium)")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield instance
+        instance.close()

@@ -19,6 +19,7 @@ from featuremaps.conv.geometry import output_size_formula
 from featuremaps.data.objects import example_object
 from featuremaps.drawing import to_pil
 from featuremaps.features import FeatureExtractor
+from featuremaps.files import check_outputs
 from featuremaps.illustrate import ConvScene, image_patch, random_grid
 from featuremaps.illustrate.receptive import receptive_field_diagram
 from featuremaps.images import load_image, samples
@@ -346,11 +347,13 @@ SECTIONS: list[Callable[[Report], None]] = [_convolution_section, _animation_sec
 
 
 def build_demo(out_dir: str | Path = "demo-output", *,
-               on_section: Callable[[int, int, str], None] | None = None) -> Path:
+               on_section: Callable[[int, int, str], None] | None = None, overwrite: bool = False) -> Path:
     """Write the demo report into ``out_dir``; return the path of its ``index.html``.
 
     ``on_section(number, total, name)`` is called as each section starts (about a minute in all).
+    A file in ``out_dir`` that featuremaps did not write is replaced only with ``overwrite``.
     """
+    check_outputs([Path(out_dir) / "index.html"], overwrite=overwrite)  # before minutes of work
     report = Report(
         "featuremaps demo",
         intro="How a convolution layer turns an image into feature maps, computed on this machine.",
@@ -361,4 +364,4 @@ def build_demo(out_dir: str | Path = "demo-output", *,
         if on_section is not None:
             on_section(number, len(SECTIONS), name)
         add_section(report)
-    return report.write(out_dir)
+    return report.write(out_dir, overwrite=overwrite)

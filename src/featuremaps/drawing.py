@@ -25,6 +25,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from featuremaps.errors import SettingsError
+from featuremaps.files import save_picture
 
 __all__ = ["Canvas", "Colour", "RasterCanvas", "SvgCanvas", "apply_colormap", "colour_bar", "draw_lines", "font",
            "format_number", "lines_height", "png_bytes", "png_data_url", "text_size", "to_pil", "wrap_text"]
@@ -241,10 +242,8 @@ class RasterCanvas:
     def text_width(self, text: str, size: int = 13) -> int:
         return text_size(self._draw, text, size)[0]
 
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        self.image.save(path)
-        return path
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        return save_picture(self.image, path, overwrite=overwrite)
 
 
 def _arrow_head(x1: float, y1: float, x2: float, y2: float, size: float) -> list[tuple[float, float]]:
@@ -308,7 +307,5 @@ class SvgCanvas:
             f"{body}\n</svg>\n"
         )
 
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(self.markup(), encoding="utf-8")
-        return path
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        return save_picture(self.markup(), path, overwrite=overwrite)

@@ -39,10 +39,12 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from featuremaps.errors import ImageError, SettingsError
+from featuremaps.files import FileRefused, read_regular_file
 from featuremaps.sample_photos import SAMPLE_PREFIX, Sample, sample_path, samples
 
 __all__ = [
     "LUMA",
+    "MAX_FILE_BYTES",
     "MAX_PIXELS",
     "SUPPORTED_FORMATS",
     "ImageHeader",
@@ -54,6 +56,7 @@ __all__ = [
     "load_image",
     "open_pil",
     "read_header",
+    "read_image_file",
     "sample_path",
     "samples",
 ]
@@ -63,6 +66,10 @@ ColourMode = Literal["auto", "rgb", "gray"]
 
 MAX_PIXELS = 64_000_000
 """Default limit on width × height; larger images are refused before decoding."""
+
+MAX_FILE_BYTES = 512 * 1024 * 1024
+"""Largest image file read (512 MiB, beyond any compressed image of :data:`MAX_PIXELS`); checked before
+reading, like the rule that only regular files are read (no FIFO, no ``/dev/zero``)."""
 
 SUPPORTED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 """Pillow format names that featuremaps decodes."""
@@ -284,9 +291,20 @@ def decode_jpegs(datas: Sequence[torch.Tensor], *, mode: Literal["rgb", "gray"] 
     return results
 
 
-def _read_file(path: Path, name: str) -> bytes:
+def read_image_file(path: str | os.PathLike[str], *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of an image file: a regular file of at most ``max_bytes`` (checked before reading).
+
+    Raises:
+        ImageError: missing, a folder, not a regular file (a FIFO, ``/dev/zero``), too large, unreadable.
+    """
+    return _read_file(Path(path), describe_source(path), max_bytes)
+
+
+def _read_file(path: Path, name: str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
     try:
-        return path.read_bytes()
+        return read_regular_file(path, max_bytes=max_bytes)
+    except FileRefused as error:
+        raise ImageError(name, error.reason) from None
     except FileNotFoundError:
         raise ImageError(name, "file not found") from None
     except IsADirectoryError:

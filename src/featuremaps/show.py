@@ -18,6 +18,7 @@ from torch import nn
 from featuremaps.drawing import to_pil
 from featuremaps.errors import LayerError, SettingsError
 from featuremaps.features import FeatureExtractor, LayerSelection, catalogue_for, default_layers, select_layers
+from featuremaps.files import check_outputs, save_picture
 from featuremaps.images import ImageSource
 from featuremaps.models.catalogue import LayerInfo
 from featuremaps.models.info import model_device, model_info
@@ -128,8 +129,12 @@ def show(
     title: str | None = None,
     tile_size: int = 128,
     scale: float | None = None,
+    overwrite: bool = False,
 ) -> ShowResult:
     """Render the maps of ``layers`` (default: :func:`default_layers`) of ``image`` into ``out_dir``.
+
+    Files are written atomically; one featuremaps did not write (a user's ``index.html``) is
+    replaced only with ``overwrite``, which is checked before the forward pass.
 
     Args:
         tile_size, scale: the grids' tile side in pixels, or pixels per map unit (then maps of
@@ -147,10 +152,16 @@ def show(
     chosen = select_layers(catalogue, layers, model_name=info.name) if layers else default_layers(catalogue)
     extra_names = [spec[0] for spec in (overlay, unit) if spec is not None]
     extra = select_layers(catalogue, extra_names, model_name=info.name) if extra_names else []
+    out = Path(out_dir)
+    names = ["index.html", "overview.png", "overview-page.png", "input.png",
+             *(f"{_slug(entry.name)}.png" for entry in chosen)]
+    if overlay is not None:
+        names.append(f"overlay-{_slug(overlay[0])}-{overlay[1]}.png")
+    if unit is not None:
+        names.append(f"unit-{_slug(unit[0])}-{unit[1]}-{unit[2]}-{unit[3]}.png")
+    check_outputs([out / name for name in names], overwrite=overwrite)
     seen = image_maps(model, image, [e.name for e in chosen] + [e.name for e in extra if e not in chosen])
     picture_input = seen.display
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     result = ShowResult(index=out / "index.html", input_shape=seen.input_shape)
     grids, overview_maps = [], {}
     for entry in chosen:
@@ -161,8 +172,7 @@ def show(
             overview_maps[entry.name] = tensor
             order = rank_maps(tensor)[:max_maps]
             grid = render_grid(tensor[order], indices=order, clip=0.5, tile_size=tile_size, scale=scale, title=describe_layer(entry) + info.untrained_note)
-            path = out / f"{_slug(entry.name)}.png"
-            grid.save(path)
+            path = save_picture(grid, out / f"{_slug(entry.name)}.png", overwrite=overwrite)
             row["picture"] = str(path)
             grids.append((grid, f"{describe_layer(entry)}; the {len(order)} most active of {tensor.shape[0]} maps",
                           _slug(entry.name)))
@@ -172,8 +182,8 @@ def show(
     overview = render_overview(picture_input, overview_maps, by_name, max_maps=min(max_maps, 8),
                                title=f"{info.name}: feature maps from low to high level"
                                      + info.untrained_note)
-    overview.save(out / "overview.png")
-    to_pil(picture_input).save(out / "input.png")
+    save_picture(overview, out / "overview.png", overwrite=overwrite)
+    save_picture(to_pil(picture_input), out / "input.png", overwrite=overwrite)
     report = Report(title or f"{info.name}: feature maps, low to high",
                     intro=f"Model {info.name} ({info.source}), {weights}. Input {list(seen.input_shape)}.")
     report.section("Overview").figure(overview, "Each row is a layer, low to high; its most active maps.",
@@ -187,8 +197,7 @@ def show(
         _check_channel(name, channel, tensor)
         picture = render_overlay(picture_input, tensor[channel], layer=by_name[name],
                                  title=f"{name} channel {channel}{info.untrained_note}")
-        path = out / f"overlay-{_slug(name)}-{channel}.png"
-        picture.save(path)
+        path = save_picture(picture, out / f"overlay-{_slug(name)}-{channel}.png", overwrite=overwrite)
         result.extra.append(path)
         report.section("Overlay").figure(picture, f"{name} channel {channel} over the input; the box is the "
                                                   "receptive field of its most active unit.", name=path.stem)
@@ -200,11 +209,10 @@ def show(
         picture = render_receptive_field(picture_input, entry, y, x, channel=channel,
                                          value=float(tensor[channel, y, x]) if y < tensor.shape[1] and
                                          x < tensor.shape[2] else None)
-        path = out / f"unit-{_slug(name)}-{channel}-{y}-{x}.png"
-        picture.save(path)
+        path = save_picture(picture, out / f"unit-{_slug(name)}-{channel}-{y}-{x}.png", overwrite=overwrite)
         result.extra.append(path)
         report.section("Receptive field").figure(picture, f"What unit ({y}, {x}) of {name} sees.", name=path.stem)
-    report.write(out)
+    report.write(out, overwrite=overwrite)
     return result
 
 

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from featuremaps.batch import ExtractConfig, Store, run_extract
+from featuremaps.files import LEDGER
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +67,11 @@ def test_microscope_site_from_the_cli(stores, tmp_path):
     assert "<title>featuremaps microscope (untrained: random weights)</title>" in index.read_text()
     assert local.manifest().weights_label == "untrained (random) weights"
     # Compact: per layer one page and one sprite per 64 channels (layer1: 64, layer4: 512), not a file per patch.
-    files = sorted(p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file())
+    files = sorted(p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file() and p.name != LEDGER)
     assert files == ["index.html", "layer1/index.html", "layer1/patches-0.jpg", "layer4/index.html",
-                     *[f"layer4/patches-{i}.jpg" for i in range(8)]]
+                     *[f"layer4/patches-{i}.jpg" for i in range(8)], "layers.json"]
+    assert sorted(p.relative_to(site).as_posix() for p in site.rglob(LEDGER)) == [
+        LEDGER, f"layer1/{LEDGER}", f"layer4/{LEDGER}"]  # what featuremaps wrote, so a rerun may replace it
     data = _layer_data(site, "layer1")
     assert data["weights"] == "untrained (random) weights" and data["rf"] == [43, 43]
     seven = data["channels"][7]

@@ -146,7 +146,7 @@ def test_link_loops_and_broken_links_are_listed_as_errors_not_dropped(tmp_path):
     assert summary.images == 5 and summary.readable == 2 and summary.errors == 3
     reasons = {Path(r["path"]).name: r["reason"] for r in Store(tmp_path / "store").table("errors").to_pylist()}
     assert "symbolic links" in reasons["a.jpg"] and "symbolic links" in reasons["b.jpg"]
-    assert "No such file" in reasons["gone.jpg"]
+    assert reasons["gone.jpg"] == "file not found"
 
 
 def test_a_full_disk_names_the_file_and_the_store_says_failed(tmp_path, monkeypatch, capsys):

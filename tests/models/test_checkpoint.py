@@ -184,7 +184,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint_whole(tmp_path, monkeypat
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint, "save_file", disk_full)
+    monkeypatch.setattr("safetensors.torch.save_file", disk_full)
     with pytest.raises(OSError, match="No space left"):
         save_checkpoint(load_model("tinyvgg", seed=2), tmp_path / "ckpt", overwrite=True)
     assert {p.name: p.read_bytes() for p in first.iterdir()} == before

@@ -81,5 +81,5 @@ def test_save_maps_round_trip(tmp_path):
     maps = torch.randn(3, 5, 6)
     path = save_maps(maps, tmp_path / "sub" / "maps.npy")
     assert np.array_equal(np.load(path), maps.numpy())
-    with pytest.raises(SettingsError, match=r"raw maps are saved as \.npy"):
+    with pytest.raises(SettingsError, match=r"arrays are saved as \.npy; .*maps.txt. does not end in \.npy"):
         save_maps(maps, tmp_path / "maps.txt")

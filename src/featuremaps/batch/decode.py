@@ -20,13 +20,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from featuremaps.errors import FeatureMapsError
-from featuremaps.images import decode_jpegs, read_header
+from featuremaps.errors import FeatureMapsError, ImageError
+from featuremaps.images import decode_jpegs, read_header, read_image_file
 from featuremaps.inputs import ModelInput
 
 __all__ = ["Assembled", "assemble", "read_item"]
@@ -41,9 +40,11 @@ def read_item(index: int, path: str, model_input: ModelInput, *, defer_jpeg: boo
     """
     item: dict[str, Any] = {"index": index, "path": path}
     try:
-        data = Path(path).read_bytes()
-    except OSError as error:
-        return {**item, "reason": f"cannot read file ({error.strerror or error})"}
+        data = read_image_file(path)
+    except ImageError as error:
+        return {**item, "reason": error.reason}
+    except (OSError, MemoryError) as error:  # noqa: BLE001 - one bad file must not stop the job
+        return {**item, "reason": f"cannot read file ({getattr(error, 'strerror', None) or error or type(error).__name__})"}
     if not data:
         return {**item, "reason": "file is empty (0 bytes)"}
     try:

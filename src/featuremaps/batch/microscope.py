@@ -15,16 +15,19 @@ Everything is in the files (the data as JSON inside the page): it opens from the
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import logging
 import math
+import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import torch
@@ -32,17 +35,21 @@ from PIL import Image, ImageDraw
 
 from featuremaps.batch.store import Store
 from featuremaps.drawing import apply_colormap, font, to_pil
-from featuremaps.errors import FeatureMapsError, ImageError, SettingsError
+from featuremaps.errors import FeatureMapsError, ImageError, LayerError, SettingsError
 from featuremaps.features import FeatureExtractor, sample_maps
+from featuremaps.files import check_outputs, encode_picture, safe_name, write_output
+from featuremaps.images import read_image_file
 from featuremaps.inputs import ModelInput
 
-__all__ = ["PATCH", "SPRITE_CHANNELS", "build_microscope", "read_patches"]
+__all__ = ["PATCH", "SITE_LAYERS", "SPRITE_CHANNELS", "build_microscope", "read_patches", "site_layers"]
 
 logger = logging.getLogger(__name__)
 PATCH = 96
 """Side of one patch (and one visualisation) in the sprites, in pixels."""
 SPRITE_CHANNELS = 64
 """Channels per sprite image."""
+SITE_LAYERS = "layers.json"
+"""The file of a built site that maps each layer name to its folder."""
 Progress = Callable[[str, int, int], None]
 """``(stage, done, total)``: ``images`` (patches drawn) or ``visualize`` (optimisation steps)."""
 
@@ -114,8 +121,28 @@ def _unreadable() -> Image.Image:
     return image
 
 
-def _folder(layer: str) -> str:
-    return layer.replace(":", "_").replace("/", "_")
+def _folders(layers: Sequence[str]) -> dict[str, str]:
+    """A folder name per layer, each one safe (:func:`~featuremaps.files.safe_name`) and distinct."""
+    found: dict[str, str] = {}
+    for name in layers:
+        base = safe_name(name)
+        folder, n = base, 2
+        while folder in found.values() or folder.lower() in ("index.html", SITE_LAYERS):
+            folder, n = f"{base}-{n}", n + 1
+        found[name] = folder
+    return found
+
+
+def site_layers(site: str | Path) -> dict[str, Path]:
+    """The layer folders of a built site, by layer name (from its ``layers.json``); empty when there is none."""
+    root = Path(site)
+    try:
+        data = json.loads((root / SITE_LAYERS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(name): root / safe_name(str(folder)) for name, folder in data.items()}
 
 
 class _Sprites:
@@ -136,13 +163,25 @@ class _Sprites:
         sheet, row = divmod(channel, SPRITE_CHANNELS)
         return [f"{self.prefix}-{sheet}.jpg", column * PATCH, row * PATCH]
 
-    def save(self, folder: Path) -> list[Path]:
+    def names(self) -> list[str]:
+        """The sprite files this layer can have (every sheet, placed or not)."""
+        return [f"{self.prefix}-{sheet}.jpg" for sheet in range(-(-self.channels // SPRITE_CHANNELS))]
+
+    def save(self, folder: Path, *, overwrite: bool) -> list[Path]:
         paths = []
         for sheet, image in sorted(self.sheets.items()):
             path = folder / f"{self.prefix}-{sheet}.jpg"
-            image.save(path, quality=88)
+            write_output(path, partial(_save_jpeg, image), overwrite=overwrite)
             paths.append(path)
         return paths
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+def _save_jpeg(image: Image.Image, path: Path) -> None:
+    path.write_bytes(encode_picture(image, "JPEG", quality=88))
 
 
 def _load(manifest_config: dict[str, Any]) -> torch.nn.Module | None:
@@ -156,13 +195,29 @@ def _load(manifest_config: dict[str, Any]) -> torch.nn.Module | None:
         return None
 
 
-def _maps_per_image(model: torch.nn.Module | None, layers: Sequence[str],
-                    model_input: ModelInput) -> Callable[[str], tuple[Image.Image, dict[str, torch.Tensor] | None]]:
-    """A function: path -> (the model's view of the image, its maps ``{layer: (C, h, w)}`` or None)."""
-    extractor = FeatureExtractor(model, list(layers)) if model is not None else None
+def _maps_per_image(model: torch.nn.Module | None, layers: Sequence[str], model_input: ModelInput,
+                    hashes: dict[int, str]) -> Callable[[int, str], tuple[Image.Image, dict[str, torch.Tensor] | None]]:
+    """A function: (index, path) -> (the model's view of the image, its maps ``{layer: (C, h, w)}`` or None).
 
-    def read(path: str) -> tuple[Image.Image, dict[str, torch.Tensor] | None]:
-        prepared = model_input.prepare(path)  # uint8 (C, H, W): what the model sees
+    Only a regular file whose SHA-256 is the one the extraction recorded for that index is read: a
+    store can name no other file on this machine (a crafted store cannot make the site show it).
+    """
+    extractor = None
+    if model is not None:
+        try:
+            extractor = FeatureExtractor(model, list(layers))
+        except LayerError as error:  # a store whose layers this model does not have (damaged, or crafted)
+            logger.warning("no heat maps: %s", error)
+
+    def read(index: int, path: str) -> tuple[Image.Image, dict[str, torch.Tensor] | None]:
+        expected = hashes.get(index)
+        if expected is None:
+            raise ImageError(path, "the extraction recorded no checksum for it (it was unreadable then)")
+        data = read_image_file(path)
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise ImageError(path, "it changed since the extraction (its SHA-256 differs), so its maps would not "
+                                   "match; extract again")
+        prepared = model_input.prepare(data)  # uint8 (C, H, W): what the model sees
         view = to_pil(prepared.float().div(255)).convert("RGB")
         if extractor is None:
             return view, None
@@ -172,44 +227,107 @@ def _maps_per_image(model: torch.nn.Module | None, layers: Sequence[str],
     return read
 
 
+def _top_entries(store: Store, layers: dict[str, dict[str, Any]], k: int, sources: list[str]) -> list[dict[str, Any]]:
+    """The store's top-k rows, each checked against the manifest and the image list (a crafted or damaged
+    ``topk.parquet`` is refused whole): the image of a row is ``sources[index]``, never a path of its own."""
+    top = store.table("topk").to_pylist()
+    for number, entry in enumerate(top):
+        layer = layers.get(str(entry.get("layer")))
+        index, channel, rank = entry.get("index"), entry.get("channel"), entry.get("rank")
+        problem = None
+        if layer is None:
+            problem = f"layer {short_text(entry.get('layer'))} is not in the manifest"
+        elif not isinstance(channel, int) or not 0 <= channel < layer["channels"]:
+            problem = f"channel {short_text(channel)} is out of range"
+        elif not isinstance(rank, int) or not 0 <= rank < k:
+            problem = f"rank {short_text(rank)} is out of range"
+        elif not isinstance(index, int) or not 0 <= index < len(sources):
+            problem = f"image {short_text(index)} is not in the store's image list"
+        elif entry.get("path") != sources[index]:
+            problem = f"its path is not image {index} of the store's image list"
+        elif not all(isinstance(entry.get(key), int) and entry[key] >= 0 for key in ("y", "x")) or not isinstance(
+                entry.get("value"), (int, float)) or not math.isfinite(entry["value"]):
+            problem = "its position or value is not a number"
+        if problem is not None:
+            raise SettingsError(f"{store.root}: topk.parquet row {number} does not match the store ({problem}): a "
+                                "damaged or crafted store; extract again into a new --out")
+    return top
+
+
+def short_text(value: Any, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters (for messages about values read from a file)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _display_names(paths: Sequence[str]) -> dict[str, str]:
+    """Each path relative to the folder the store's images share (``cats/1.jpg``): pages show no absolute path."""
+    if not paths:
+        return {}
+    try:
+        root = os.path.commonpath([os.path.dirname(p) for p in paths])
+    except ValueError:  # mixed drives or relative and absolute paths
+        root = ""
+    return {p: os.path.relpath(p, root) if root else Path(p).name for p in paths}
+
+
 def build_microscope(store_dir: str | Path, out_dir: str | Path, *, visualize: bool = False, vis_steps: int = 128,
-                     vis_size: int | None = None, progress: Progress | None = None) -> Path:
+                     vis_size: int | None = None, progress: Progress | None = None, link_images: bool = True,
+                     overwrite: bool = False) -> Path:
     """Write the site for a finished store; return ``out_dir/index.html``.
 
     Args:
         visualize: also optimise one image per channel (slow on a CPU: ``vis_steps`` steps per 16 channels).
         vis_steps, vis_size: steps and side of the visualisations (default side: the model's input, at most 128).
         progress: called with ``(stage, done, total)``.
+        link_images: link each patch to its image file (``file://``; off for a site a server shows).
+        overwrite: replace files in ``out_dir`` that featuremaps did not write (checked before any work).
+
+    A store may come from anywhere: its manifest and top-k rows are checked, layer folders are
+    safe names inside ``out_dir``, each image is ``sources[index]`` of the store's own list and is
+    read only when its SHA-256 is the one the extraction recorded, and every text is escaped.
     """
     store = Store(store_dir)
     manifest = store.manifest()
     if manifest.status != "complete":
         raise SettingsError(f"{store_dir}: the extraction has not finished; run it again with --resume first")
-    if not manifest.config.get("top_k"):
+    k = manifest.config.get("top_k")
+    if not k:
         raise SettingsError(f"{store_dir}: the store was made with --top-k 0; the microscope needs the top images")
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 < k <= 1000:
+        raise SettingsError(f"{store_dir}: damaged manifest (top_k must be an integer from 1 to 1000; got "
+                            f"{short_text(k)})")
     model_input = ModelInput.from_dict(manifest.config["preprocessing"])
-    top = store.table("topk").to_pylist()
-    stats = store.table("stats").to_pylist()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    k = int(manifest.config["top_k"])
     layers = {layer["name"]: layer for layer in manifest.layers}
+    folders = _folders(list(layers))
     sprites = {name: _Sprites(layer["channels"], k, "patches") for name, layer in layers.items()}
+    out = Path(out_dir)
+    planned = [out / "index.html", out / SITE_LAYERS]
+    for name, folder_name in folders.items():
+        planned += [out / folder_name / "index.html", *(out / folder_name / n for n in sprites[name].names())]
+        if visualize:
+            planned += [out / folder_name / n for n in _Sprites(layers[name]["channels"], 1, "vis").names()]
+    check_outputs(planned, overwrite=overwrite)
+    sources = store.sources()
+    top = _top_entries(store, layers, k, sources)
+    stats = store.table("stats").to_pylist()
     peaks: dict[tuple[str, int], float] = defaultdict(float)
-    by_image: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for entry in top:
-        by_image[entry["path"]].append(entry)
+        by_image[entry["index"]].append(entry)
         peaks[(entry["layer"], entry["channel"])] = max(peaks[(entry["layer"], entry["channel"])], entry["value"])
+    names = _display_names([sources[index] for index in by_image])
     model = _load(manifest.config)
-    read = _maps_per_image(model, list(layers), model_input)
+    read = _maps_per_image(model, list(layers), model_input, store.image_hashes())
     geometries = {name: _Geometry.of(layer) for name, layer in layers.items()}
     unreadable: list[str] = []
     done = 0
-    for path, entries in by_image.items():
+    for index, entries in by_image.items():
+        path = sources[index]
         try:
-            view, maps = read(path)
+            view, maps = read(index, path)
         except (ImageError, OSError) as error:
-            unreadable.append(f"{path}: {getattr(error, 'reason', None) or error}")
+            unreadable.append(f"{names[path]}: {getattr(error, 'reason', None) or error}")
             for entry in entries:
                 sprites[entry["layer"]].place(entry["channel"], entry["rank"], _unreadable())
         else:
@@ -231,19 +349,22 @@ def build_microscope(store_dir: str | Path, out_dir: str | Path, *, visualize: b
     visual = _visualisations(model, layers, vis_steps, vis_size, progress) if visualize and model is not None else {}
     rows = []
     for name, layer in layers.items():
-        folder = out / _folder(name)
-        folder.mkdir(exist_ok=True)
-        sprites[name].save(folder)
+        folder = out / folders[name]
+        sprites[name].save(folder, overwrite=overwrite)
         vis_sprite = visual.get(name)
         if vis_sprite is not None:
-            vis_sprite.save(folder)
-        data = _layer_data(name, layer, top, stats, sprites[name], vis_sprite, manifest.weights_label, unreadable)
-        (folder / "index.html").write_text(_layer_page(name, data))
-        rows.append(f"<tr><td><a href='{_folder(name)}/index.html'>{html.escape(name)}</a></td>"
-                    f"<td>{html.escape(layer['type'])}</td><td>{'x'.join(map(str, layer['output_shape']))}</td>"
+            vis_sprite.save(folder, overwrite=overwrite)
+        data = _layer_data(name, layer, top, stats, sprites[name], vis_sprite, manifest.weights_label, unreadable,
+                           sources, names, link_images)
+        page = _layer_page(name, data)
+        write_output(folder / "index.html", partial(_write_text, text=page), overwrite=overwrite)
+        rows.append(f"<tr><td><a href='{html.escape(quote(folders[name]))}/index.html'>{html.escape(name)}</a></td>"
+                    f"<td>{html.escape(layer['type'])}</td>"
+                    f"<td>{html.escape('x'.join(map(str, layer['output_shape'])))}</td>"
                     f"<td>{int(layer['jump'][0]) if layer['jump'] else '-'}</td>"
                     f"<td>{int(layer['receptive_field'][0]) if layer['receptive_field'] else '-'}</td>"
                     f"<td>{'yes' if vis_sprite is not None else 'no'}</td></tr>")
+    write_output(out / SITE_LAYERS, partial(_write_text, text=json.dumps(folders, indent=1)), overwrite=overwrite)
     summary = manifest.summary
     untrained = manifest.weights_label.startswith("untrained")
     body = (f"<p>Model {html.escape(str(manifest.config['model']))} "
@@ -251,9 +372,8 @@ def build_microscope(store_dir: str | Path, out_dir: str | Path, *, visualize: b
             f"{manifest.images} images ({summary.get('readable', '?')} readable), top {k} per channel.</p>"
             "<table><tr><th>layer</th><th>type</th><th>maps</th><th>stride</th><th>receptive field</th>"
             "<th>visualisations</th></tr>" + "".join(rows) + "</table>")
-    index = out / "index.html"
-    index.write_text(_page(f"featuremaps microscope{' (untrained: random weights)' if untrained else ''}", body, 0))
-    return index
+    site = _page(f"featuremaps microscope{' (untrained: random weights)' if untrained else ''}", body, 0)
+    return write_output(out / "index.html", partial(_write_text, text=site), overwrite=overwrite)
 
 
 def _visualisations(model: torch.nn.Module, layers: dict[str, dict[str, Any]], steps: int, size: int | None,
@@ -283,7 +403,8 @@ def _visualisations(model: torch.nn.Module, layers: dict[str, dict[str, Any]], s
 
 
 def _layer_data(name: str, layer: dict[str, Any], top: list[dict[str, Any]], stats: list[dict[str, Any]],
-                sprite: _Sprites, vis: _Sprites | None, weights: str, unreadable: list[str]) -> dict[str, Any]:
+                sprite: _Sprites, vis: _Sprites | None, weights: str, unreadable: list[str], sources: list[str],
+                names: dict[str, str], link_images: bool) -> dict[str, Any]:
     per_channel: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for entry in top:
         if entry["layer"] == name:
@@ -292,17 +413,28 @@ def _layer_data(name: str, layer: dict[str, Any], top: list[dict[str, Any]], sta
     channels = []
     for c in range(layer["channels"]):
         s = layer_stats.get(c, {})
-        mean, std, peak = float(s.get("mean", 0)), float(s.get("std", 0)), float(s.get("max", 0))
-        patches = [{"rank": e["rank"], "value": e["value"], "y": e["y"], "x": e["x"], "name": Path(e["path"]).name,
-                    "uri": Path(e["path"]).resolve().as_uri(), "sprite": sprite.where(c, e["rank"])}
+        mean, std, peak = (_number(s.get(key)) for key in ("mean", "std", "max"))
+        patches = [{"rank": e["rank"], "value": e["value"], "y": e["y"], "x": e["x"],
+                    "name": names[sources[e["index"]]],
+                    "uri": Path(sources[e["index"]]).as_uri() if link_images and os.path.isabs(sources[e["index"]])
+                    else None, "sprite": sprite.where(c, e["rank"])}
                    for e in sorted(per_channel.get(c, []), key=lambda e: e["rank"])]
         channels.append({"channel": c, "mean": mean, "std": std, "max": peak,
-                         "positive": float(s.get("fraction_positive", 0)),
+                         "positive": _number(s.get("fraction_positive")),
                          "selectivity": (peak - mean) / std if std > 0 else 0.0,
                          "patches": patches, "vis": vis.where(c, 0) if vis is not None else None})
     return {"layer": name, "type": layer["type"], "shape": layer["output_shape"],
             "rf": layer["receptive_field"], "weights": weights, "patch": PATCH, "channels": channels,
             "unreadable": len(unreadable)}
+
+
+def _number(value: Any) -> float:
+    """A statistic read from the store as a finite float (0 when it is missing or not a number)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if math.isfinite(number) else 0.0
 
 
 _STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:1.2em auto;max-width:1200px;color:#222;padding:0 1em}
@@ -324,11 +456,19 @@ def _page(title: str, body: str, depth: int, script: str = "") -> str:
 
 _SCRIPT = r"""<script>
 const D = JSON.parse(document.getElementById('data').textContent);
+// Every text from the data (file names, layer names) is escaped before it meets innerHTML.
+const ESCAPES = {'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;', '`': '&#96;'};
+function esc(text) { return String(text).replace(/[&<>"'`]/g, ch => ESCAPES[ch]); }
+function int(v) { const n = Number(v); return Number.isFinite(n) ? Math.trunc(n) : 0; }
 function sprite(where) {
-  return `<span class="sprite" style="background-image:url('${where[0]}');` +
-         `background-position:-${where[1]}px -${where[2]}px"></span>`;
+  return `<span class="sprite" style="background-image:url('${encodeURI(String(where[0]))}');` +
+         `background-position:-${int(where[1])}px -${int(where[2])}px"></span>`;
 }
-function fmt(v) { return Math.abs(v) >= 100 || v === 0 ? v.toFixed(0) : v.toPrecision(3); }
+function fmt(v) {
+  v = Number(v);
+  if (!Number.isFinite(v)) return '?';
+  return Math.abs(v) >= 100 || v === 0 ? v.toFixed(0) : v.toPrecision(3);
+}
 function order() {
   const key = document.getElementById('sort').value;
   const list = D.channels.slice();
@@ -338,9 +478,9 @@ function order() {
 function sheet() {
   const html = order().map(c => {
     const pic = c.vis || (c.patches[0] && c.patches[0].sprite);
-    return `<div class="tile" data-channel="${c.channel}" onclick="location.hash='${c.channel}'">` +
+    return `<div class="tile" data-channel="${int(c.channel)}" onclick="location.hash='${int(c.channel)}'">` +
            (pic ? sprite(pic) : '<span class="sprite"></span>') +
-           `<br>#${c.channel} max ${fmt(c.max)}</div>`;
+           `<br>#${int(c.channel)} max ${fmt(c.max)}</div>`;
   }).join('');
   document.getElementById('sheet').innerHTML = html;
 }
@@ -351,15 +491,17 @@ function show() {
   const c = D.channels[n], list = order(), at = list.findIndex(x => x.channel === n);
   const prev = list[(at - 1 + list.length) % list.length].channel, next = list[(at + 1) % list.length].channel;
   box.hidden = false;
-  box.innerHTML = `<nav><a href="#${prev}" id="prev">&larr; previous</a><b>${D.layer} channel ${n}</b>` +
-    `<a href="#${next}" id="next">next &rarr;</a></nav>` +
+  box.innerHTML = `<nav><a href="#${int(prev)}" id="prev">&larr; previous</a><b>${esc(D.layer)} channel ${n}</b>` +
+    `<a href="#${int(next)}" id="next">next &rarr;</a></nav>` +
     `<p>mean ${fmt(c.mean)}, std ${fmt(c.std)}, max ${fmt(c.max)}, above zero ${(100 * c.positive).toFixed(1)}%, ` +
     `selectivity ${fmt(c.selectivity)} (max - mean) / std</p><div class="row">` +
     (c.vis ? `<div class="patch"><b>optimised to excite it</b><br>${sprite(c.vis)}</div>` : '') +
     `<div><b>top dataset patches</b> (receptive field clipped to the image; heat = this channel)` +
     `<div class="patches">` + c.patches.map(p =>
-      `<div class="patch" data-rank="${p.rank}">${sprite(p.sprite)}<br>#${p.rank + 1}: ${fmt(p.value)} ` +
-      `at (${p.y}, ${p.x})<br><a href="${p.uri}">${p.name}</a></div>`).join('') + `</div></div></div>`;
+      `<div class="patch" data-rank="${int(p.rank)}">${sprite(p.sprite)}<br>#${int(p.rank) + 1}: ${fmt(p.value)} ` +
+      `at (${int(p.y)}, ${int(p.x)})<br>` +
+      (p.uri ? `<a href="${esc(p.uri)}">${esc(p.name)}</a>` : `<span class="name">${esc(p.name)}</span>`) +
+      `</div>`).join('') + `</div></div></div>`;
   document.title = `${D.layer} channel ${n}`;
 }
 document.getElementById('sort').addEventListener('change', () => { sheet(); show(); });
@@ -391,7 +533,7 @@ def _layer_page(name: str, data: dict[str, Any]) -> str:
     untrained = data["weights"].startswith("untrained")
     payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
     body = (f"<p><span class='{'warn' if untrained else ''}'>{html.escape(data['weights'])}</span>; "
-            f"{data['type']} {'x'.join(map(str, data['shape']))}, receptive field "
+            f"{html.escape(data['type'])} {html.escape('x'.join(map(str, data['shape'])))}, receptive field "
             f"{int(rf[0]) if rf else 'global'} px. Click a channel, or use #N in the address.</p>"
             "<nav><label>sort by <select id='sort'><option value='channel'>channel</option>"
             "<option value='mean'>mean</option><option value='max'>maximum</option>"

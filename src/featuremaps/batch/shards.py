@@ -217,7 +217,11 @@ def open_maps(store: Store, layers: list[LayerInfo], images: int, half: bool) ->
                                                    zarr_format=3)
 
     def write(name: str, index: int, maps: Any) -> None:
-        arrays[name][index] = np.asarray(maps).astype(np.float16 if half else np.float32)
+        try:
+            arrays[name][index] = np.asarray(maps).astype(np.float16 if half else np.float32)
+        except OSError as error:  # zarr names no file: say which array and image (a full disk, say)
+            raise OSError(error.errno, f"{error.strerror or error} (writing image {index})",
+                          str(store.maps_path(name))) from error
 
     return write
 

@@ -48,7 +48,7 @@ import torch
 from featuremaps.batch.stats import ChannelStats
 from featuremaps.batch.topk import TopK
 from featuremaps.errors import SettingsError
-from featuremaps.files import atomic_write
+from featuremaps.files import atomic_write, safe_name
 
 __all__ = ["STORE_VERSION", "Manifest", "ShardResult", "Store"]
 
@@ -98,8 +98,29 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
-        return cls(data["config"], data["layers"], data["images"], data["shard_size"], data["sources_sha256"],
-                   data.get("status", "running"), data.get("summary", {}))
+        """The manifest in ``data``, its fields checked (a store may come from anywhere: nothing unchecked
+        reaches a path or a page).
+
+        Raises:
+            ValueError, TypeError, KeyError: a field is missing or of the wrong kind.
+        """
+        if not isinstance(data, dict) or not isinstance(data["config"], dict):
+            raise TypeError("the manifest and its config must be JSON objects")
+        layers = data["layers"]
+        if not isinstance(layers, list):
+            raise TypeError("layers must be a list")
+        for number, layer in enumerate(layers):
+            _check_layer(layer, number)
+        if len({layer["name"] for layer in layers}) != len(layers):
+            raise ValueError("two layers have the same name")
+        images, shard_size = data["images"], data["shard_size"]
+        for key, value in (("images", images), ("shard_size", shard_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_COUNT:
+                raise ValueError(f"{key} must be an integer from 0 to {_MAX_COUNT:,}")
+        status, summary = data.get("status", "running"), data.get("summary", {})
+        if not isinstance(status, str) or not isinstance(summary, dict):
+            raise TypeError("status must be a string and summary an object")
+        return cls(data["config"], layers, images, shard_size, str(data["sources_sha256"]), status, summary)
 
     def differences(self, other: Manifest) -> list[str]:
         """What makes ``other`` a different job (empty when a resume may go on)."""
@@ -110,6 +131,31 @@ class Manifest:
         if self.shard_size != other.shard_size:
             found.append(f"shard size: {self.shard_size} in the store, {other.shard_size} now")
         return found
+
+
+_MAX_COUNT = 2**40
+_NUMBER_PAIRS = ("jump", "receptive_field", "start")
+
+
+def _check_layer(layer: Any, number: int) -> None:
+    """One entry of the manifest's layer table: name and type short strings, counts and sizes integers."""
+    if not isinstance(layer, dict):
+        raise TypeError(f"layer {number} must be an object")
+    for key in ("name", "type"):
+        value = layer.get(key)
+        if not isinstance(value, str) or not 0 < len(value) <= 300 or any(ord(ch) < 32 for ch in value):
+            raise ValueError(f"layer {number}: {key} must be a one-line string of 1 to 300 characters")
+    channels, shape = layer.get("channels"), layer.get("output_shape")
+    if isinstance(channels, bool) or not isinstance(channels, int) or not 0 < channels <= 1_000_000:
+        raise ValueError(f"layer {number}: channels must be an integer from 1 to 1,000,000")
+    if not isinstance(shape, list) or not 1 <= len(shape) <= 4 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _MAX_COUNT for v in shape):
+        raise ValueError(f"layer {number}: output_shape must be a list of up to 4 non-negative integers")
+    for key in _NUMBER_PAIRS:
+        value = layer.get(key)
+        if value is not None and (not isinstance(value, list) or len(value) != 2 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= _MAX_COUNT for v in value)):
+            raise ValueError(f"layer {number}: {key} must be null or a pair of numbers")
 
 
 def sources_digest(paths: Iterable[str]) -> str:
@@ -176,7 +222,7 @@ class Store:
             if differences:
                 raise SettingsError(f"{self.root}: cannot resume with another config; "
                                     + "; ".join(differences))
-            for stale in self.root.rglob(".*.tmp"):  # half-written files of the run that was killed
+            for stale in self.root.rglob(".*.tmp*"):  # half-written files of the run that was killed
                 stale.unlink(missing_ok=True)
         elif self.root.exists() and any(self.root.iterdir()):
             raise SettingsError(f"{self.root}: the folder is not empty and holds no store; choose another --out")
@@ -241,7 +287,7 @@ class Store:
         try:
             data = json.loads(self.manifest_path.read_text())
             return Manifest.from_dict(data)
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as error:
             raise SettingsError(f"{self.manifest_path}: damaged manifest ({type(error).__name__}: "
                                 f"{' '.join(str(error).split())[:160]}); extract again into a new --out") from None
 
@@ -331,6 +377,20 @@ class Store:
             raise SettingsError(f"{self.root}: no features for layer {layer!r}; layers: {', '.join(names) or 'none'}")
         return pa.concat_tables(pq.read_table(f) for f in files).sort_by("index")
 
+    def image_hashes(self) -> dict[int, str]:
+        """The SHA-256 of every image the extraction read, by its index (from the first layer's features)."""
+        folders = sorted(p for p in (self.root / "features").glob("*") if p.is_dir()) \
+            if (self.root / "features").is_dir() else []
+        hashes: dict[int, str] = {}
+        for path in sorted(folders[0].glob("shard-*.parquet")) if folders else []:
+            try:
+                table = pq.read_table(path, columns=["index", "sha256"])
+            except (OSError, ValueError, KeyError) as error:
+                raise SettingsError(f"{path}: damaged feature file ({type(error).__name__}); extract again into a "
+                                    "new --out") from None
+            hashes.update(zip(table.column("index").to_pylist(), table.column("sha256").to_pylist()))
+        return hashes
+
     def table(self, name: str) -> pa.Table:
         path = self.root / f"{name}.parquet"
         if not path.exists():
@@ -383,8 +443,8 @@ def _sha256(path: Path) -> str:
 
 
 def _folder(layer: str) -> str:
-    """A layer name as a folder name (``layer1.0.relu:1`` -> ``layer1.0.relu_1``)."""
-    return layer.replace(":", "_").replace("/", "_")
+    """A layer name as a folder name that stays in its folder (``layer1.0.relu:1`` -> ``layer1.0.relu_1``)."""
+    return safe_name(layer)
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -87,6 +87,11 @@ def print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace output files featuremaps did not write (a "
+                                        "user's file, a changed file, a link). Without it such a file stops the "
+                                        "command before any work, and featuremaps' own earlier outputs are replaced.")]
+
+
 # Options shared by every command that builds a convolution layer (conv, animate).
 Depth = Annotated[Optional[int], typer.Option(metavar="D", help="Number of filters = number of maps (sets the size "
                                               "of a random, random_int or gabor bank).")]

@@ -12,6 +12,7 @@ from featuremaps.cli._common import (
     Dilation,
     Groups,
     OutputPadding,
+    Overwrite,
     PaddingMode,
     PaddingOption,
     Relu,
@@ -58,15 +59,22 @@ def animate_command(
     relu: Relu = False,
     seed: Seed = 0,
     every: Annotated[int, typer.Option(metavar="N", help="Keep every N-th step as a frame (and the last).")] = 1,
-    fps: Annotated[float, typer.Option(metavar="F", help="Frames per second of GIF and MP4.")] = 2.0,
+    fps: Annotated[float, typer.Option(metavar="F", help="Frames per second of GIF and MP4 (0.1 to 60).")] = 2.0,
+    overwrite: Overwrite = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Animate a convolution step by step: one frame per output value of every filter."""
+    from featuremaps.files import check_outputs
     from featuremaps.illustrate.scene import ConvScene, image_patch, random_grid
     from featuremaps.render.animate import SCENE_FORMATS, save_scene
 
     if output.suffix.lower() not in SCENE_FORMATS:
         raise SettingsError(f"-o must end in {', '.join(SCENE_FORMATS)}; got {str(output)!r}")
+    if not 0.1 <= fps <= 60:
+        raise SettingsError(f"--fps must be from 0.1 to 60; got {fps:g}")
+    if every < 1:
+        raise SettingsError(f"--every must be an integer >= 1; got {every}")
+    check_outputs([output], overwrite=overwrite)
     height, width = _size(input_size, "--input-size")
     kind: SceneKind
     if image is None:
@@ -97,7 +105,7 @@ def animate_command(
                      f"--every {faster} or --fps {min(60, -(-count // 60))} makes it a minute or less", markup=False,
                      highlight=False)
     with CountBar("frames", "frame") as bar:
-        frames = save_scene(scene, output, every=every, fps=fps,
+        frames = save_scene(scene, output, every=every, fps=fps, overwrite=overwrite,
                             on_frame=bar.update if suffix in (".gif", ".mp4") else None)
     summary = {
         "input_shape": list(x.shape),
@@ -124,11 +132,17 @@ def receptive_field_command(
     input_size: Annotated[str, typer.Option(metavar="N|HxW", help="Input size.")] = "15",
     unit: Annotated[Optional[str], typer.Option(metavar="Y,X", help="Unit of the last layer (default: centre).")] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="OUT.png|svg", help="Write the diagram.")] = None,
+    overwrite: Overwrite = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the levels as JSON.")] = False,
 ) -> None:
     """Show which input pixels one unit of a stack of layers sees, layer by layer."""
+    from featuremaps.files import check_outputs, save_picture
     from featuremaps.illustrate.receptive import field_levels, parse_stack, receptive_field_diagram
 
+    if output is not None:
+        if output.suffix.lower() not in (".png", ".svg"):
+            raise SettingsError(f"-o must end in .png or .svg; got {str(output)!r}")
+        check_outputs([output], overwrite=overwrite)
     stack = parse_stack(layers)
     size = _size(input_size, "--input-size")
     position = None
@@ -137,14 +151,8 @@ def receptive_field_command(
         position = (value, value) if isinstance(value, int) else value
     levels = field_levels(stack, size, position)
     if output is not None:
-        if output.suffix.lower() not in (".png", ".svg"):
-            raise SettingsError(f"-o must end in .png or .svg; got {str(output)!r}")
-        output.parent.mkdir(parents=True, exist_ok=True)
         picture = receptive_field_diagram(stack, size, unit=position, svg=output.suffix.lower() == ".svg")
-        if isinstance(picture, str):
-            output.write_text(picture, encoding="utf-8")
-        else:
-            picture.save(output)
+        save_picture(picture, output, overwrite=overwrite)
     rows = [
         {"name": lv.name, "size": list(lv.size), "region": list(lv.region),
          "receptive_field": list(lv.field.size), "jump": list(lv.field.jump), "start": list(lv.field.start)}

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from featuremaps.cli._common import app, print_json
+from featuremaps.cli._common import Overwrite, app, print_json
 from featuremaps.cli._progress import CountBar
 from featuremaps.cli._progress import stderr as _stderr
 
@@ -69,6 +69,7 @@ def microscope_command(
     vis_steps: Annotated[int, typer.Option(metavar="N", help="Optimisation steps per visualisation.")] = 128,
     vis_size: Annotated[Optional[int], typer.Option(metavar="PX", help="Side of the visualisations (default: the "
                                                     "model's input, at most 128).")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Write a static site: for each channel, the dataset patches that excite it most (receptive field
     clipped to the image, with the channel's heat map), its statistics and, with --visualize, the image
@@ -78,6 +79,7 @@ def microscope_command(
     bars = {"images": CountBar("patches", "patch"), "visualize": CountBar("visualize", "step")}
     try:
         index = build_microscope(store, output, visualize=visualize, vis_steps=vis_steps, vis_size=vis_size,
+                                 overwrite=overwrite,
                                  progress=lambda stage, done, total: bars[stage].update(done, total))
     finally:
         for bar in bars.values():

@@ -12,6 +12,7 @@ from featuremaps.cli._common import (
     Dilation,
     Groups,
     OutputPadding,
+    Overwrite,
     PaddingMode,
     PaddingOption,
     Relu,
@@ -60,15 +61,20 @@ def conv_command(
     clip: Annotated[float, typer.Option(metavar="PERCENT", help="Percent of values saturated at each end of the colour scale.")] = 1.0,
     tile_size: TileSize = 160,
     scale: Scale = None,
+    overwrite: Overwrite = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Run one convolution layer over an image and show or save its feature maps."""
     from featuremaps.conv.geometry import output_size_formula
+    from featuremaps.files import check_outputs, save_picture
     from featuremaps.images import load_image
     from featuremaps.render.grid import NORMALIZATIONS, check_tiles, render_grid, save_maps
 
     if output is not None and output.suffix.lower() not in _PICTURE_SUFFIXES:
         raise SettingsError(f"-o must end in {', '.join(_PICTURE_SUFFIXES)}; got {str(output)!r}")
+    if save is not None and save.suffix.lower() != ".npy":
+        raise SettingsError(f"--save must end in .npy; got {str(save)!r}")
+    check_outputs([p for p in (output, save) if p is not None], overwrite=overwrite)
     if normalize not in NORMALIZATIONS:
         raise SettingsError(f"--normalize must be one of {', '.join(NORMALIZATIONS)}; got {normalize!r}")
     check_tiles(tile_size, scale)
@@ -90,14 +96,12 @@ def conv_command(
     concrete = layer.geometry.resolve_padding(size)
     written = {}
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
         picture = render_grid(maps, names=layer.filter_names, cmap=cmap, clip=clip,
                               normalize=cast("Normalization", normalize),  # render_grid checks the value
                               title=f"{image}: {filters}", tile_size=tile_size, scale=scale)
-        picture.save(output)
-        written["picture"] = str(output)
+        written["picture"] = str(save_picture(picture, output, overwrite=overwrite))
     if save is not None:
-        written["npy"] = str(save_maps(maps, save))
+        written["npy"] = str(save_maps(maps, save, overwrite=overwrite))
     stats = [
         {"index": i, "name": name, "min": float(m.min()), "max": float(m.max()), "mean": float(m.mean())}
         for i, (name, m) in enumerate(zip(layer.filter_names, maps))

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from featuremaps.cli._common import app, print_json
+from featuremaps.cli._common import Overwrite, app, print_json
 
 
 @app.command("hierarchy")
@@ -22,21 +22,26 @@ def hierarchy_command(
     control: Annotated[bool, typer.Option("--control/--no-control", help="Also probe the same architecture with "
                                           "untrained (random) weights.")] = True,
     output: Annotated[Path, typer.Option("-o", "--output", metavar="PNG", help="The chart.")] = Path("hierarchy.png"),
+    overwrite: Overwrite = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Per layer: receptive field, held-out accuracy of linear probes on the pooled maps (object
     class, part presence), and how many channels detect a part or a whole object; with the
     untrained architecture as the control."""
+    from featuremaps.errors import SettingsError
+    from featuremaps.files import check_outputs, save_picture
     from featuremaps.hierarchy import hierarchy, render_hierarchy
     from featuremaps.models import load_model, model_info, untrained_like
 
+    if output.suffix.lower() != ".png":  # checked before minutes of probing
+        raise SettingsError(f"-o must name a .png file; got {str(output)!r}")
+    check_outputs([output], overwrite=overwrite)
     net = load_model(model)
     results = [hierarchy(net, dataset=dataset, layers=layers, train_samples=train, test_samples=test, seed=seed)]
     if control and model_info(net).trained:
         results.append(hierarchy(untrained_like(net), dataset=dataset, layers=layers, train_samples=train,
                                  test_samples=test, seed=seed))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    render_hierarchy(results).save(output)
+    save_picture(render_hierarchy(results), output, overwrite=overwrite)
     if as_json:
         print_json({"results": [result.to_dict() for result in results], "picture": str(output)})
         return

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from featuremaps.cli._common import app, print_json
+from featuremaps.cli._common import Overwrite, app, print_json
 from featuremaps.cli.models import ModelName, Weights
 
 
@@ -26,14 +26,20 @@ def lineage_command(
         "lineage.png"),
     roles: Annotated[bool, typer.Option("--roles", help="Label each map with what it detects best (a part or a "
                                         "whole object), measured on 600 generated objects images.")] = False,
+    overwrite: Overwrite = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the nodes and edges as JSON.")] = False,
 ) -> None:
     """Split a unit's value into the contributions of the maps it is built from, and follow the
     strongest back several layers (exact for convolutions, batch norm, ReLU, pooling, residual
     sums and concatenation; gradient x input, marked approximate, through anything else)."""
+    from featuremaps.errors import SettingsError
+    from featuremaps.files import check_outputs, save_picture
     from featuremaps.models import load_model
     from featuremaps.tracing import lineage, render_lineage
 
+    if output.suffix.lower() != ".png":
+        raise SettingsError(f"-o must name a .png file; got {str(output)!r}")
+    check_outputs([output], overwrite=overwrite)
     net = load_model(model, weights=weights)
     chosen = [part.strip() for part in stations.split(",") if part.strip()] if stations else None
     result = lineage(net, image, unit, levels=levels, top=top, stations=chosen)
@@ -42,8 +48,7 @@ def lineage_command(
         from featuremaps.hierarchy import channel_roles
 
         found = channel_roles(net, sorted({node.layer for node in result.nodes if node.layer != "input"}))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    render_lineage(result, roles=found).save(output)
+    save_picture(render_lineage(result, roles=found), output, overwrite=overwrite)
     if as_json:
         data = result.to_dict()
         for node in data["nodes"]:

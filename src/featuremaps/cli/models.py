@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from featuremaps.cli._common import Scale, TileSize, app, print_json
+from featuremaps.cli._common import Overwrite, Scale, TileSize, app, print_json
 from featuremaps.errors import SettingsError
 
 if TYPE_CHECKING:
@@ -105,6 +105,7 @@ def show_command(
                                                 "field on the image.")] = None,
     tile_size: TileSize = 128,
     scale: Scale = None,
+    overwrite: Overwrite = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Draw the feature maps of every chosen layer of a model for one image (PNGs + index.html)."""
@@ -121,7 +122,7 @@ def show_command(
         name, (channel, y, x) = parse_unit(unit, 3)
         unit_spec = (name, channel, y, x)
     result = show(net, image, output, layers=layers, max_maps=max_maps, overlay=overlay_spec, unit=unit_spec,
-                  tile_size=tile_size, scale=scale)
+                  tile_size=tile_size, scale=scale, overwrite=overwrite)
     if as_json:
         print_json({"model": model_info(net).name, "weights": model_info(net).weights_label, "image": image, "input_shape": list(result.input_shape),
                     "layers": result.layers, "index": str(result.index), "extra": [str(p) for p in result.extra]})

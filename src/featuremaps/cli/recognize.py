@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from featuremaps.cli._common import app, print_json
+from featuremaps.cli._common import Overwrite, app, print_json
 from featuremaps.cli._progress import stderr as _stderr
 from featuremaps.errors import SettingsError
+from featuremaps.files import check_outputs, safe_name, save_picture
 
 if TYPE_CHECKING:
     from featuremaps.training import Progress as TrainingProgress
@@ -220,6 +221,7 @@ def evaluate_command(
     clusters: Annotated[Optional[int], typer.Option(metavar="K", help="Segmentation: score K clusters of CKPT's "
                                                     "maps (matched to classes) instead of a trained head.")] = None,
     size: Annotated[int, typer.Option(metavar="PIXELS", help="Segmentation: scene size.")] = 128,
+    overwrite: Overwrite = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Score a classifier (accuracy, per-class precision and recall, confusion matrix) or, with
@@ -234,6 +236,10 @@ def evaluate_command(
     from featuremaps.recognize.evaluate import evaluate
     from featuremaps.render.confusion import render_confusion
 
+    if output is not None:
+        if output.suffix.lower() != ".png":
+            raise SettingsError(f"-o must name a .png file; got {str(output)!r}")
+        check_outputs([output], overwrite=overwrite)
     net = load_model(checkpoint)
     info = model_info(net)
     if dataset in ("shapes", "objects"):
@@ -246,8 +252,8 @@ def evaluate_command(
                 else folder_dataset(dataset, info.input))
     result = evaluate(net, data)
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        render_confusion(result.confusion, result.class_names, title=f"{info.name} on {dataset}").save(output)
+        save_picture(render_confusion(result.confusion, result.class_names, title=f"{info.name} on {dataset}"), output,
+                     overwrite=overwrite)
     if as_json:
         print_json({"checkpoint": checkpoint, "dataset": dataset, **result.to_dict(),
                     "confusion_picture": str(output) if output else None})
@@ -278,12 +284,17 @@ def _evaluate_segmentation(checkpoint: str, dataset: str, scenes: int, seed: int
         typer.echo(f"  {name:<16} IoU {value:.3f}")
 
 
+def _cam_name(image: str) -> str:
+    return f"{safe_name(Path(image.removeprefix('sample:')).stem, fallback='image')}_cam.png"
+
+
 @app.command("predict")
 def predict_command(
     images: Annotated[list[str], typer.Argument(metavar="IMAGE", help="Image files or sample:NAME.")],
     checkpoint: Annotated[str, typer.Option(metavar="CKPT|builtin:shapes", help="The classifier.")] = "builtin:shapes",
     top_k: Annotated[int, typer.Option(metavar="K", help="Classes to list per image.")] = 3,
     cam: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Write a class activation map per image.")] = None,
+    overwrite: Overwrite = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Name the object in each image, with probabilities (and where the maps saw it, with --cam)."""
@@ -291,21 +302,19 @@ def predict_command(
     from featuremaps.recognize.predict import CAM_SCALE, class_activation_map, predict
     from featuremaps.render.overlay import render_overlay
 
+    if cam is not None:
+        check_outputs([cam / _cam_name(image) for image in images], overwrite=overwrite, option="--cam")
     net = load_model(checkpoint)
     results = predict(net, images, top_k=top_k)
     rows = [result.to_dict() for result in results]
     if cam is not None:
-        cam.mkdir(parents=True, exist_ok=True)
         for image, result, row in zip(images, results, rows):
             heat, layer, index = class_activation_map(net, image)
             label, probability = result.labels[0]
             picture = render_overlay(model_info(net).input.display(image), heat, alpha=0.5, cmap="jet", scale_label=CAM_SCALE,
                                      title=f"{label} {probability:.0%}: where {layer} saw it"
                                            + model_info(net).untrained_note)
-            stem = Path(image.removeprefix("sample:")).stem
-            path = cam / f"{stem}_cam.png"
-            picture.save(path)
-            row["cam"] = str(path)
+            row["cam"] = str(save_picture(picture, cam / _cam_name(image), overwrite=overwrite))
     info = model_info(net)
     if as_json:
         print_json({"model": info.name, "weights": info.weights_label, "classes": list(info.class_names or []),

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from featuremaps.cli._common import app, print_json
+from featuremaps.cli._common import Overwrite, app, print_json
 from featuremaps.errors import SettingsError
 
 
@@ -27,15 +27,20 @@ def segment_command(
     truth: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Ground-truth masks named <stem>.png: "
                                                   "adds scores (clusters are matched to classes first).")] = None,
     seed: Annotated[int, typer.Option(metavar="N", help="Seed of k-means.")] = 0,
+    overwrite: Overwrite = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: one entry per image.")] = False,
 ) -> None:
     """Split images into segments from feature maps: k-means on hypercolumns, or a trained per-pixel head."""
+    from featuremaps.files import check_outputs
     from featuremaps.models import load_model
     from featuremaps.segment.run import read_truth, segment_image, write_segmentation
 
     chosen = checkpoint or model
     if chosen is None or (model is not None and checkpoint is not None):
         raise SettingsError("give either --model M [--clusters K] or --checkpoint CKPT (e.g. builtin:shapes-seg)")
+    stems = [Path(image.removeprefix("sample:")).stem for image in images]
+    check_outputs([output / f"{stem}_{kind}.png" for stem in stems for kind in ("mask", "overlay")],
+                  overwrite=overwrite)
     net = load_model(chosen, weights=weights)
     entries = []
     for image in images:
@@ -49,7 +54,8 @@ def segment_command(
                 raise SettingsError(f"no truth mask {truth_path} for {image}")
             truth_mask = read_truth(truth_path)
         entries.append(write_segmentation(result, output, stem, source=image, truth=truth_mask,
-                                          truth_names=result.names if result.method != "clusters" else None))
+                                          truth_names=result.names if result.method != "clusters" else None,
+                                          overwrite=overwrite))
     if as_json:
         print_json(entries)
         return

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from featuremaps.cli._common import app, print_json
+from featuremaps.cli._common import Overwrite, app, print_json
 from featuremaps.cli.models import ModelName, Weights
 from featuremaps.errors import SettingsError
 
@@ -80,6 +80,7 @@ def visualize_command(
     output: Annotated[Path, typer.Option("-o", "--output", metavar="PNG", help="The grid picture.")] = Path("vis.png"),
     save: Annotated[Optional[Path], typer.Option(metavar="FILE.npy", help="Also keep the images, float32 "
                                                  "(N, C, H, W) in [0, 1].")] = None,
+    overwrite: Overwrite = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print each objective's value as JSON.")] = False,
 ) -> None:
     """Optimise images that excite channels, centre units or class logits of a model (decorrelated
@@ -87,10 +88,12 @@ def visualize_command(
     import numpy as np
 
     from featuremaps.cli._progress import CountBar
+    from featuremaps.files import check_outputs, save_picture
     from featuremaps.models import load_model, model_info
     from featuremaps.optvis import Objective, Robustness, channel, logit, unit, visualize
     from featuremaps.optvis import direction as make_direction
     from featuremaps.optvis.param import PARAMS
+    from featuremaps.render.grid import save_array
 
     if sum(x is not None for x in (channels, classes, direction)) != 1:
         raise SettingsError("give exactly one of --channels (with --layer), --classes or --direction (with --layer)")
@@ -100,6 +103,9 @@ def visualize_command(
         raise SettingsError(f"--param must be one of {', '.join(PARAMS)}; got {param!r}")
     if output.suffix.lower() != ".png":
         raise SettingsError(f"-o must name a .png file; got {output}")
+    if save is not None and save.suffix.lower() != ".npy":
+        raise SettingsError(f"--save must end in .npy; got {str(save)!r}")
+    check_outputs([p for p in (output, save) if p is not None], overwrite=overwrite)
     net = load_model(model, weights=weights)
     if device is not None:
         net = net.to(device)
@@ -120,11 +126,9 @@ def visualize_command(
         result = visualize(net, chosen, steps=steps, size=size, lr=lr, param=param,  # type: ignore[arg-type]
                            decorrelate=decorrelate, transforms=Robustness() if transforms else None,
                            seed=seed, batch_size=batch_size, progress=bar.update)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    result.render().save(output)
+    save_picture(result.render(), output, overwrite=overwrite)
     if save is not None:
-        save.parent.mkdir(parents=True, exist_ok=True)
-        np.save(save, result.images.numpy().astype(np.float32))
+        save_array(result.images.numpy().astype(np.float32), save, overwrite=overwrite)
     if as_json:
         print_json({**result.to_dict(), "picture": str(output)})
         return

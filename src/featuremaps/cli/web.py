@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Optional
 
 import typer
@@ -55,4 +57,15 @@ def serve_command(
     application = create_app(settings)
     status.done(f"ready on http://{host}:{port}/")
     typer.echo(f"featuremaps explorer on http://{host}:{port}/  (API docs: /docs; Ctrl+C stops)")
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(application, host=host, port=port, log_level="warning"))
+    received: list[int] = []
+    stop = server.handle_exit
+
+    def handle_exit(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        stop(signum, frame)
+
+    server.handle_exit = handle_exit  # type: ignore[method-assign,assignment]  # to know why the server stopped
+    server.run()  # a clean shutdown: the app's lifespan removes its temporary microscope site
+    if received:  # stopped by a signal: say so in the exit status (even where SIGINT was ignored at start)
+        raise typer.Exit(130 if received[0] == signal.SIGINT else 143)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from featuremaps.conv.geometry import Padding, output_size_formula
 from featuremaps.conv.layer import ConvLayer, ConvStep, PaddingMode, conv_step, pad_input
 from featuremaps.errors import SettingsError
+from featuremaps.files import write_output
 from featuremaps.images import load_image
 
 __all__ = ["MAX_STEPS", "ConvScene", "SceneKind", "image_patch", "random_grid"]
@@ -200,11 +201,10 @@ class ConvScene:
             ],
         }
 
-    def write_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), separators=(",", ":")))
-        return path
+    def write_json(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write :meth:`to_dict` as JSON (atomic; a file featuremaps did not write only with ``overwrite``)."""
+        text = json.dumps(self.to_dict(), separators=(",", ":"))
+        return write_output(path, lambda temp: temp.write_text(text), overwrite=overwrite)
 
 
 def _round(values: torch.Tensor | np.ndarray, digits: int = 6) -> Any:

@@ -25,11 +25,11 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from featuremaps.errors import CheckpointError, ModelError, SettingsError
-from featuremaps.files import default_mode
+from featuremaps.files import default_mode, save_safetensors
 from featuremaps.models.info import model_info
 
 __all__ = ["CHECKPOINT_SUFFIXES", "check_writable", "load_weights_into", "model_record", "read_checkpoint",
@@ -188,7 +188,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, record: Mapping[str, Any
         try:
             if suffix == ".safetensors":
                 metadata = {METADATA_KEY: json.dumps(record)} if record is not None else None
-                save_file(_untie(state), str(temp), metadata=metadata)
+                save_safetensors(_untie(state), temp, metadata=metadata, shown=path)
             else:
                 torch.save({METADATA_KEY: dict(record) if record else None, "state_dict": state}, temp)
             _fsync(temp)
@@ -200,8 +200,12 @@ def save_checkpoint(model: nn.Module, path: str | Path, record: Mapping[str, Any
     temp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     old = None
     try:
-        save_file(_untie(state), str(temp_dir / DIRECTORY_WEIGHTS))
-        (temp_dir / DIRECTORY_METADATA).write_text(json.dumps(dict(record or {}), indent=2))
+        save_safetensors(_untie(state), temp_dir / DIRECTORY_WEIGHTS, shown=path / DIRECTORY_WEIGHTS)
+        try:
+            (temp_dir / DIRECTORY_METADATA).write_text(json.dumps(dict(record or {}), indent=2))
+        except OSError as error:
+            raise OSError(error.errno, f"{error.strerror or error} (writing)", str(path / DIRECTORY_METADATA)) \
+                from error
         for written in (temp_dir / DIRECTORY_WEIGHTS, temp_dir / DIRECTORY_METADATA):
             _fsync(written)
             os.chmod(written, default_mode())  # safetensors writes 0600; a checkpoint is shared like any file

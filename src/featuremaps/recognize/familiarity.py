@@ -30,13 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from featuremaps.data.datasets import ArrayDataset
 from featuremaps.errors import CheckpointError, SettingsError
 from featuremaps.features import FeatureExtractor, catalogue_for, default_layers
-from featuremaps.files import atomic_write
+from featuremaps.files import atomic_write, save_safetensors
 from featuremaps.models.info import model_device, model_info
 
 __all__ = ["FALSE_ALARMS", "FAMILIARITY_FILE", "Familiarity", "FamiliarityCheck", "familiarity_for", "fit_familiarity",
@@ -99,7 +98,7 @@ class Familiarity:
             "layers": list(self.layers), "centres": [self.centres[n] for n in self.layers],
             "scales": [self.scales[n] for n in self.layers], "threshold": self.threshold,
             "false_alarms": self.false_alarms, "samples": self.samples})}
-        atomic_write(folder / FAMILIARITY_FILE, lambda temp: save_file(tensors, str(temp), metadata=metadata))
+        atomic_write(folder / FAMILIARITY_FILE, lambda temp: save_safetensors(tensors, temp, metadata=metadata, shown=folder / FAMILIARITY_FILE))
         with _CACHE_LOCK:
             _CACHE.clear()
         return folder / FAMILIARITY_FILE

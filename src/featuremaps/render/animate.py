@@ -20,6 +20,7 @@ from PIL import Image
 
 from featuremaps.drawing import RasterCanvas, SvgCanvas
 from featuremaps.errors import SettingsError
+from featuremaps.files import check_outputs, encode_picture, save_picture, write_output
 from featuremaps.illustrate.draw import SceneLayout, draw_scene, layout_scene
 from featuremaps.illustrate.scene import ConvScene
 
@@ -76,8 +77,11 @@ def render_frames(scene: ConvScene, *, every: int = 1, layout: SceneLayout | Non
 
 
 def save_scene(scene: ConvScene, path: str | Path, *, every: int = 1, fps: float = 2.0,
-               on_frame: Callable[[int, int], None] | None = None) -> int:
+               on_frame: Callable[[int, int], None] | None = None, overwrite: bool = False) -> int:
     """Write the scene to ``path`` by its suffix; returns the number of frames written.
+
+    The write is atomic, and a file featuremaps did not write is replaced only with ``overwrite``
+    (checked before any frame is drawn).
 
     A static PNG/SVG counts as 1 frame, JSON as 0. ``on_frame(done, total)`` is called after each
     frame of a GIF or MP4 is drawn.
@@ -87,17 +91,13 @@ def save_scene(scene: ConvScene, path: str | Path, *, every: int = 1, fps: float
     if suffix not in SCENE_FORMATS:
         raise SettingsError(f"output must end in {', '.join(SCENE_FORMATS)}; got {str(path)!r}")
     if not 0.1 <= fps <= 60:
-        raise SettingsError(f"fps must be in [0.1, 60]; got {fps}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+        raise SettingsError(f"fps must be from 0.1 to 60; got {fps}")
+    check_outputs([path], overwrite=overwrite)
     if suffix == ".json":
-        scene.write_json(path)
+        scene.write_json(path, overwrite=overwrite)
         return 0
     if suffix in (".png", ".svg"):
-        picture = render_diagram(scene, svg=suffix == ".svg")
-        if isinstance(picture, str):
-            path.write_text(picture, encoding="utf-8")
-        else:
-            picture.save(path)
+        save_picture(render_diagram(scene, svg=suffix == ".svg"), path, overwrite=overwrite)
         return 1
     total = len(scene.frame_steps(every))
     frames = []
@@ -105,10 +105,8 @@ def save_scene(scene: ConvScene, path: str | Path, *, every: int = 1, fps: float
         frames.append(frame)
         if on_frame is not None:
             on_frame(len(frames), total)
-    if suffix == ".gif":
-        _write_gif(frames, path, fps)
-        return len(frames)
-    _write_mp4(frames, path, fps)
+    write = _write_gif if suffix == ".gif" else _write_mp4
+    write_output(path, lambda temp: write(frames, temp, fps), overwrite=overwrite)
     return len(frames)
 
 
@@ -122,7 +120,8 @@ def _write_gif(frames: list[Image.Image], path: Path, fps: float) -> None:
     indexed = [frame.quantize(palette=palette, dither=Image.Dither.NONE) for frame in frames]
     duration = int(1000 / fps)
     durations = [duration] * (len(frames) - 1) + [max(duration, 2500)]  # rest on the finished maps
-    indexed[0].save(path, save_all=True, append_images=indexed[1:], duration=durations, loop=0, optimize=True)
+    path.write_bytes(encode_picture(indexed[0], "GIF", save_all=True, append_images=indexed[1:], duration=durations,
+                                    loop=0, optimize=True))
 
 
 def _write_mp4(frames: list[Image.Image], path: Path, fps: float) -> None:

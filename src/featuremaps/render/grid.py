@@ -22,6 +22,7 @@ from featuremaps.drawing import (
     wrap_text,
 )
 from featuremaps.errors import SettingsError
+from featuremaps.files import write_output
 
 __all__ = ["Normalization", "check_tiles", "render_grid", "save_maps"]
 
@@ -177,11 +178,20 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, width: int) -> str:
     return text
 
 
-def save_maps(maps: torch.Tensor, path: str | Path) -> Path:
-    """Save raw maps ``(D, H, W)`` as a float32 ``.npy`` file (``np.load`` reads it back)."""
+def save_maps(maps: torch.Tensor, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Save raw maps ``(D, H, W)`` as a float32 ``.npy`` file (``np.load`` reads it back); atomic, and a file
+    featuremaps did not write is replaced only with ``overwrite`` (:func:`featuremaps.files.write_output`)."""
+    return save_array(maps.detach().cpu().to(torch.float32).numpy(), path, overwrite=overwrite)
+
+
+def save_array(array: np.ndarray, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write ``array`` to ``path``, which must end in ``.npy`` (never a name with ``.npy`` added)."""
     path = Path(path)
     if path.suffix.lower() != ".npy":
-        raise SettingsError(f"raw maps are saved as .npy; got {str(path)!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, maps.detach().cpu().to(torch.float32).numpy())
-    return path
+        raise SettingsError(f"arrays are saved as .npy; {str(path)!r} does not end in .npy")
+
+    def write(temp: Path) -> None:
+        with open(temp, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+
+    return write_output(path, write, overwrite=overwrite)

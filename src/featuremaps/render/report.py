@@ -14,6 +14,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from featuremaps.files import check_outputs, save_picture, write_output
+
 __all__ = ["Figure", "Report", "Section"]
 
 _STYLE = """
@@ -90,10 +92,20 @@ class Report:
         self.sections.append(section)
         return section
 
-    def write(self, directory: str | Path) -> Path:
-        """Write ``directory/index.html`` and its pictures; return the page's path."""
+    def files(self) -> list[str]:
+        """The names :meth:`write` writes: ``index.html`` and one file per figure."""
+        used: set[str] = set()
+        return ["index.html"] + [self._file_name(block, used) for section in self.sections for block in section.blocks
+                                 if isinstance(block, Figure)]
+
+    def write(self, directory: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``directory/index.html`` and its pictures; return the page's path.
+
+        Every file is written atomically; a file featuremaps did not write is replaced only with
+        ``overwrite``, and that is checked for all of them before the first is written.
+        """
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        check_outputs([directory / name for name in self.files()], overwrite=overwrite)
         used: set[str] = set()
         parts = [
             f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>",
@@ -107,25 +119,29 @@ class Report:
         for section in self.sections:
             parts.append(f"<h2 id='{_slug(section.title)}'>{html.escape(section.title)}</h2>")
             for block in section.blocks:
-                parts.append(self._figure_html(block, directory, used) if isinstance(block, Figure) else block)
+                parts.append(self._figure_html(block, directory, used, overwrite) if isinstance(block, Figure)
+                             else block)
         parts.append("</body></html>")
-        page = directory / "index.html"
-        page.write_text("\n".join(parts), encoding="utf-8")
-        return page
+        text = "\n".join(parts)
+        return write_output(directory / "index.html", lambda temp: temp.write_text(text, encoding="utf-8"),
+                            overwrite=overwrite)
 
     @staticmethod
-    def _figure_html(figure: Figure, directory: Path, used: set[str]) -> str:
+    def _file_name(figure: Figure, used: set[str]) -> str:
         stem, n = figure.name, 2
         while stem in used:
             stem, n = f"{figure.name}-{n}", n + 1
         used.add(stem)
+        return f"{stem}.png" if isinstance(figure.source, Image.Image) else f"{stem}{figure.source[1].lower()}"
+
+    @classmethod
+    def _figure_html(cls, figure: Figure, directory: Path, used: set[str], overwrite: bool) -> str:
+        filename = cls._file_name(figure, used)
         if isinstance(figure.source, Image.Image):
-            filename = f"{stem}.png"
-            figure.source.save(directory / filename)
+            save_picture(figure.source, directory / filename, overwrite=overwrite)
         else:
-            data, suffix = figure.source
-            filename = f"{stem}{suffix.lower()}"
-            (directory / filename).write_bytes(data)
+            data = figure.source[0]
+            write_output(directory / filename, lambda temp: temp.write_bytes(data), overwrite=overwrite)
         caption = html.escape(figure.caption)
         if filename.endswith(".mp4"):
             media = f"<video src='{filename}' controls loop muted></video>"

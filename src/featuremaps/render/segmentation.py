@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 
 from featuremaps.drawing import draw_lines, font, lines_height, to_pil, wrap_text
 from featuremaps.errors import SettingsError
+from featuremaps.files import save_picture
 
 __all__ = ["PALETTE", "render_segmentation", "save_index_mask"]
 
@@ -26,7 +27,7 @@ def _colour(index: int, offset: int = 0) -> tuple[int, int, int]:
     return PALETTE[(index + offset) % len(PALETTE)]
 
 
-def save_index_mask(mask: np.ndarray, path: str | Path, *, offset: int = 0) -> Path:
+def save_index_mask(mask: np.ndarray, path: str | Path, *, offset: int = 0, overwrite: bool = False) -> Path:
     """Write ``mask`` ``(H, W)`` as a palette PNG: each pixel's value is its index (0-255).
 
     The palette (``PALETTE`` shifted by ``offset``) only colours the file in viewers.
@@ -36,10 +37,7 @@ def save_index_mask(mask: np.ndarray, path: str | Path, *, offset: int = 0) -> P
         raise SettingsError(f"mask indices must be in 0..255; got {mask.min()}..{mask.max()}")
     picture = Image.fromarray(mask.astype(np.uint8)).convert("P")  # "P" keeps the values as indices
     picture.putpalette([v for i in range(256) for v in _colour(i, offset)])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    picture.save(path)
-    return path
+    return save_picture(picture, path, overwrite=overwrite)
 
 
 def render_segmentation(image: torch.Tensor, mask: np.ndarray, names: Sequence[str], *,

@@ -17,6 +17,7 @@ from PIL import Image
 from torch import nn
 
 from featuremaps.errors import SettingsError
+from featuremaps.files import check_outputs, safe_name, save_picture
 from featuremaps.images import ImageSource, load_image, open_pil
 from featuremaps.models.info import model_info
 from featuremaps.render.segmentation import render_segmentation, save_index_mask
@@ -86,18 +87,22 @@ def read_truth(path: str | Path) -> np.ndarray:
 
 def write_segmentation(
     segmentation: Segmentation, out_dir: str | Path, stem: str, *, source: str,
-    truth: np.ndarray | None = None, truth_names: Sequence[str] | None = None,
+    truth: np.ndarray | None = None, truth_names: Sequence[str] | None = None, overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Write ``<stem>_mask.png`` and ``<stem>_overlay.png``; return the JSON entry for the image."""
+    """Write ``<stem>_mask.png`` and ``<stem>_overlay.png``; return the JSON entry for the image.
+
+    Both are written atomically; a file featuremaps did not write is replaced only with ``overwrite``.
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    stem = safe_name(stem, fallback="image")
+    check_outputs([out / f"{stem}_mask.png", out / f"{stem}_overlay.png"], overwrite=overwrite)
     mask = segmentation.mask
     background = 0 if segmentation.method == "head" and segmentation.names[:1] == ["background"] else None
-    mask_path = save_index_mask(mask, out / f"{stem}_mask.png", offset=0 if background is not None else 1)
+    mask_path = save_index_mask(mask, out / f"{stem}_mask.png", offset=0 if background is not None else 1,
+                                overwrite=overwrite)
     overlay = render_segmentation(segmentation.image, mask, segmentation.names, background=background,
                                   title=f"{source}: {segmentation.method}, layers {', '.join(segmentation.layers)}")
-    overlay_path = out / f"{stem}_overlay.png"
-    overlay.save(overlay_path)
+    overlay_path = save_picture(overlay, out / f"{stem}_overlay.png", overwrite=overwrite)
     counts = np.bincount(mask.ravel(), minlength=len(segmentation.names))
     entry: dict[str, Any] = {
         "path": source, "mask": str(mask_path), "overlay": str(overlay_path), "method": segmentation.method,

@@ -8,8 +8,11 @@ under ``/static``; with a store, its microscope site is under ``/microscope/``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
 import tempfile
+from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -63,8 +66,20 @@ def create_app(settings: ExplorerSettings | None = None) -> FastAPI:
     settings = settings or ExplorerSettings()
     explorer = Explorer(settings)
     limiter = WorkLimiter(settings.concurrency, settings.queue)
+    site = _microscope_site(settings.store) if settings.store else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:  # the server stops (Ctrl-C, SIGTERM): the microscope's temporary site goes with it
+            if site is not None:
+                shutil.rmtree(site, ignore_errors=True)
+
     app = FastAPI(title="featuremaps explorer", version=featuremaps.__version__, docs_url=None, redoc_url=None,
-                  description="Feature maps of convolution layers and real CNNs, recognition and segmentation.")
+                  description="Feature maps of convolution layers and real CNNs, recognition and segmentation.",
+                  lifespan=lifespan)
+    app.state.microscope_site = site
     app.state.explorer, app.state.limiter = explorer, limiter
 
     async def work(job: Any) -> Any:
@@ -175,17 +190,28 @@ def create_app(settings: ExplorerSettings | None = None) -> FastAPI:
         app.mount("/swagger", StaticFiles(directory=str(swagger)), name="swagger")
     except (ImportError, ModuleNotFoundError):  # /docs then shows no page; /openapi.json still works
         pass
-    if settings.store:
+    if settings.store and site is not None:
         from featuremaps.batch import Store
-        from featuremaps.batch.microscope import build_microscope
 
-        site = Path(tempfile.mkdtemp(prefix="featuremaps-microscope-"))
-        build_microscope(settings.store, site)
-        explorer.attach_microscope(site, Store(settings.store).manifest().config["model"])
+        explorer.attach_microscope(site, str(Store(settings.store).manifest().config["model"]))
         app.mount("/microscope", StaticFiles(directory=site, html=True), name="microscope")
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes, max_json_bytes=settings.max_json_bytes)
     app.add_middleware(HostCheck, allowed=settings.allowed_hosts)  # outermost: DNS rebinding never reaches a route
     return app
+
+
+def _microscope_site(store: str) -> Path:
+    """The store's microscope, built into a new temporary folder (no links to the server's files);
+    the folder is removed if building fails, and when the app shuts down."""
+    from featuremaps.batch.microscope import build_microscope
+
+    site = Path(tempfile.mkdtemp(prefix="featuremaps-microscope-"))
+    try:
+        build_microscope(store, site, link_images=False)
+    except BaseException:
+        shutil.rmtree(site, ignore_errors=True)
+        raise
+    return site
 
 
 class _HTTPError(Exception):

@@ -12,6 +12,7 @@ import io
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import torch
@@ -324,14 +325,13 @@ class Explorer:
         site, model = self.microscope
         if model != request.model:
             return [], None
-        from featuremaps.batch.microscope import read_patches
+        from featuremaps.batch.microscope import read_patches, site_layers
 
-        folder = next((p for p in site.iterdir() if p.is_dir() and p.name == request.layer.replace(":", "_")
-                       .replace("/", "_")), None)
-        if folder is None:
+        folder = site_layers(site).get(request.layer)  # the site's own table: the request names no path
+        if folder is None or not folder.is_dir():
             return [], None
         tiles = read_patches(folder, request.channel)
-        return [png_url(tile) for tile in tiles], f"/microscope/{folder.name}/index.html#{request.channel}"
+        return [png_url(tile) for tile in tiles], f"/microscope/{quote(folder.name)}/index.html#{request.channel}"
 
     # --- recognition and segmentation ------------------------------------------------
     def predict(self, request: PredictRequest) -> PredictResponse:
