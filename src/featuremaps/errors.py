@@ -6,8 +6,11 @@ Each error also inherits from the builtin it resembles, so callers can catch eit
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "DatasetError", "FeatureMapsError", "ImageError", "LayerError", "ModelError",
-           "SettingsError"]
+__all__ = ["SEED_MAX", "CheckpointError", "DatasetError", "FeatureMapsError", "ImageError", "LayerError", "ModelError",
+           "SettingsError", "check_seed"]
+
+SEED_MAX = 2**32 - 1
+"""The largest seed: every generator featuremaps seeds (NumPy's and torch's) takes 0 to 2**32 - 1."""
 
 
 class FeatureMapsError(Exception):
@@ -41,3 +44,12 @@ class CheckpointError(FeatureMapsError, ValueError):
 
 class DatasetError(SettingsError):
     """A dataset that cannot be used: missing, empty, a single class, mismatched masks."""
+
+
+def check_seed(seed: object, name: str = "seed") -> int:
+    """``seed`` when it is an int from 0 to :data:`SEED_MAX`; else a :class:`SettingsError` naming it."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        shown = str(seed) if len(str(seed)) <= 40 else f"{str(seed)[:20]}... ({len(str(seed))} digits)"
+        raise SettingsError(f"{name} must be an integer from 0 to {SEED_MAX:,}; got {shown}")
+    return seed
+

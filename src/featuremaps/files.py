@@ -39,11 +39,13 @@ except ImportError:  # Windows: one process per output folder, unlocked
 __all__ = [
     "LEDGER",
     "FileRefused",
+    "JsonRefused",
     "atomic_write",
     "check_outputs",
     "default_mode",
     "encode_picture",
     "fsync_dir",
+    "parse_json",
     "read_regular_file",
     "replaceable",
     "safe_name",
@@ -102,6 +104,56 @@ def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(handle)
+
+
+class JsonRefused(ValueError):
+    """JSON featuremaps will not parse: not UTF-8, nested too deep, a number too long, or not JSON."""
+
+
+def parse_json(data: str | bytes, *, max_depth: int = 32, max_digits: int = 100) -> Any:
+    """``json.loads`` for text from outside (a checkpoint's record, a store's manifest, a request):
+    refused with a reason when it is not UTF-8, not JSON, nested deeper than ``max_depth`` or holds a
+    number longer than ``max_digits`` (Python would spend seconds on it, or fail with its own wording).
+
+    Raises:
+        JsonRefused: saying which of those it is.
+    """
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise JsonRefused(f"not UTF-8 text (byte {error.start} is 0x{data[error.start]:02x})") from None
+    depth = deepest = run = longest = 0
+    in_string = escaped = False
+    for char in data:  # one pass outside strings: bracket depth and digit runs, before the parser sees them
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+            continue
+        if char == '"':
+            in_string, run = True, 0
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+        if char.isdigit():
+            run += 1
+            longest = max(longest, run)
+        elif char not in ".eE+-":
+            run = 0
+    if deepest > max_depth:
+        raise JsonRefused(f"JSON nested {deepest} levels deep; at most {max_depth}")
+    if longest > max_digits:
+        raise JsonRefused(f"a number of {longest:,} digits; at most {max_digits}")
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as error:
+        raise JsonRefused(f"not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
 
 
 def safe_name(text: str, *, fallback: str = "layer", limit: int = 120) -> str:

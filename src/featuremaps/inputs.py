@@ -42,7 +42,8 @@ import torch.nn.functional as F
 from featuremaps.errors import SettingsError
 from featuremaps.images import LUMA, ImageSource, decode_uint8
 
-__all__ = ["FRAMES", "IMAGENET_MEAN", "IMAGENET_STD", "INTERPOLATIONS", "Frame", "Interpolation", "ModelInput"]
+__all__ = ["FRAMES", "IMAGENET_MEAN", "IMAGENET_STD", "INTERPOLATIONS", "MAX_INPUT_PIXELS", "Frame", "Interpolation",
+           "ModelInput"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -50,7 +51,11 @@ Frame = Literal["crop", "whole", "stretch"]
 Interpolation = Literal["bilinear", "bicubic", "nearest"]
 FRAMES: tuple[str, ...] = ("crop", "whole", "stretch")
 INTERPOLATIONS: tuple[str, ...] = ("bilinear", "bicubic", "nearest")
-_MAX_SIDE = 16384
+_MAX_SIDE = 2048
+MAX_INPUT_PIXELS = 1024 * 1024
+"""The largest model input (H x W); a side is at most 2,048. Real models take 224 to 600 px (segmenters up
+to 512 x 1,024): this bounds what a checkpoint's record can ask of every command (a 4,096-px input makes
+gigabytes of maps per layer)."""
 
 
 def _positive(value: Any, limit: int = _MAX_SIDE) -> bool:
@@ -89,6 +94,10 @@ class ModelInput:
         if (not isinstance(self.size, tuple) or len(self.size) != 2
                 or not all(_positive(v) for v in self.size)):
             raise SettingsError(f"input size must be (H, W) with each in 1..{_MAX_SIDE}; got {self.size!r}")
+        if self.size[0] * self.size[1] > MAX_INPUT_PIXELS:
+            raise SettingsError(f"input size {self.size[0]}x{self.size[1]} is {self.size[0] * self.size[1]:,} pixels, "
+                                f"over the limit of {MAX_INPUT_PIXELS:,} for a model input (its maps would need "
+                                "gigabytes per layer)")
         if self.resize is not None and not _positive(self.resize):
             raise SettingsError(f"resize must be an int in 1..{_MAX_SIDE} or None; got {self.resize!r}")
         for name in ("mean", "std"):
@@ -135,6 +144,8 @@ class ModelInput:
                 or size[0] not in (1, 3)):
             raise SettingsError(f"input_size must be [C, H, W] with C 1 or 3 and H, W in 1..{_MAX_SIDE}; "
                                 f"got {str(size)[:60]}")
+        if not isinstance(data.get("resize"), (int, type(None))):
+            raise SettingsError(f"resize must be an integer or null; got {str(data.get('resize'))[:60]}")
         values: dict[str, Any] = {}
         for key in ("mean", "std"):
             value = data.get(key)

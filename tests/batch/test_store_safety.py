@@ -173,3 +173,17 @@ def test_a_full_disk_names_the_file_and_the_store_says_failed(tmp_path, monkeypa
     assert "unexpected" not in err
     manifest = json.loads((tmp_path / "store" / "manifest.json").read_text())
     assert manifest["status"] == "failed"
+
+
+def test_a_device_and_a_fifo_in_a_list_are_recorded_errors_and_the_run_completes(tmp_path):
+    photos = write_photos(tmp_path / "photos", 2, size=(80, 60), seed=2)
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join([str(photos[0]), "/dev/zero", str(fifo), str(photos[1])]))
+    summary = run_extract(listing, tmp_path / "store", CONFIG)  # returns: the FIFO is never waited on
+    assert (summary.images, summary.readable, summary.errors) == (4, 2, 2)
+    reasons = {r["path"]: r["reason"] for r in Store(tmp_path / "store").table("errors").to_pylist()}
+    assert reasons == {"/dev/zero": "is a device, not a regular file; featuremaps reads only regular files",
+                       str(fifo): "is a FIFO (named pipe), not a regular file; featuremaps reads only regular files"}
+    assert Store(tmp_path / "store").manifest().status == "complete"

@@ -75,10 +75,60 @@ def files(tmp_path_factory) -> dict[str, Path]:
     (mine / "model.safetensors").write_text("the user's own weights")
     grid = root / "grid.txt"
     grid.write_text("a file where a folder is asked for")
+    fifo = root / "pipe.jpg"
+    os.mkfifo(fifo)
+    huge_input = _checkpoint_with(root / "huge", lambda record: record["model"].update(input_size=[3, 4096, 4096]))
+    wide_input = _checkpoint_with(root / "wide", lambda record: record["model"].update(input_size=[3, 2048, 2048]))
+    unnumbered_names = _checkpoint_with(root / "unnumbered", lambda record: (
+        record["model"].update(class_names=[f"c{i}" for i in range(7)]), record["model"].pop("num_classes", None)))
+    many_names = _checkpoint_with(root / "names", lambda record: record["model"].update(
+        class_names=[f"c{i}" for i in range(100_000)]))
+    rtl_names = _checkpoint_with(root / "rtl", lambda record: record["model"].update(
+        class_names=["circle", "squ\u202eare", "triangle", "star"]))
+    newline_names = _checkpoint_with(root / "newline", lambda record: record["model"].update(
+        class_names=["circle", "square\nerror: fake", "triangle", "star"]))
+    long_number = _checkpoint_with(root / "number", None, replace=(b'"epochs"', b'"epochs": ' + b"9" * 5000 + b', "x"'))
+    seg_copy = root / "seg"
+    shutil.copytree(shipped("shapes-seg"), seg_copy)
+    shapes_copy = root / "shapes"
+    shutil.copytree(shipped("shapes"), shapes_copy)
+    lists = root / "lists.txt"
+    lists.write_text(f"/dev/zero\n{fifo}\n")
+    bad_folder = root / "folders"
+    (bad_folder / "ok").mkdir(parents=True)
+    (bad_folder / "evil\u202egpj.exe").mkdir()
+    for name in ("ok", "evil\u202egpj.exe"):
+        for index in range(2):
+            shutil.copy(sample_path("cat"), bad_folder / name / f"{index}.jpg")
     return {"binary": binary, "latin": latin, "parquet": parquet, "single": single, "photos": photos,
             "damaged": damaged, "listless": listless, "out": root / "out", "fake": fake, "empty": empty,
             "truncated": truncated, "bomb": bomb, "raw_pickle": raw_pickle, "saved_pickle": saved_pickle,
-            "garbage": garbage, "notastore": notastore, "mine": mine, "witness": witness, "grid": grid, "root": root}
+            "garbage": garbage, "notastore": notastore, "mine": mine, "witness": witness, "grid": grid, "root": root,
+            "fifo": fifo, "huge_input": huge_input, "wide_input": wide_input, "unnumbered_names": unnumbered_names,
+            "many_names": many_names, "rtl_names": rtl_names,
+            "newline_names": newline_names, "long_number": long_number, "seg": seg_copy, "shapes": shapes_copy,
+            "lists": lists, "bad_folder": bad_folder}
+
+
+def shipped(name: str) -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("featuremaps") / "assets" / "models" / name))
+
+
+def _checkpoint_with(folder: Path, change, replace: tuple[bytes, bytes] | None = None) -> Path:
+    """A copy of the bundled builtin:shapes checkpoint whose record was changed (a crafted checkpoint)."""
+    import json
+
+    shutil.copytree(shipped("shapes"), folder)
+    record_path = folder / "featuremaps.json"
+    if change is not None:
+        record = json.loads(record_path.read_text())
+        change(record)
+        record_path.write_text(json.dumps(record))
+    if replace is not None:
+        record_path.write_bytes(record_path.read_bytes().replace(*replace, 1))
+    return folder
 
 
 CASES = [
@@ -172,6 +222,61 @@ CASES = [
      "max_maps must be >= 1"),
     (["lineage", "sample:cat", "--model", "tinyvgg", "--unit", "conv1_1:0:999:0"], 2, "y 999 is out of range"),
     (["hierarchy", "tinyvgg", "--layers", "nolayer"], 2, "layer 'nolayer' not found in tinyvgg. Valid: conv1_1"),
+    # issue 21: reading only regular files, bounded
+    (["conv", "/dev/zero"], 1, "/dev/zero: is a device, not a regular file; featuremaps reads only regular files"),
+    (["predict", "/dev/zero"], 1, "/dev/zero: is a device, not a regular file"),
+    (["show", "/dev/zero", "--model", "tinyvgg", "-o", "{out}/s"], 1, "/dev/zero: is a device, not a regular file"),
+    (["conv", "{fifo}"], 1, "pipe.jpg: is a FIFO (named pipe), not a regular file"),
+    (["predict", "{fifo}"], 1, "pipe.jpg: is a FIFO (named pipe), not a regular file"),
+    # issue 21: crafted checkpoints
+    (["predict", "sample:cat", "--checkpoint", "{huge_input}"], 1,
+     "invalid featuremaps record (model): model.input_size must be [C, H, W] with C 1 or 3 and H, W in 1..2048; got "
+     "[3, 4096, 4096]"),
+    (["show", "sample:cat", "--model", "{huge_input}", "-o", "{out}/s"], 1, "H, W in 1..2048; got [3, 4096, 4096]"),
+    (["predict", "sample:cat", "--checkpoint", "{wide_input}"], 1,
+     "model.input size 2048x2048 is 4,194,304 pixels, over the limit of 1,048,576 for a model input"),
+    (["predict", "sample:cat", "--checkpoint", "{many_names}"], 1,
+     "model.class_names names 100,000 classes; model.num_classes is 4"),
+    (["predict", "sample:cat", "--checkpoint", "{unnumbered_names}"], 1,
+     "the weights do not fit tinyvgg; wrong shape: fc.weight (4, 5408) vs (7, 5408)"),
+    (["predict", "sample:cat", "--checkpoint", "{rtl_names}"], 1,
+     "model.class_names[1] holds an invisible format or direction character (U+202E)"),
+    (["predict", "sample:cat", "--checkpoint", "{newline_names}"], 1,
+     "model.class_names[1] holds a control character (U+000A)"),
+    (["predict", "sample:cat", "--checkpoint", "{long_number}"], 1, "a number of 5,000 digits; at most 100"),
+    (["calibrate", "{seg}", "--dataset", "shapes"], 2, "is a segmentation model, not a classifier"),
+    (["calibrate", "{shapes}", "--dataset", "objects"], 2,
+     "shapes knows circle, square, triangle, star; the objects dataset has circle, square, triangle, star, house, "
+     "tree, car, snowman, face: calibrate on the data it was trained on"),
+    (["train", "--dataset", "{bad_folder}", "--backbone", "tinyvgg", "--layer", "relu2_2", "-o", "{out}/c"], 2,
+     "holds an invisible format or direction character (U+202E); class names are printed, so they must be plain "
+     "text; rename the folder"),
+    # issue 21: clear errors, never "unexpected"
+    (["visualize", "--model", "tinyvgg", "--layer", "conv1_1", "--channels", "0", "--seed", str(2**70), "-o",
+      "{out}/v.png"], 2, "Invalid value for '--seed': Input should be less than or equal to 4294967295"),
+    (["animate", "--seed", str(2**70), "-o", "{out}/a.gif"], 2, "'--seed': Input should be less than or equal to"),
+    (["animate", "--seed", "-1", "-o", "{out}/a.gif"], 2, "'--seed': Input should be greater than or equal to 0"),
+    (["hierarchy", "tinyvgg", "--seed", "-1", "-o", "{out}/h.png"], 2, "Input should be greater than or equal to 0"),
+    (["animate", "--fps", "0", "-o", "{out}/a.gif"], 2, "--fps must be from 0.1 to 60; got 0"),
+    (["animate", "--bias", "nan", "-o", "{out}/a.gif"], 2, "bias must be finite numbers; got nan"),
+    (["animate", "--bias", "inf", "-o", "{out}/a.gif"], 2, "bias must be finite numbers; got inf"),
+    (["visualize", "--model", "tinyvgg", "--layer", "conv1_1", "--channels", "0", "--device", "cuda", "-o",
+      "{out}/v.png"], 2, "device cuda was asked for, but torch sees no CUDA GPU on this machine; use --device cpu"),
+    (["hierarchy", "tinyvgg", "-o", "{out}/h.txt"], 2, "-o must name a .png file; got"),
+    (["lineage", "sample:cat", "--model", "tinyvgg", "--unit", "conv2_2:1:2", "-o", "{out}/l.png"], 2,
+     "unit 'conv2_2:1:2': layer conv2_2 is followed by 2 numbers (1:2); a unit is LAYER:CHANNEL"),
+    (["lineage", "sample:cat", "--model", "tinyvgg", "--unit", "conv2_2:1:0:0:0", "-o", "{out}/l.png"], 2,
+     "layer conv2_2 is followed by 4 numbers (1:0:0:0)"),
+    (["lineage", "sample:cat", "--model", "tinyvgg", "--unit", "conv2_2:1:1e9:0", "-o", "{out}/l.png"], 2,
+     "the channel and position after layer conv2_2 must be whole numbers; got 1:1e9:0"),
+    (["segment", "sample:cat", "--checkpoint", "builtin:shapes-seg", "--clusters", "3", "-o", "{out}/seg"], 2,
+     "builtin:shapes-seg is a trained segmentation head: it gives its own segments"),
+    (["segment", "sample:cat", "--model", "builtin:shapes-seg", "--layers", "nolayer", "-o", "{out}/seg"], 2,
+     "(leave out clusters and layers); to cluster maps, cluster its backbone (--model builtin:shapes"),
+    (["conv", "sample:cat", "--filters", "gabor", "--kernel-size", "1"], 2,
+     "gabor filters need a kernel of at least 3 pixels on one side; got 1x1"),
+    (["visualize", "--model", "tinyvgg", "--layer", "conv1_1", "--channels", "0", "--save", "{out}/x.txt", "-o",
+      "{out}/v.png"], 2, "--save must end in .npy"),
 ]
 
 
@@ -213,3 +318,14 @@ def test_models_that_do_not_take_one_image_are_not_listed_and_are_refused(capsys
     assert "optical-flow model (it takes two images)" in capsys.readouterr().err
     assert main(["layers", "r3d_18"]) == 2
     assert "video model" in capsys.readouterr().err
+
+
+def test_running_out_of_memory_is_one_clear_line(capsys, monkeypatch):
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr("featuremaps.images.load_image", exhausted)
+    assert main(["conv", "sample:cat"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("featuremaps: error: out of memory: this input and these settings need more memory than the "
+                   "machine gave (try a smaller image, --batch-size or --input-size)\n")

@@ -176,7 +176,6 @@ def test_an_existing_file_or_directory_is_not_replaced_without_overwrite(tmp_pat
 
 
 def test_a_failed_write_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
-    import featuremaps.models.checkpoint as checkpoint
 
     first = save_checkpoint(load_model("tinyvgg", seed=1), tmp_path / "ckpt")
     before = {p.name: p.read_bytes() for p in first.iterdir()}

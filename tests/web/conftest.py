@@ -20,10 +20,10 @@ def server():
     import uvicorn
 
     from featuremaps.web import ExplorerSettings, create_app
+    from featuremaps.web.server import server_config
 
     port = _free_port()
-    config = uvicorn.Config(create_app(ExplorerSettings(concurrency=2, queue=64)), host="127.0.0.1", port=port,
-                            log_level="warning")
+    config = server_config(create_app(ExplorerSettings(concurrency=2, queue=64)), "127.0.0.1", port)
     instance = uvicorn.Server(config)
     thread = threading.Thread(target=instance.run, daemon=True)
     thread.start()

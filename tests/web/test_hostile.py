@@ -69,6 +69,24 @@ CASES = [
     ("post", "/api/images", {"data": {"nofile": "1"}}, 422, "file: Field required"),
     ("get", "/api/images/nosuch.png", {}, 400, "unknown image id 'nosuch'"),
     ("get", "/api/images/..%2F..%2Fsecret.png", {}, 404, "no such route"),
+    # issue 21
+    ("post", "/api/conv", {"content": b'{"stride": ' + b"9" * 5000 + b"}",
+                           "headers": {"Content-Type": "application/json"}}, 422,
+     "the body: a number of 5,000 digits; at most 100"),
+    ("post", "/api/conv", {"content": b"[" * 5000 + b"]" * 5000, "headers": {"Content-Type": "application/json"}},
+     422, "the body: JSON nested 5000 levels deep; at most 32"),
+    ("post", "/api/conv", {"content": b'{"filters": "\xff\xfe"}', "headers": {"Content-Type": "application/json"}},
+     422, "the body: not UTF-8 text (byte 13 is 0xff)"),
+    ("post", "/api/lineage", {"json": {"model": "tinyvgg", "layer": "conv2_2:1", "channel": 0}}, 400,
+     "layer 'conv2_2:1' not found in tinyvgg"),
+    ("post", "/api/lineage", {"json": {"model": "tinyvgg", "layer": "Conv2d", "channel": 0}}, 400,
+     "layer 'Conv2d' not found in tinyvgg"),
+    ("post", "/api/maps", {"json": {"model": "regnet_y_128gf", "layer": "trunk_output"}}, 400,
+     "regnet_y_128gf has 644,812,894 parameters; the explorer builds models of up to 150,000,000"),
+    ("post", "/api/images", {"files": {"file": ("x.png", b"x", "image/png")}, "headers": {"Origin": "null"}}, 403,
+     "origin 'null' may not use this server"),
+    ("post", "/api/conv", {"json": {}, "headers": {"Host": "[::1]evil.example"}}, 400,
+     "host '[::1]evil.example' is not served here"),
 ]
 
 
@@ -93,3 +111,20 @@ def test_hostile_requests(client, method, path, request_kwargs, status, message)
     assert "Traceback" not in response.text and "unexpected" not in response.text and 'File "' not in response.text
     assert len(response.content) < 2_048, len(response.content)  # a short error, never an echo of the request
     assert seconds < 30, f"took {seconds:.0f} s"
+
+
+def test_a_call_that_does_not_exist_is_not_blamed_on_a_later_layer(client):
+    """tinyvgg at the explorer's 96 px stops at fc (a fixed-size classifier); conv1_1 ran once, so conv1_1:3 is
+    simply not a layer (it is not 'not reached because fc fails')."""
+    response = client.post("/api/lineage", json={"model": "tinyvgg", "layer": "conv1_1:3", "channel": 0})
+    assert response.status_code == 400 and "fc" not in response.json()["error"].split(". Valid:")[0]
+    from featuremaps.features import catalogue_for, select_layers
+    from featuremaps.models import load_model
+
+    model = load_model("tinyvgg")
+    catalogue = catalogue_for(model, (3, 96, 96))
+    assert catalogue.stopped_at is not None and catalogue.stopped_at[0] == "fc"
+    with pytest.raises(Exception, match=r"layer 'conv1_1:3' not found in tinyvgg \(did you mean"):
+        select_layers(catalogue, ["conv1_1:3"], model_name="tinyvgg")
+    with pytest.raises(Exception, match="layer 'fc' is not reached: the forward pass of tinyvgg fails at fc"):
+        select_layers(catalogue, ["fc"], model_name="tinyvgg")

@@ -101,3 +101,37 @@ def test_two_uploads_of_the_largest_image_stay_within_the_stated_bound(server_pr
     bound = 2 * (PER_PIXEL * side * side + len(data)) / 2**20 + SLACK_MB
     print(f"idle {idle:.0f} MB, peak {peak:.0f} MB, growth {peak - idle:.0f} MB, bound {bound:.0f} MB")
     assert peak - idle < bound
+
+
+_CATALOGUE_PROBE = """
+import json, resource, sys, time
+from fastapi.testclient import TestClient
+from featuremaps.web import ExplorerSettings, create_app
+client = TestClient(create_app(ExplorerSettings()), base_url="http://localhost")
+client.get("/api/models/tinyvgg/layers")  # warm: torch and the app loaded
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+started = time.perf_counter()
+layers = client.get("/api/models/regnet_y_128gf/layers")
+seconds = time.perf_counter() - started
+grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+maps = client.post("/api/maps", json={"model": "regnet_y_128gf", "layer": "trunk_output"})
+print(json.dumps({"status": layers.status_code, "rows": len(layers.json()), "seconds": seconds, "grown_mb": grown,
+                  "maps": maps.status_code, "error": maps.json().get("error"),
+                  "after_maps_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024}))
+"""
+
+
+def test_a_models_layers_cost_no_weights_and_a_huge_model_is_refused_before_it_is_built():
+    """regnet_y_128gf (645 M parameters, 2.6 GB of float32) lists its layers from its architecture alone; maps
+    of it are refused with the bound before any weight is made."""
+    import json
+
+    result = subprocess.run([sys.executable, "-c", _CATALOGUE_PROBE], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["status"] == 200 and found["rows"] > 100, found
+    assert found["grown_mb"] < 300, found  # the weights alone would be 2,460 MB
+    assert found["seconds"] < 20, found
+    assert found["maps"] == 400 and "regnet_y_128gf has 644,812,894 parameters; the explorer builds models of up " \
+                                   "to 150,000,000" in found["error"], found
+    assert found["after_maps_mb"] < 300, found

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from featuremaps.conv import ConvLayer
 from featuremaps.errors import SettingsError
+from featuremaps.images import sample_path
 from featuremaps.web import ExplorerSettings, create_app
 
 
@@ -125,3 +126,46 @@ def test_an_internal_bug_is_a_500_with_a_short_message_and_a_logged_traceback(cl
 def test_server_settings_are_checked(settings, message):
     with pytest.raises(SettingsError, match=message):
         ExplorerSettings(**settings)
+
+
+@pytest.mark.parametrize("host", ["[::1]evil.example", "127.0.0.1:80@evil.example", "localhost evil", "[::1",
+                                  "127.0.0.1:80:80", "localhost:", "localhost:http"])
+def test_host_headers_that_only_start_like_loopback_are_refused(client, host):
+    response = client.get("/api/health", headers={"host": host})
+    assert response.status_code == 400 and "is not served here" in response.json()["error"], response.text
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "null", "http://127.0.0.1.evil.example",
+                                    "http://localhost:9999", "https://localhost", "file://", "http://localhost@evil",
+                                    "chrome-extension://abc"])
+def test_posts_from_another_origin_are_refused_before_any_route(client, origin, monkeypatch):
+    calls = []
+    monkeypatch.setattr(client.app.state.explorer, "add_image", lambda data: calls.append(data))
+    upload = client.post("/api/images", files={"file": ("cat.jpg", sample_path("cat").read_bytes(), "image/jpeg")},
+                         headers={"Origin": origin})
+    assert upload.status_code == 403, upload.text
+    assert f"origin {origin!r} may not use this server: requests must come from its own pages" in \
+        upload.json()["error"]
+    assert client.post("/api/conv", json={}, headers={"Origin": origin}).status_code == 403
+    assert calls == []  # the upload never reached the explorer
+
+
+def test_own_pages_and_programs_without_an_origin_are_served(client):
+    assert client.post("/api/conv", json={"filters": "sobel"}, headers={"Origin": "http://localhost"}).status_code \
+        == 200
+    assert client.post("/api/conv", json={"filters": "sobel"}).status_code == 200  # curl, scripts: no Origin
+    served = client.post("/api/conv", json={"filters": "sobel"},
+                         headers={"Host": "127.0.0.1:8000", "Origin": "http://127.0.0.1:8000"})
+    assert served.status_code == 200
+
+
+def test_a_vit_is_visualised_at_the_only_size_it_takes(client):
+    response = client.post("/api/visualize", json={"model": "vit_b_16", "layer": "conv_proj", "channel": 3,
+                                                   "steps": 2})
+    assert response.status_code == 200, response.text
+    assert response.json()["label"] == "conv_proj:3"
+    width = int.from_bytes(__import__("base64").b64decode(response.json()["image"].split(",", 1)[1])[16:20], "big")
+    assert width == 224  # the model's own input size (96 px would fail: "Expected 224 but got 96")
+    too_much = client.post("/api/visualize", json={"model": "resnet18", "layer": "layer1", "size": 256,
+                                                   "steps": 128})
+    assert too_much.status_code == 400 and "more work than the explorer does at once" in too_much.json()["error"]

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-import torch
-
 from featuremaps.errors import SettingsError
+from featuremaps.models.info import resolve_device
 
 __all__ = ["DECODES", "ENGINES", "POOLS", "PRECISIONS", "ExtractConfig", "ExtractSummary"]
 
@@ -73,10 +72,7 @@ class ExtractConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise SettingsError(f"{name} must be an int >= {low}; got {value!r}")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise SettingsError("device cuda was asked for, but torch sees no CUDA GPU on this machine")
-        if not self.device.startswith("cuda") and self.device != "cpu":
-            raise SettingsError(f"device must be cpu or cuda; got {self.device!r}")
+        resolve_device(self.device)
         if self.precision == "fp16" and self.device == "cpu":
             raise SettingsError("fp16 needs a CUDA device; on the CPU use bf16 or fp32")
 

@@ -48,7 +48,7 @@ import torch
 from featuremaps.batch.stats import ChannelStats
 from featuremaps.batch.topk import TopK
 from featuremaps.errors import SettingsError
-from featuremaps.files import atomic_write, safe_name
+from featuremaps.files import atomic_write, parse_json, read_regular_file, safe_name
 
 __all__ = ["STORE_VERSION", "Manifest", "ShardResult", "Store"]
 
@@ -134,6 +134,7 @@ class Manifest:
 
 
 _MAX_COUNT = 2**40
+_MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 _NUMBER_PAIRS = ("jump", "receptive_field", "start")
 
 
@@ -285,9 +286,9 @@ class Store:
         if not self.manifest_path.exists():
             raise SettingsError(f"{self.root}: not a featuremaps store (no manifest.json)")
         try:
-            data = json.loads(self.manifest_path.read_text())
+            data = parse_json(read_regular_file(self.manifest_path, max_bytes=_MAX_MANIFEST_BYTES))
             return Manifest.from_dict(data)
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as error:
+        except (ValueError, KeyError, TypeError, OSError) as error:
             raise SettingsError(f"{self.manifest_path}: damaged manifest ({type(error).__name__}: "
                                 f"{' '.join(str(error).split())[:160]}); extract again into a new --out") from None
 

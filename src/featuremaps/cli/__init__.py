@@ -102,6 +102,9 @@ def _main(argv: list[str] | None) -> int:
         return _fail(prog, str(error), 1)
     except KeyboardInterrupt:
         return _interrupted(prog)
+    except MemoryError:
+        return _fail(prog, "out of memory: this input and these settings need more memory than the machine gave "
+                           "(try a smaller image, --batch-size or --input-size)", 1)
     except Exception as error:  # noqa: BLE001 - the CLI never shows a traceback unless asked
         if os.environ.get("FEATUREMAPS_DEBUG"):
             raise

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, cast
 
 import typer
 
-from featuremaps.errors import SettingsError
+from featuremaps.errors import SEED_MAX, SettingsError
 
 if TYPE_CHECKING:  # the commands import torch only when they run (--help, samples and banks start without it)
     from featuremaps.conv.geometry import PaddingSpec
@@ -103,7 +103,7 @@ PaddingMode = Annotated[str, typer.Option(metavar="zeros|reflect|replicate|circu
 Dilation = Annotated[str, typer.Option(metavar="D|DYxDX", help="Gap between filter taps (1 = none).")]
 Groups = Annotated[int, typer.Option(metavar="G", help="Split channels and filters into G groups.")]
 Relu = Annotated[bool, typer.Option("--relu", help="Apply ReLU to the maps.")]
-Seed = Annotated[int, typer.Option(metavar="N", help="Seed of the random banks (and of a generated grid).")]
+Seed = Annotated[int, typer.Option(metavar="N", min=0, max=SEED_MAX, help="Seed of the random banks (and of a generated grid).")]
 TileSize = Annotated[int, typer.Option(metavar="PIXELS", help="Side of each map's tile in the picture.")]
 Scale = Annotated[Optional[float], typer.Option(metavar="PX", help="Pixels per map unit instead of --tile-size "
                                                 "(maps of different sizes keep their true relative size).")]

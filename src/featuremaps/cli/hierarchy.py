@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from featuremaps.cli._common import Overwrite, app, print_json
+from featuremaps.errors import SEED_MAX
 
 
 @app.command("hierarchy")
@@ -18,7 +19,8 @@ def hierarchy_command(
                                                   "model's stages).")] = None,
     train: Annotated[int, typer.Option(metavar="N", help="Images the probes train on.")] = 1800,
     test: Annotated[int, typer.Option(metavar="N", help="Held-out images they are scored on.")] = 900,
-    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the images (the held-out ones use N+1).")] = 20261128,
+    seed: Annotated[int, typer.Option(metavar="N", min=0, max=SEED_MAX - 2,
+                                             help="Seed of the images (the held-out ones use N+1).")] = 20261128,
     control: Annotated[bool, typer.Option("--control/--no-control", help="Also probe the same architecture with "
                                           "untrained (random) weights.")] = True,
     output: Annotated[Path, typer.Option("-o", "--output", metavar="PNG", help="The chart.")] = Path("hierarchy.png"),

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from featuremaps.cli._common import Overwrite, app, print_json
 from featuremaps.cli._progress import stderr as _stderr
-from featuremaps.errors import SettingsError
+from featuremaps.errors import SEED_MAX, SettingsError
 from featuremaps.files import check_outputs, safe_name, save_picture
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ def train_command(
                                                 "head).")] = None,
     samples: Annotated[int, typer.Option(metavar="N", help="Generated images per epoch (fresh each epoch).")] = 4000,
     val_fraction: Annotated[float, typer.Option(metavar="F", help="Share kept for validation.")] = 0.2,
-    seed: Annotated[int, typer.Option(metavar="N", help="Seed of data, initialisation and shuffling.")] = 0,
+    seed: Annotated[int, typer.Option(metavar="N", min=0, max=SEED_MAX, help="Seed of data, initialisation and shuffling.")] = 0,
     device: Annotated[str, typer.Option(metavar="cpu|cuda", help="Where to train.")] = "cpu",
     task: Annotated[str, typer.Option(metavar="classification|segmentation", help="What to train.")] = "classification",
     layers: Annotated[Optional[str], typer.Option(metavar="L1,L2", help="Segmentation: backbone layers whose "
@@ -171,7 +171,7 @@ def calibrate_command(
     dataset: Annotated[str, typer.Option(metavar="shapes|objects", help="Generated images of its classes.")],
     samples: Annotated[int, typer.Option(metavar="N", help="Held-out images to fit on (half as many set the "
                                          "threshold, as many again check it).")] = 1000,
-    seed: Annotated[int, typer.Option(metavar="N", help="Seed of those images (use one not trained on; the "
+    seed: Annotated[int, typer.Option(metavar="N", min=0, max=SEED_MAX, help="Seed of those images (use one not trained on; the "
                                       "threshold and the check use N+1 and N+2).")] = 7,
     false_alarms: Annotated[float, typer.Option(metavar="F", help="Share of familiar images allowed above the "
                                                 "threshold.")] = 0.05,
@@ -181,14 +181,24 @@ def calibrate_command(
     mark unfamiliar ones; writes familiarity.safetensors into CKPT_DIR, then measures the rule:
     false alarms on other held-out images, and flags on crops of the bundled photos."""
     from featuremaps.data.datasets import objects_dataset, photo_crops, shapes_dataset
+    from featuremaps.data.objects import OBJECT_CLASSES
+    from featuremaps.data.shapes import SHAPE_CLASSES
     from featuremaps.models import load_model, model_info
     from featuremaps.recognize.familiarity import fit_familiarity, measure
+    from featuremaps.segment.run import is_segmentation_model
 
     if dataset not in ("shapes", "objects"):
         raise SettingsError(f"--dataset must be shapes or objects (generated, from a seed); got {dataset!r}")
     net = load_model(checkpoint)
     info = model_info(net)
+    if is_segmentation_model(net):
+        raise SettingsError(f"{checkpoint} is a segmentation model, not a classifier: calibrate learns what a "
+                            "classifier's training images look like, for predict")
     make = shapes_dataset if dataset == "shapes" else objects_dataset
+    classes = list(SHAPE_CLASSES if dataset == "shapes" else OBJECT_CLASSES)
+    if list(info.class_names or []) != classes:
+        raise SettingsError(f"{checkpoint} knows {', '.join(info.class_names or ['unnamed classes'])}; the {dataset} "
+                            f"dataset has {', '.join(classes)}: calibrate on the data it was trained on")
     size = max(info.input.size)
     familiarity = fit_familiarity(net, make(samples, seed, size, model_input=info.input),
                                   make(max(samples // 2, 20), seed + 1, size, model_input=info.input),
@@ -211,7 +221,7 @@ def evaluate_command(
     dataset: Annotated[str, typer.Option(metavar="shapes|objects|digits|DIR", help="Data to score on.")],
     samples: Annotated[Optional[int], typer.Option(metavar="N", help="Shapes images (default 1000) or scenes "
                                                    "(default 100) to draw.")] = None,
-    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the generated shapes or objects (use one "
+    seed: Annotated[int, typer.Option(metavar="N", min=0, max=SEED_MAX, help="Seed of the generated shapes or objects (use one "
                                  "not trained on).")] = 2024,
     split: Annotated[str, typer.Option(metavar="all|validation", help="For digits and folders: every image or "
                                        "the validation split.")] = "all",

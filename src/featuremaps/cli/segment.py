@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from featuremaps.cli._common import Overwrite, app, print_json
-from featuremaps.errors import SettingsError
+from featuremaps.errors import SEED_MAX, SettingsError
 
 
 @app.command("segment")
@@ -26,7 +26,7 @@ def segment_command(
                                                       "segmentation head.")] = None,
     truth: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Ground-truth masks named <stem>.png: "
                                                   "adds scores (clusters are matched to classes first).")] = None,
-    seed: Annotated[int, typer.Option(metavar="N", help="Seed of k-means.")] = 0,
+    seed: Annotated[int, typer.Option(metavar="N", min=0, max=SEED_MAX, help="Seed of k-means.")] = 0,
     overwrite: Overwrite = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: one entry per image.")] = False,
 ) -> None:

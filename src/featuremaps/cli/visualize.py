@@ -10,7 +10,7 @@ import typer
 
 from featuremaps.cli._common import Overwrite, app, print_json
 from featuremaps.cli.models import ModelName, Weights
-from featuremaps.errors import SettingsError
+from featuremaps.errors import SEED_MAX, SettingsError
 
 _MAX_IMAGES = 256
 
@@ -74,7 +74,7 @@ def visualize_command(
     param: Annotated[str, typer.Option(metavar="fourier|pixel", help="Image parameterisation.")] = "fourier",
     decorrelate: Annotated[bool, typer.Option(help="Decorrelated colours (RGB models).")] = True,
     transforms: Annotated[bool, typer.Option(help="Random jitter, scale and rotation at each step.")] = True,
-    seed: Annotated[int, typer.Option(metavar="N", help="Seeds the start and the transforms.")] = 0,
+    seed: Annotated[int, typer.Option(metavar="N", min=0, max=SEED_MAX, help="Seeds the start and the transforms.")] = 0,
     batch_size: Annotated[int, typer.Option(metavar="B", help="Images optimised together.")] = 16,
     device: Annotated[Optional[str], typer.Option(metavar="cpu|cuda", help="Where to run (default: cpu).")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", metavar="PNG", help="The grid picture.")] = Path("vis.png"),
@@ -90,6 +90,7 @@ def visualize_command(
     from featuremaps.cli._progress import CountBar
     from featuremaps.files import check_outputs, save_picture
     from featuremaps.models import load_model, model_info
+    from featuremaps.models.info import resolve_device
     from featuremaps.optvis import Objective, Robustness, channel, logit, unit, visualize
     from featuremaps.optvis import direction as make_direction
     from featuremaps.optvis.param import PARAMS
@@ -106,9 +107,8 @@ def visualize_command(
     if save is not None and save.suffix.lower() != ".npy":
         raise SettingsError(f"--save must end in .npy; got {str(save)!r}")
     check_outputs([p for p in (output, save) if p is not None], overwrite=overwrite)
-    net = load_model(model, weights=weights)
-    if device is not None:
-        net = net.to(device)
+    where = resolve_device(device)
+    net = load_model(model, weights=weights).to(where)
     names = model_info(net).class_names or ()
     chosen: list[Objective]
     if classes is not None:

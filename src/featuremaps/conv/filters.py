@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
-from featuremaps.errors import SettingsError
+from featuremaps.errors import SettingsError, check_seed
 
 if TYPE_CHECKING:  # torch is imported where filters become tensors, so listing the banks needs only numpy
     import torch
@@ -82,8 +82,11 @@ def _box(size: tuple[int, int] | None, depth: int | None, seed: int) -> np.ndarr
 
 
 def _gabor(size: tuple[int, int] | None, depth: int | None, seed: int) -> np.ndarray:
-    """``depth`` orientations evenly spread over 180°, zero mean, unit L1 norm."""
+    """``depth`` orientations evenly spread over 180°, zero mean, unit L1 norm (at least 3x3: a smaller
+    window cannot hold a stripe, and its zero-mean kernel would be all zeros)."""
     kh, kw = size or (7, 7)
+    if max(kh, kw) < 3:
+        raise SettingsError(f"gabor filters need a kernel of at least 3 pixels on one side; got {kh}x{kw}")
     count = depth or 4
     extent = max(kh, kw)
     sigma, wavelength, aspect = extent / 4.0, extent / 2.0, 0.5
@@ -177,6 +180,7 @@ def bank(
         >>> bank("sobel")[0].shape
         (2, 1, 3, 3)
     """
+    check_seed(seed)
     parts = [part.strip() for part in spec.split(",") if part.strip()]
     if not parts:
         raise SettingsError(f"filters: empty bank name; choose from {', '.join(bank_names())}")

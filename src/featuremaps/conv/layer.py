@@ -503,8 +503,11 @@ def _bias_tensor(bias: float | Sequence[float] | torch.Tensor | None, depth: int
     if bias is None or bias is False:
         return None
     if isinstance(bias, (int, float)) and not isinstance(bias, bool):
-        return torch.full((depth,), float(bias))
-    tensor = torch.as_tensor(bias, dtype=torch.float32).flatten()
+        tensor = torch.full((depth,), float(bias))
+    else:
+        tensor = torch.as_tensor(bias, dtype=torch.float32).flatten()
     if tensor.numel() != depth:
         raise SettingsError(f"bias must be one number or one per filter ({depth}); got {tensor.numel()} values")
+    if not torch.isfinite(tensor).all():
+        raise SettingsError(f"bias must be finite numbers; got {tensor[~torch.isfinite(tensor)][0].item()}")
     return tensor.clone()

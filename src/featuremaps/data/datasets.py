@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from featuremaps.data.objects import OBJECT_CLASSES, PART_KINDS, draw_object
 from featuremaps.data.shapes import SHAPE_CLASSES, draw_shape
+from featuremaps.drawing import label_problem
 from featuremaps.errors import DatasetError, ImageError
 from featuremaps.inputs import ModelInput
 
@@ -167,6 +168,10 @@ def folder_dataset(root: str | Path, model_input: ModelInput) -> ArrayDataset:
     if not classes:
         raise DatasetError(f"{root}: no class folders; put each class's images in its own sub-folder "
                            f"({root}/cat/1.jpg, {root}/dog/2.jpg, ...)")
+    for name in classes:
+        problem = label_problem(name)
+        if problem is not None:
+            raise DatasetError(f"{root}: class folder {name!r} {problem}; rename the folder")
     images, labels, skipped, names = [], [], [], []
     for label, name in enumerate(classes):
         files = sorted(p for p in (root / name).rglob("*") if p.is_file() and not p.name.startswith("."))

@@ -149,12 +149,12 @@ class FeatureExtractor:
 
     def _graph_module(self, with_output: bool, reduce: Callable[[torch.Tensor], Any] | None = None) -> nn.Module:
         key = (with_output, reduce)
+        trace = traced(self.model)  # before the build lock: a first trace waits for other threads' passes
         with self._build_lock:
             built = self._modules.get(key)
             if built is None:
                 wanted = [(e.name, (e.module, e.call)) for e in self.layers]
-                graph: nn.Module = truncated_module(traced(self.model), wanted, with_output=with_output,
-                                                    reduce=reduce)
+                graph: nn.Module = truncated_module(trace, wanted, with_output=with_output, reduce=reduce)
                 if self.compile:
                     graph = cast(nn.Module, torch.compile(graph))  # a compiled module is still an nn.Module
                 self._modules[key] = built = graph

@@ -10,13 +10,22 @@ In-place operations: a captured output that a later operation may change in plac
 ``ReLU(inplace=True)`` after ``bn1``, ``out += identity``) is protected: the operations after it
 get a copy, and the graph returns the original, untouched values (and, with gradients, the
 original is what the rest of the model was computed from, through the copy).
+
+Threads: while ``torch.fx`` traces, it replaces ``nn.Module.__call__`` for the whole process, so
+a forward pass of *any* module in another thread would run into the tracer ("... is not
+installed as a submodule"). A trace therefore holds :data:`FORWARD_PASSES` exclusively, and code
+that runs models in threads (the explorer's jobs) holds it shared (:func:`forward_passes`).
+Traces are made once per model, so the exclusive moments are rare.
 """
 
 from __future__ import annotations
 
+import contextlib
 import operator
+import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +35,8 @@ from torch import nn
 
 from featuremaps.models.hooks import model_lock
 
-__all__ = ["OUTPUT", "TracedModel", "traced", "truncated_module"]
+__all__ = ["FORWARD_PASSES", "OUTPUT", "SharedExclusiveLock", "TracedModel", "forward_passes", "traced",
+           "truncated_module"]
 
 OUTPUT = "__output__"
 """The key of the model's own output in a graph built with ``with_output``."""
@@ -40,6 +50,75 @@ _VIEW_FUNCTIONS = frozenset({torch.flatten, torch.reshape, torch.transpose, torc
 _INPLACE_OPERATORS = frozenset({operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.ifloordiv,
                                 operator.imod, operator.ipow, operator.iand, operator.ior, operator.ixor,
                                 operator.ilshift, operator.irshift, operator.imatmul, operator.setitem})
+
+
+class SharedExclusiveLock:
+    """Many holders at once (:meth:`shared`) or one alone (:meth:`exclusive`); writers go first.
+
+    Both nest in one thread; a thread that holds it shared and asks for it exclusively lets go of
+    its shared holds while it waits (so two such threads cannot wait for each other), and takes
+    them back afterwards.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._readers = 0
+        self._writer: int | None = None
+        self._writer_depth = 0
+        self._waiting_writers = 0
+        self._mine = threading.local()
+
+    def _held(self) -> int:
+        return getattr(self._mine, "shared", 0)
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        me = threading.get_ident()
+        with self._condition:
+            if self._writer != me and self._held() == 0:
+                while self._writer is not None or self._waiting_writers:
+                    self._condition.wait()
+            self._readers += 1
+            self._mine.shared = self._held() + 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._readers -= 1
+                self._mine.shared = self._held() - 1
+                self._condition.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        me = threading.get_ident()
+        with self._condition:
+            held = self._held() if self._writer != me else 0
+            self._readers -= held  # let go of this thread's own shared holds while it waits
+            self._waiting_writers += 1
+            self._condition.notify_all()
+            while (self._writer is not None and self._writer != me) or self._readers:
+                self._condition.wait()
+            self._waiting_writers -= 1
+            self._writer = me
+            self._writer_depth += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._writer_depth -= 1
+                if self._writer_depth == 0:
+                    self._writer = None
+                self._readers += held
+                self._condition.notify_all()
+
+
+FORWARD_PASSES = SharedExclusiveLock()
+"""Held shared by threads that run models, exclusively by an FX trace (see the module docstring)."""
+
+
+def forward_passes() -> contextlib.AbstractContextManager[None]:
+    """Hold this around model work in a thread that runs beside others (a server's request)."""
+    return FORWARD_PASSES.shared()
 
 
 class _RecordingTracer(fx.Tracer):
@@ -94,23 +173,33 @@ def traced(model: nn.Module) -> TracedModel:
         Exception: whatever ``torch.fx`` raised for a model it cannot trace (data-dependent
             control flow, for example); the caller falls back to hooks.
     """
-    with model_lock(model):
-        cached = _TRACES.get(model)
-        if cached is None:
-            modes = {module: module.training for module in model.modules()}
-            tracer = _RecordingTracer()
-            try:
-                model.eval()
-                graph = tracer.trace(model)
-                cached = TracedModel(model, graph, dict(tracer.calls))
-            except Exception as error:  # noqa: BLE001 - any tracing failure means: use hooks
-                cached = error
-            finally:
-                for module, training in modes.items():
-                    module.train(training)
-            _TRACES[model] = cached
+    cached = _TRACES.get(model)
+    if cached is None:
+        with FORWARD_PASSES.exclusive(), model_lock(model):  # no forward pass of any model runs meanwhile
+            cached = _trace_now(model)
     if isinstance(cached, Exception):
         raise cached
+    return cached
+
+
+def _trace_now(model: nn.Module) -> TracedModel | Exception:
+    """Trace ``model`` unless another thread did it first (the caller holds the locks); a failure is
+    returned (and cached) as the exception."""
+    cached = _TRACES.get(model)
+    if cached is not None:
+        return cached
+    modes = {module: module.training for module in model.modules()}
+    tracer = _RecordingTracer()
+    try:
+        model.eval()
+        graph = tracer.trace(model)
+        cached = TracedModel(model, graph, dict(tracer.calls))
+    except Exception as error:  # noqa: BLE001 - any tracing failure means: use hooks
+        cached = error
+    finally:
+        for module, training in modes.items():
+            module.train(training)
+    _TRACES[model] = cached
     return cached
 
 

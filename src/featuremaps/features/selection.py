@@ -15,7 +15,7 @@ from featuremaps.models.catalogue import LayerInfo, LayerList, list_layers
 from featuremaps.models.hooks import model_lock
 from featuremaps.models.info import base_module
 
-__all__ = ["MAX_DEFAULT_LAYERS", "LayerSelection", "catalogue_for", "default_layers", "select_layers"]
+__all__ = ["MAX_DEFAULT_LAYERS", "LayerSelection", "catalogue_for", "default_layers", "find_layer", "select_layers"]
 
 LayerSelection = Union[str, Sequence[str]]
 """Layer names (``layer2``, ``layer1.0.relu:1``), glob patterns (``layer*.conv1``), module types
@@ -74,17 +74,37 @@ def select_layers(catalogue: Sequence[LayerInfo], layers: LayerSelection, *,
     return [entry for entry in catalogue if entry.name in chosen]
 
 
+def find_layer(catalogue: Sequence[LayerInfo], name: str, *, model_name: str = "the model") -> LayerInfo:
+    """The one layer called ``name`` exactly (no pattern, no type).
+
+    Raises:
+        LayerError: no layer has that name; the message lists close and valid names.
+    """
+    for entry in catalogue:
+        if entry.name == name:
+            return entry
+    raise LayerError(_not_found(name, catalogue, [entry.name for entry in catalogue], model_name))
+
+
 def _not_found(item: str, catalogue: Sequence[LayerInfo], names: list[str], model_name: str) -> str:
     """Say whether ``item`` is a module the forward pass never reached, or no layer at all."""
     stopped = getattr(catalogue, "stopped_at", None)
     module = item.partition(":")[0]
     known_modules = getattr(catalogue, "module_names", ())
-    if stopped is not None and module in known_modules:
+    ran = any(entry.module == module for entry in catalogue)
+    if stopped is not None and module in known_modules and not ran:  # the pass ended before the module ran
         return (f"layer {item!r} is not reached: the forward pass of {model_name} fails at {stopped[0]} for this "
                 f"input size ({stopped[1]}); layers before it work")
     close = difflib.get_close_matches(item, names, n=4, cutoff=0.6)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     top = [e.name for e in catalogue if e.depth == 0 and e.call == 0]
+    depth = 0
+    while len(top) < 3 and depth < 4:  # a wrapper (a head around a backbone): list the level that has the layers
+        depth += 1
+        deeper = [e.name for e in catalogue if e.depth == depth and e.call == 0]
+        if not deeper:
+            break
+        top = deeper
     return (f"layer {item!r} not found in {model_name}{hint}. Valid: {_summary(top or names)} "
             f"(see 'featuremaps layers {model_name}' for all {len(names)})")
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from featuremaps.conv.geometry import Padding, output_size_formula
 from featuremaps.conv.layer import ConvLayer, ConvStep, PaddingMode, conv_step, pad_input
-from featuremaps.errors import SettingsError
+from featuremaps.errors import SettingsError, check_seed
 from featuremaps.files import write_output
 from featuremaps.images import load_image
 
@@ -241,7 +241,7 @@ def _check_grid(height: int, width: int, channels: int) -> None:
 def random_grid(height: int, width: int, channels: int = 1, *, seed: int = 0, high: int = 9) -> torch.Tensor:
     """A seeded grid of small integers ``0..high`` as float32 ``(C, H, W)``."""
     _check_grid(height, width, channels)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(check_seed(seed))
     return torch.randint(0, high + 1, (channels, height, width), generator=generator).to(torch.float32)
 
 

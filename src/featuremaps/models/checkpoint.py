@@ -29,7 +29,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from featuremaps.errors import CheckpointError, ModelError, SettingsError
-from featuremaps.files import default_mode, save_safetensors
+from featuremaps.files import FileRefused, JsonRefused, default_mode, parse_json, read_regular_file, save_safetensors
 from featuremaps.models.info import model_info
 
 __all__ = ["CHECKPOINT_SUFFIXES", "check_writable", "load_weights_into", "model_record", "read_checkpoint",
@@ -39,6 +39,7 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
 METADATA_KEY = "featuremaps"
 DIRECTORY_WEIGHTS = "model.safetensors"
 DIRECTORY_METADATA = "featuremaps.json"
+_MAX_RECORD_BYTES = 16 * 1024 * 1024  # a record is a few kilobytes (ImageNet's 1,000 class names: 30 KB)
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
@@ -68,11 +69,11 @@ def _read_directory(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         )
     state, _ = _read_safetensors(weights)
     try:
-        record = json.loads(metadata.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{metadata}: not valid JSON ({error})") from None
-    except RecursionError:
-        raise CheckpointError(f"{metadata}: JSON nested too deeply to be a featuremaps record") from None
+        record = parse_json(read_regular_file(metadata, max_bytes=_MAX_RECORD_BYTES))
+    except JsonRefused as error:
+        raise CheckpointError(f"{metadata}: not a featuremaps record: {error}") from None
+    except FileRefused as error:
+        raise CheckpointError(f"{metadata}: {error.reason}") from None
     return state, record
 
 
@@ -86,11 +87,9 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     record = None
     if METADATA_KEY in metadata:
         try:
-            record = json.loads(metadata[METADATA_KEY])
-        except json.JSONDecodeError as error:
-            raise CheckpointError(f"{path}: its featuremaps metadata is not valid JSON ({error})") from None
-        except RecursionError:
-            raise CheckpointError(f"{path}: its featuremaps metadata is nested too deeply") from None
+            record = parse_json(metadata[METADATA_KEY])
+        except JsonRefused as error:
+            raise CheckpointError(f"{path}: its featuremaps metadata is not a featuremaps record: {error}") from None
     return state, record
 
 

@@ -1,11 +1,13 @@
 """The one place where featuremaps puts hooks on a model's modules.
 
 Hooks live on the module objects, so two threads working on one model at once would see
-each other's hooks (one thread's hook capturing, or stopping, the other's forward pass).
-:func:`module_calls` therefore holds the model's re-entrant lock while its hooks are on,
-puts the model in eval mode, numbers the calls of each module (a module that runs twice in
-one forward, like a ResNet block's ReLU, has calls 0 and 1), and, whatever happens, removes
-the hooks and puts every module's train/eval mode back. Different models run in parallel.
+each other's hooks. :func:`module_calls` therefore holds the model's re-entrant lock while
+its hooks are on, and its hooks act only in the thread that installed them: a forward pass of
+the same model in another thread (the feature core's traced graph, which needs no lock) runs
+past them untouched, neither captured nor stopped nor counted. It puts the model in eval mode,
+numbers the calls of each module (a module that runs twice in one forward, like a ResNet
+block's ReLU, has calls 0 and 1), and, whatever happens, removes the hooks and puts every
+module's train/eval mode back. Different models run in parallel.
 
 Everything that needs a layer's output builds on this: the layer catalogue (shapes and
 receptive fields) and the feature extractor's fallback for models that FX cannot trace.
@@ -75,6 +77,7 @@ def module_calls(model: nn.Module, on_output: OnOutput, *, modules: Iterable[str
     """
     named = {name: module for name, module in model.named_modules() if name}
     chosen = named if modules is None else {name: named[name] for name in dict.fromkeys(modules)}
+    owner = threading.get_ident()
     with model_lock(model):
         modes = {module: module.training for module in model.modules()}
         calls: dict[str, int] = {}
@@ -82,12 +85,16 @@ def module_calls(model: nn.Module, on_output: OnOutput, *, modules: Iterable[str
 
         def hooks_for(name: str) -> tuple[Callable[..., None], Callable[..., Any]]:
             def before(module: nn.Module, _args: Any) -> None:
+                if threading.get_ident() != owner:  # another thread's forward pass of this model
+                    return
                 call = calls.get(name, 0)
                 calls[name] = call + 1
                 if on_input is not None:
                     on_input(name, call, module)
 
             def after(_module: nn.Module, _args: Any, output: Any) -> Any:
+                if threading.get_ident() != owner:
+                    return None
                 return on_output(name, calls[name] - 1, output)
 
             return before, after

@@ -17,10 +17,11 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from featuremaps.drawing import label_problem
 from featuremaps.errors import SettingsError
 from featuremaps.inputs import ModelInput
 
-__all__ = ["ModelInfo", "attach", "base_module", "model_device", "model_info"]
+__all__ = ["ModelInfo", "attach", "base_module", "model_device", "model_info", "resolve_device"]
 
 _NAME = re.compile(r"[A-Za-z0-9_.:+\-]{1,200}")
 _ATTRIBUTE = "featuremaps_info"
@@ -40,6 +41,7 @@ class ModelInfo:
         class_names: output class names, when known.
         num_classes: outputs of the classifier, when known.
         options: constructor options of a built-in architecture (``{"width": 32}``).
+        trained_on: the data the weights were trained on, in words (``"ImageNet-1k"``), when known.
     """
 
     name: str
@@ -49,6 +51,7 @@ class ModelInfo:
     class_names: tuple[str, ...] | None = None
     num_classes: int | None = None
     options: Mapping[str, Any] | None = None
+    trained_on: str | None = None
 
     @property
     def input_size(self) -> tuple[int, int, int]:
@@ -65,6 +68,8 @@ class ModelInfo:
         """The weights, or ``untrained (random) weights``: what pictures and pages must say."""
         if self.weights is None:
             return "untrained (random) weights"
+        if self.trained_on:
+            return f"trained on {self.trained_on}"
         if self.source == "builtin" and self.weights == "DEFAULT":
             return "trained weights (bundled with featuremaps)"
         return f"weights {self.weights}"
@@ -78,7 +83,8 @@ class ModelInfo:
         """JSON-ready form, as checkpoints record it (the input's fields flat, as ``input_size`` etc.)."""
         return {"name": self.name, "source": self.source, "weights": self.weights, **self.input.to_dict(),
                 "class_names": list(self.class_names) if self.class_names is not None else None,
-                "num_classes": self.num_classes, "options": dict(self.options) if self.options else None}
+                "num_classes": self.num_classes, "options": dict(self.options) if self.options else None,
+                "trained_on": self.trained_on}
 
     @classmethod
     def from_dict(cls, data: Any) -> ModelInfo:
@@ -102,12 +108,18 @@ class ModelInfo:
             raise SettingsError(f"model.{error}") from None
         names = data.get("class_names")
         if names is not None and (not isinstance(names, list) or len(names) > 100_000
-                                  or not all(isinstance(n, str) and len(n) <= 200 for n in names)):
-            raise SettingsError("model.class_names must be a list of strings (at most 200 characters each)")
+                                  or not all(isinstance(n, str) and 0 < len(n) <= 200 for n in names)):
+            raise SettingsError("model.class_names must be a list of strings (1 to 200 characters each)")
+        for index, label in enumerate(names or []):
+            problem = label_problem(label)
+            if problem is not None:
+                raise SettingsError(f"model.class_names[{index}] {problem}")
         num_classes = data.get("num_classes")
         if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
                                         or not 1 <= num_classes <= 1_000_000):
             raise SettingsError(f"model.num_classes must be a positive int; got {str(num_classes)[:60]}")
+        if names is not None and num_classes is not None and len(names) != num_classes:
+            raise SettingsError(f"model.class_names names {len(names):,} classes; model.num_classes is {num_classes}")
         weights = data.get("weights")
         if weights is not None and not isinstance(weights, str):
             raise SettingsError("model.weights must be a string or null")
@@ -118,9 +130,13 @@ class ModelInfo:
                     for k, v in options.items()):
                 raise SettingsError("model.options must map option names to numbers, booleans or strings")
             options = dict(options)
+        trained_on = data.get("trained_on")
+        if trained_on is not None and (not isinstance(trained_on, str) or not 0 < len(trained_on) <= 200
+                                       or label_problem(trained_on) is not None):
+            raise SettingsError("model.trained_on must be a short one-line string or null")
         return cls(name=name, source=source, weights=weights, input=model_input,
                    class_names=tuple(names) if names is not None else None, num_classes=num_classes,
-                   options=options or None)
+                   options=options or None, trained_on=trained_on)
 
 
 def base_module(model: nn.Module) -> nn.Module:
@@ -142,6 +158,25 @@ def model_info(model: nn.Module) -> ModelInfo:
     if isinstance(info, ModelInfo):
         return info
     return ModelInfo(name=type(base_module(model)).__name__, source="module")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N`` as a device this machine has (None: the CPU).
+
+    Raises:
+        SettingsError: another name, or a CUDA device where torch sees no GPU (or not that many).
+    """
+    text = str(device) if device is not None else "cpu"
+    if text != "cpu" and not re.fullmatch(r"cuda(:\d{1,2})?", text):
+        raise SettingsError(f"device must be cpu, cuda or cuda:N; got {text[:40]!r}")
+    if text.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SettingsError(f"device {text} was asked for, but torch sees no CUDA GPU on this machine; use "
+                                "--device cpu")
+        index = int(text.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise SettingsError(f"device {text}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return torch.device(text)
 
 
 def model_device(model: nn.Module) -> torch.device:

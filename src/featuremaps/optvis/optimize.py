@@ -18,7 +18,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from featuremaps.errors import SettingsError
+from featuremaps.errors import SettingsError, check_seed
 from featuremaps.features import FeatureExtractor, catalogue_for
 from featuremaps.models.info import model_device, model_info
 from featuremaps.optvis.objectives import OUTPUT, Objective
@@ -97,6 +97,7 @@ def visualize(
     """
     if not isinstance(model, nn.Module):
         raise SettingsError(f"model must be a torch nn.Module; got {type(model).__name__}")
+    check_seed(seed)
     chosen = (objectives,) if isinstance(objectives, Objective) else tuple(objectives)
     if not chosen or not all(isinstance(o, Objective) for o in chosen):
         raise SettingsError("objectives must be one or more Objective (channel, unit, logit, direction)")

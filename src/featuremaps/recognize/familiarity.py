@@ -35,7 +35,7 @@ from torch import nn
 from featuremaps.data.datasets import ArrayDataset
 from featuremaps.errors import CheckpointError, SettingsError
 from featuremaps.features import FeatureExtractor, catalogue_for, default_layers
-from featuremaps.files import atomic_write, save_safetensors
+from featuremaps.files import atomic_write, parse_json, save_safetensors
 from featuremaps.models.info import model_device, model_info
 
 __all__ = ["FALSE_ALARMS", "FAMILIARITY_FILE", "Familiarity", "FamiliarityCheck", "familiarity_for", "fit_familiarity",
@@ -108,7 +108,7 @@ class Familiarity:
         """Read ``familiarity.safetensors`` (a safetensors file: no code runs)."""
         try:
             with safe_open(os.fspath(path), framework="pt") as handle:
-                meta = json.loads((handle.metadata() or {})["featuremaps.familiarity"])
+                meta = parse_json((handle.metadata() or {})["featuremaps.familiarity"])
                 layers = tuple(str(name) for name in meta["layers"])
                 means = {n: handle.get_tensor(f"{i}.mean").double().numpy() for i, n in enumerate(layers)}
                 precisions = {n: handle.get_tensor(f"{i}.precision").double().numpy() for i, n in enumerate(layers)}

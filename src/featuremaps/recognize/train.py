@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from featuremaps.data.datasets import ArrayDataset, load_dataset, objects_dataset, shapes_dataset
-from featuremaps.errors import LayerError, SettingsError
+from featuremaps.errors import LayerError, SettingsError, check_seed
 from featuremaps.features import FeatureExtractor
-from featuremaps.models.info import ModelInfo, attach, model_info
+from featuremaps.models.info import ModelInfo, attach, model_info, resolve_device
 from featuremaps.models.registry import load_model
 from featuremaps.recognize.familiarity import fit_familiarity
 from featuremaps.recognize.head import HEADS, POOLINGS, FeatureHead, make_head, pool_maps
@@ -79,10 +79,8 @@ class TrainConfig:
                 raise SettingsError(f"head must be one of {', '.join(HEADS)}; got {self.head!r}")
             if self.pool not in POOLINGS:
                 raise SettingsError(f"pool must be one of {', '.join(POOLINGS)}; got {self.pool!r}")
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise SettingsError(f"device must be cpu or cuda; got {self.device!r}")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise SettingsError("device cuda was asked for, but torch sees no CUDA GPU on this machine")
+        resolve_device(self.device)
+        check_seed(self.seed)
 
     @property
     def learning_rate(self) -> float:

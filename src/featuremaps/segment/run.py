@@ -68,6 +68,14 @@ def segment_image(
     """
     if clusters is not None and (isinstance(clusters, bool) or not isinstance(clusters, int) or not 2 <= clusters <= 64):
         raise SettingsError(f"clusters must be an int from 2 to 64; got {clusters!r}")
+    if isinstance(model, PixelHead) and (clusters is not None or layers):
+        backbone = model_info(model.backbone).name
+        raise SettingsError(f"{model_info(model).name} is a trained segmentation head: it gives its own segments "
+                            f"(leave out clusters and layers); to cluster maps, cluster its backbone (--model "
+                            f"{backbone} --clusters K)")
+    if clusters is None and layers and is_segmentation_model(model):
+        raise SettingsError(f"layers choose the maps that are clustered; {model_info(model).name} segments with its "
+                            "own head (give clusters too to cluster its maps instead)")
     if clusters is None and is_segmentation_model(model):
         info = model_info(model)
         original = load_image(image, mode="rgb" if info.input_size[0] == 3 else "gray")

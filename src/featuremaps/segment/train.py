@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featuremaps.errors import DatasetError, SettingsError
+from featuremaps.errors import DatasetError, SettingsError, check_seed
 from featuremaps.inputs import ModelInput
-from featuremaps.models.info import ModelInfo, attach, model_device, model_info
+from featuremaps.models.info import ModelInfo, attach, model_device, model_info, resolve_device
 from featuremaps.models.registry import load_model
 from featuremaps.segment.data import MaskDataset, mask_folder, scenes_dataset
 from featuremaps.segment.head import PixelHead
@@ -72,6 +72,8 @@ class SegmentTrainConfig:
                 raise SettingsError(f"{name} must be an int >= 1; got {value!r}")
         if self.size < 16:
             raise SettingsError(f"size must be at least 16 pixels; got {self.size}")
+        check_seed(self.seed)
+        resolve_device(self.device)
 
 
 @dataclass

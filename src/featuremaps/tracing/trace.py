@@ -28,6 +28,7 @@ part through the branch are reported (``sum dv/dz * skip`` and ``sum dv/dz * bra
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,7 +45,6 @@ from featuremaps.images import ImageSource
 from featuremaps.models.catalogue import LayerInfo
 from featuremaps.models.hooks import model_lock, tensors_in
 from featuremaps.models.info import model_device, model_info
-from featuremaps.show import parse_unit
 from featuremaps.tracing.names import INPUT
 
 __all__ = ["Lineage", "LineageEdge", "LineageNode", "default_stations", "lineage"]
@@ -381,19 +381,23 @@ def lineage(
 
 
 def _parse_target(unit: str, catalogue: Sequence[LayerInfo], model_name: str) -> tuple[LayerInfo, list[int]]:
-    if not isinstance(unit, str) or ":" not in unit:
-        raise SettingsError(f"a unit is LAYER:CHANNEL or LAYER:CHANNEL:Y:X; got {unit!r}")
+    if not isinstance(unit, str) or ":" not in unit or len(unit) > 300:
+        raise SettingsError(f"a unit is LAYER:CHANNEL or LAYER:CHANNEL:Y:X; got {unit[:300]!r}")
     names = {e.name for e in catalogue}
-    for parts in (3, 1):
-        pieces = unit.rsplit(":", parts)
-        if len(pieces) == parts + 1 and pieces[0] in names and all(p.lstrip("-").isdigit() for p in pieces[1:]):
-            name, indices = parse_unit(unit, parts)
-            break
-    else:
-        name = unit.rsplit(":", 1)[0]
-        if name not in names:
-            select_layers(catalogue, [name], model_name=model_name)  # raises the LayerError with valid names
-        raise SettingsError(f"a unit is LAYER:CHANNEL or LAYER:CHANNEL:Y:X with integers; got {unit!r}")
+    pieces = unit.split(":")
+    # The longest prefix that is a layer (a layer's name may hold ':' itself: layer1.0.relu:1, its second call).
+    cut = next((cut for cut in range(len(pieces) - 1, 0, -1) if ":".join(pieces[:cut]) in names), None)
+    if cut is None:
+        select_layers(catalogue, [pieces[0]], model_name=model_name)  # raises the LayerError with valid names
+        cut = 1
+    name, numbers = ":".join(pieces[:cut]), pieces[cut:]
+    if len(numbers) not in (1, 3):
+        raise SettingsError(f"unit {unit!r}: layer {name} is followed by {len(numbers)} numbers ({':'.join(numbers)});"
+                            " a unit is LAYER:CHANNEL (a map) or LAYER:CHANNEL:Y:X (one unit of it)")
+    if not all(re.fullmatch(r"-?[0-9]{1,9}", number) for number in numbers):
+        raise SettingsError(f"unit {unit!r}: the channel and position after layer {name} must be whole numbers; "
+                            f"got {':'.join(numbers)}")
+    indices = [int(number) for number in numbers]
     (entry,) = select_layers(catalogue, [name], model_name=model_name)
     shape = entry.output_shape
     if not shape:

@@ -26,7 +26,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import featuremaps
 from featuremaps.errors import ImageError
-from featuremaps.web.limits import Busy, HostCheck, UploadLimit, WorkLimiter, short
+from featuremaps.features.graph import forward_passes
+from featuremaps.web.limits import Busy, HostCheck, JsonBodyCheck, UploadLimit, WorkLimiter, short
 from featuremaps.web.schemas import (
     ConfigResponse,
     ConvRequest,
@@ -65,7 +66,10 @@ def create_app(settings: ExplorerSettings | None = None) -> FastAPI:
     """A new app with its own state (caches, work queue); nothing is shared between apps."""
     settings = settings or ExplorerSettings()
     explorer = Explorer(settings)
-    limiter = WorkLimiter(settings.concurrency, settings.queue)
+    # Two pools, so a cheap request (a playground setting, a layer list) never waits behind heavy ones
+    # (visualisations, lineage): each kind has its own slots and its own queue.
+    limiters = {"light": WorkLimiter(settings.concurrency, settings.queue),
+                "heavy": WorkLimiter(settings.concurrency, settings.queue)}
     site = _microscope_site(settings.store) if settings.store else None
 
     @contextlib.asynccontextmanager
@@ -80,11 +84,16 @@ def create_app(settings: ExplorerSettings | None = None) -> FastAPI:
                   description="Feature maps of convolution layers and real CNNs, recognition and segmentation.",
                   lifespan=lifespan)
     app.state.microscope_site = site
-    app.state.explorer, app.state.limiter = explorer, limiter
+    app.state.explorer, app.state.limiters = explorer, limiters
 
-    async def work(job: Any) -> Any:
+    async def work(job: Any, kind: str = "heavy") -> Any:
+        def run() -> Any:
+            with forward_passes():  # beside other requests' model work (see featuremaps.features.graph)
+                return job()
+
+        run.__qualname__ = getattr(job, "__qualname__", "a request")
         try:
-            return await limiter.run(job)
+            return await limiters[kind].run(run)
         except Busy as busy:
             raise _HTTPError(503, "the server is busy; retry shortly",
                              {"Retry-After": str(busy.retry_after)}) from None
@@ -114,7 +123,8 @@ def create_app(settings: ExplorerSettings | None = None) -> FastAPI:
 
     @app.get("/api/health")
     async def health() -> Health:
-        return Health(status="ok", version=featuremaps.__version__, load=limiter.load)
+        return Health(status="ok", version=featuremaps.__version__,
+                      load={kind: limiter.load for kind, limiter in limiters.items()})
 
     @app.get("/api/config")
     async def config() -> ConfigResponse:
@@ -131,24 +141,24 @@ def create_app(settings: ExplorerSettings | None = None) -> FastAPI:
             except ImageError as error:  # name the upload by its file name, not "<N bytes>"
                 raise ImageError(name, error.reason) from None
 
-        return await work(add)
+        return await work(add, "light")
 
     @app.get("/api/images/{image_id}.png")
     async def image_png(image_id: str) -> Response:
-        data = await work(lambda: explorer.image_png(image_id))
+        data = await work(lambda: explorer.image_png(image_id), "light")
         return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
     @app.post("/api/conv")
     async def conv(request: ConvRequest) -> ConvResponse:
-        return await work(lambda: explorer.conv(request))
+        return await work(lambda: explorer.conv(request), "light")
 
     @app.post("/api/scene")
     async def scene(request: SceneRequest) -> SceneResponse:
-        return await work(lambda: explorer.scene(request))
+        return await work(lambda: explorer.scene(request), "light")
 
     @app.get("/api/models/{name}/layers")
     async def layers(name: str) -> list[LayerRow]:
-        return await work(lambda: explorer.layers(name))
+        return await work(lambda: explorer.layers(name), "light")
 
     @app.post("/api/maps")
     async def maps(request: MapsRequest) -> MapsResponse:
@@ -195,6 +205,7 @@ def create_app(settings: ExplorerSettings | None = None) -> FastAPI:
 
         explorer.attach_microscope(site, str(Store(settings.store).manifest().config["model"]))
         app.mount("/microscope", StaticFiles(directory=site, html=True), name="microscope")
+    app.add_middleware(JsonBodyCheck)  # inside UploadLimit: the body it reads whole is already capped
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes, max_json_bytes=settings.max_json_bytes)
     app.add_middleware(HostCheck, allowed=settings.allowed_hosts)  # outermost: DNS rebinding never reaches a route
     return app

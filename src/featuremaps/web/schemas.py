@@ -132,7 +132,8 @@ class VisualizeRequest(_Request):
     layer: LayerName = "layer1"
     channel: int = Field(0, ge=0, le=65535)
     steps: int = Field(48, ge=1, le=128, description="Optimisation steps (the work is bounded by 128).")
-    size: int = Field(96, ge=32, le=128, description="Side of the optimised image in pixels.")
+    size: int | None = Field(None, ge=32, le=256, description="Side of the optimised image in pixels; default 96, "
+                             "or the model's own input size when it runs only at that size (a ViT: 224).")
 
 
 class PredictRequest(_Request):
@@ -154,7 +155,9 @@ class SegmentRequest(_Request):
 class Health(BaseModel):
     status: Literal["ok"]
     version: str
-    load: dict[str, int]
+    load: dict[str, dict[str, int]] = Field(description="Per kind of work (light: the playground, layers, "
+                                                        "uploads; heavy: a model's forward or backward pass): "
+                                                        "running, waiting, concurrency, queue.")
 
 
 class ConfigResponse(BaseModel):

@@ -24,13 +24,14 @@ from featuremaps.conv.filters import bank_names
 from featuremaps.conv.geometry import output_size_formula
 from featuremaps.drawing import apply_colormap, to_pil
 from featuremaps.errors import FeatureMapsError, ImageError, SettingsError
-from featuremaps.features import catalogue_for
+from featuremaps.features import catalogue_for, find_layer
 from featuremaps.illustrate import ConvScene, image_patch, random_grid
 from featuremaps.illustrate.scene import SceneKind
 from featuremaps.images import MAX_PIXELS, image_size, load_image, sample_path, samples
 from featuremaps.models import available_models, load_model
 from featuremaps.models.catalogue import LayerInfo
 from featuremaps.models.info import model_info
+from featuremaps.models.skeleton import load_skeleton, parameter_count
 from featuremaps.render.overlay import rank_maps, render_overlay
 from featuremaps.show import ImageMaps, image_maps
 from featuremaps.web.limits import LOOPBACK_HOSTS, LRUCache
@@ -85,11 +86,12 @@ class ExplorerSettings:
     queue: int = 8
     image_cache: int = 64
     model_cache: int = 4
+    max_parameters: int = 150_000_000
     extra_models: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name, low in (("concurrency", 1), ("queue", 0), ("max_upload_bytes", 1), ("max_json_bytes", 1024),
-                          ("max_pixels", 1), ("image_cache", 1), ("model_cache", 1)):
+                          ("max_pixels", 1), ("image_cache", 1), ("model_cache", 1), ("max_parameters", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise SettingsError(f"{name} must be an integer >= {low}; got {value!r}")
@@ -147,6 +149,7 @@ class Explorer:
         self.images: LRUCache[str, torch.Tensor] = LRUCache(settings.image_cache)
         self.original_sizes: LRUCache[str, tuple[int, int]] = LRUCache(settings.image_cache)
         self.models: LRUCache[str, torch.nn.Module] = LRUCache(settings.model_cache)
+        self.skeletons: LRUCache[str, torch.nn.Module] = LRUCache(64)  # architectures only: no memory
         names = {row["name"] for row in available_models()}
         self.allowed = names | {f"builtin:{n}" for n in names} | set(settings.extra_models)
         self.choices = [m for m in MODEL_CHOICES if m in self.allowed or m.removeprefix("builtin:") in names]
@@ -202,12 +205,30 @@ class Explorer:
         return buffer.getvalue()
 
     # --- models ----------------------------------------------------------------------
-    def model(self, name: str) -> torch.nn.Module:
+    def _target(self, name: str) -> str:
         if name not in self.allowed:
             raise SettingsError(f"unknown model {name!r}; choose one of {', '.join(self.choices)} (or another "
                                 "torchvision name)")
-        target = self.settings.checkpoint if name == "checkpoint" and self.settings.checkpoint else name
-        return self.models.get_or_create(name, lambda: load_model(target))
+        return self.settings.checkpoint if name == "checkpoint" and self.settings.checkpoint else name
+
+    def skeleton(self, name: str) -> torch.nn.Module:
+        """The model's architecture without weights (meta tensors): shapes and counts at no memory cost."""
+        target = self._target(name)
+        return self.skeletons.get_or_create(name, lambda: load_skeleton(target))
+
+    def model(self, name: str) -> torch.nn.Module:
+        """The model with its weights, built once per name (at most ``max_parameters`` values, checked first)."""
+        target = self._target(name)
+
+        def build() -> torch.nn.Module:
+            count = parameter_count(self.skeleton(name))
+            if count > self.settings.max_parameters:
+                raise SettingsError(f"{name} has {count:,} parameters; the explorer builds models of up to "
+                                    f"{self.settings.max_parameters:,} (start it with --max-parameters to allow "
+                                    "more; its layers are listed without building it)")
+            return load_model(target)
+
+        return self.models.get_or_create(name, build)
 
     def model_list(self) -> ConfigResponse:
         return ConfigResponse(choices=self.choices, default=self.choices[0] if self.choices else None,
@@ -215,9 +236,14 @@ class Explorer:
                               banks=bank_names(), samples=[s.name for s in samples()], store=bool(self.settings.store))
 
     def layers(self, name: str) -> list[LayerRow]:
-        model = self.model(name)
-        return [LayerRow.model_validate(layer.to_dict())
-                for layer in catalogue_for(model, model_info(model).input_size) if layer.is_spatial]
+        """The spatial layers of a model, from its skeleton: no weights are made, whatever the model's size
+        (a model whose forward pass needs real values, a detector, is traced with its weights)."""
+        model = self.skeleton(name)
+        catalogue = catalogue_for(model, model_info(model).input_size)
+        if catalogue.stopped_at is not None and catalogue.stopped_at[1].startswith("NotImplementedError"):
+            model = self.model(name)
+            catalogue = catalogue_for(model, model_info(model).input_size)
+        return [LayerRow.model_validate(layer.to_dict()) for layer in catalogue if layer.is_spatial]
 
     # --- the convolution playground ------------------------------------------------
     def conv(self, request: ConvRequest) -> ConvResponse:
@@ -289,6 +315,8 @@ class Explorer:
         from featuremaps.tracing import lineage, receptive_crop
 
         model = self.model(request.model)
+        # one layer by its exact name (never a pattern, a type or a unit spec such as conv2_2:1)
+        find_layer(catalogue_for(model, model_info(model).input_size), request.layer, model_name=model_info(model).name)
         result = lineage(model, to_pil(self.image(request.image)), f"{request.layer}:{request.channel}",
                          levels=request.levels, top=request.top)
         parents = {edge.child: edge for edge in result.edges}
@@ -312,12 +340,29 @@ class Explorer:
         from featuremaps.optvis import channel, visualize
 
         model = self.model(request.model)
-        found = visualize(model, channel(request.layer, request.channel), steps=request.steps, size=request.size,
+        size = request.size or self._visualize_side(model)
+        if size * size * request.steps > 224 * 224 * 128:  # the work one request may ask for
+            raise SettingsError(f"size {size} with {request.steps} steps is more work than the explorer does at once "
+                                f"(at most 224 px with 128 steps); use fewer steps")
+        found = visualize(model, channel(request.layer, request.channel), steps=request.steps, size=size,
                           batch_size=1)
         patches, page = self._microscope_patches(request)
         return VisualizeResponse(model=found.model, weights=found.weights, label=found.objectives[0].label,
                                  image=png_url(to_pil(found.images[0])), start=float(found.history[0, 0]),
                                  value=float(found.values[0]), patches=patches, microscope=page)
+
+    @staticmethod
+    def _visualize_side(model: torch.nn.Module) -> int:
+        """96 px where the model runs at that size; else its own input side (a ViT takes only 224)."""
+        info = model_info(model)
+        small = (info.input_size[0], 96, 96)
+        if catalogue_for(model, small).stopped_at is None:
+            return 96
+        side = max(info.input_size[1:])
+        if side > 256:
+            raise SettingsError(f"{info.name} runs only on {side}x{side} images; the explorer optimises images of at "
+                                "most 256 px (use featuremaps visualize --size on the command line)")
+        return side
 
     def _microscope_patches(self, request: VisualizeRequest) -> tuple[list[str], str | None]:
         if self.microscope is None:
