@@ -267,7 +267,7 @@ def test_model_is_left_as_it_was() -> None:
 @pytest.mark.parametrize(("unit", "error", "words"), [
     ("relu9:1", LayerError, "not found"),
     ("relu2_2", SettingsError, "LAYER:CHANNEL"),
-    ("relu2_2:x", SettingsError, "integers"),
+    ("relu2_2:x", SettingsError, "must be whole numbers; got x"),
     ("relu2_2:32", SettingsError, "out of range"),
     ("relu2_2:1:26:0", SettingsError, "y 26 is out of range"),
     ("fc:1:2:3", SettingsError, "no maps"),
@@ -281,3 +281,80 @@ def test_bad_units_are_named(unit: str, error: type, words: str) -> None:
 def test_bad_numbers_are_refused(option: str, value: object) -> None:
     with pytest.raises(SettingsError, match=option):
         lineage(load_model("builtin:shapes"), "sample:cat", "relu2_2:1", **{option: value})
+
+
+@pytest.fixture(scope="module")
+def imagenet() -> nn.Module:
+    return load_model("builtin:imagenet")
+
+
+@pytest.mark.parametrize("unit", ["blocks.5.0.conv_pw:3", "blocks.3.1:7", "conv_head:10", "classifier:281",
+                                  "blocks.1.0.bn1:2:20:30"])
+def test_imagenet_lineage_is_exact_through_relu6_depthwise_and_residual_sums(imagenet, unit) -> None:
+    result = lineage(imagenet, "sample:cat", unit, levels=2, top=3)
+    assert result.method == "exact (piecewise-linear path)" and result.approximate_ops == []
+    _assert_exact(result)
+
+
+def test_a_saturated_relu6_unit_is_exact_its_six_counted_as_a_constant(imagenet) -> None:
+    """A ReLU6 unit above 6 outputs the constant 6: no input map contributes to it, and the bias holds it all."""
+    maps = extract(imagenet, "sample:cat", ["blocks.1.0.bn1"])["blocks.1.0.bn1"]  # (C, H, W), after its ReLU6
+    channel, y, x = (int(v) for v in (maps == 6.0).nonzero()[0])
+    result = lineage(imagenet, "sample:cat", f"blocks.1.0.bn1:{channel}:{y}:{x}", levels=1, top=3)
+    root = result.root
+    assert root.value == 6.0 and result.method == "exact (piecewise-linear path)"
+    assert abs(root.bias - 6.0) < TOLERANCE and abs(root.residual) < TOLERANCE
+
+
+class _Clamped(nn.Module):
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 2, 3)
+        self.kind = kind
+        self.act = nn.Hardtanh(-0.1, 0.1) if kind == "hardtanh" else nn.ReLU6(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv1(x)
+        y = y.clamp(-0.05, 0.08) if self.kind == "clamp" else self.act(y)
+        return self.conv2(y)
+
+
+@pytest.mark.parametrize("kind", ["hardtanh", "relu6", "clamp"])
+def test_clamps_to_constant_bounds_are_exact(kind: str) -> None:
+    torch.manual_seed(3)
+    model = _Clamped(kind).eval()
+    x = torch.rand(3, 12, 12) * (40.0 if kind == "relu6" else 1.0)  # enough to saturate ReLU6 above 6
+    result = lineage(model, x, "conv2:1:4:4", levels=1, top=4, stations=["conv1"] if kind == "clamp" else None)
+    assert result.method == "exact (piecewise-linear path)", result.approximate_ops
+    _assert_exact(result)
+
+
+class _Adds(nn.Module):
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.conv1, self.relu, self.conv2 = nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3)
+        self.shift = nn.Parameter(torch.full((1, 4, 1, 1), 0.3))
+        self.norm = nn.BatchNorm2d(4, track_running_stats=False)
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv1(x)
+        if self.kind == "constant":
+            y = y + 0.5
+        elif self.kind == "parameter":
+            y = y + self.shift
+        else:
+            y = self.norm(y)
+        return self.conv2(self.relu(y))
+
+
+@pytest.mark.parametrize("kind, named", [("constant", "add of a constant (no bias accounts for it)"),
+                                         ("parameter", "add of a constant (no bias accounts for it)"),
+                                         ("batch", "batch_norm on batch statistics")])
+def test_a_step_with_an_unaccounted_constant_is_never_called_exact(kind: str, named: str) -> None:
+    torch.manual_seed(4)
+    model = _Adds(kind).eval()
+    result = lineage(model, torch.rand(3, 12, 12), "conv2:0:3:3", levels=1, top=4)
+    assert result.method == "gradient x input (approximate)", result.approximate_ops
+    assert any(op.startswith(named) for op in result.approximate_ops), result.approximate_ops
+    assert not result.exact

@@ -298,11 +298,39 @@ def _cam_name(image: str) -> str:
     return f"{safe_name(Path(image.removeprefix('sample:')).stem, fallback='image')}_cam.png"
 
 
+def _image_list(images: list[str]) -> list[str]:
+    """Image arguments with each folder replaced by its image files (sorted, recursively)."""
+    from featuremaps.data.datasets import IMAGE_SUFFIXES
+
+    found: list[str] = []
+    for image in images:
+        path = Path(image)
+        if not image.startswith("sample:") and path.is_dir():
+            files = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not files:
+                raise SettingsError(f"{image}: a folder with no image files ({', '.join(IMAGE_SUFFIXES)})")
+            found.extend(files)
+        else:
+            found.append(image)
+    return found
+
+
+def _class_summary(names: list[str]) -> str:
+    if len(names) <= 12:
+        return ", ".join(names) or "(unnamed outputs)"
+    return f"{len(names):,} classes ({', '.join(names[:4])}, ..., {', '.join(names[-2:])})"
+
+
 @app.command("predict")
 def predict_command(
-    images: Annotated[list[str], typer.Argument(metavar="IMAGE", help="Image files or sample:NAME.")],
-    checkpoint: Annotated[str, typer.Option(metavar="CKPT|builtin:shapes", help="The classifier.")] = "builtin:shapes",
+    images: Annotated[list[str], typer.Argument(metavar="IMAGE", help="Image files, folders of images, or "
+                                                "sample:NAME.")],
+    checkpoint: Annotated[str, typer.Option(metavar="CKPT|builtin:imagenet|builtin:objects|builtin:shapes",
+                                            help="The classifier: builtin:imagenet names 1,000 kinds of things in "
+                                            "photos; builtin:objects and builtin:shapes know generated drawings; "
+                                            "or a checkpoint you trained.")] = "builtin:shapes",
     top_k: Annotated[int, typer.Option(metavar="K", help="Classes to list per image.")] = 3,
+    batch_size: Annotated[int, typer.Option(metavar="B", help="Images per forward pass.")] = 16,
     cam: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Write a class activation map per image.")] = None,
     overwrite: Overwrite = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -312,10 +340,11 @@ def predict_command(
     from featuremaps.recognize.predict import CAM_SCALE, class_activation_map, predict
     from featuremaps.render.overlay import render_overlay
 
+    images = _image_list(images)
     if cam is not None:
         check_outputs([cam / _cam_name(image) for image in images], overwrite=overwrite, option="--cam")
     net = load_model(checkpoint)
-    results = predict(net, images, top_k=top_k)
+    results = predict(net, images, top_k=top_k, batch_size=batch_size)
     rows = [result.to_dict() for result in results]
     if cam is not None:
         for image, result, row in zip(images, results, rows):
@@ -330,7 +359,7 @@ def predict_command(
         print_json({"model": info.name, "weights": info.weights_label, "classes": list(info.class_names or []),
                     "images": rows})
         return
-    typer.echo(f"{info.name} ({info.weights_label}) knows: {', '.join(info.class_names or ['(unnamed outputs)'])}")
+    typer.echo(f"{info.name} ({info.weights_label}) knows: {_class_summary(list(info.class_names or []))}")
     for result, row in zip(results, rows):
         best = ", ".join(f"{p['label']} {p['probability']:.1%}" for p in row["predictions"])
         typer.echo(f"{row['path']}: {best}" + (f"  (CAM: {row['cam']})" if "cam" in row else ""))

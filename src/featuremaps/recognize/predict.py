@@ -37,10 +37,12 @@ class Prediction:
     familiar: bool | None = None
     unfamiliarity: float | None = None
     threshold: float | None = None
+    indices: list[int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.source, "predictions": [{"label": label, "probability": round(p, 6)}
-                                                     for label, p in self.labels],
+        indices = self.indices or [self.class_index] + [-1] * (len(self.labels) - 1)
+        return {"path": self.source, "predictions": [{"label": label, "index": index, "probability": round(p, 6)}
+                                                     for (label, p), index in zip(self.labels, indices)],
                 "familiar": self.familiar,
                 "unfamiliarity": None if self.unfamiliarity is None else round(self.unfamiliarity, 3),
                 "threshold": None if self.threshold is None else round(self.threshold, 3)}
@@ -79,34 +81,43 @@ def _names(model: nn.Module) -> list[str]:
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, images: Sequence[ImageSource], *, top_k: int = 3) -> Predictions:
-    """Top-``k`` classes of each image. Images are resized to the model's recorded input size."""
-    if top_k < 1:
-        raise SettingsError(f"top_k must be >= 1; got {top_k}")
+def predict(model: nn.Module, images: Sequence[ImageSource], *, top_k: int = 3, batch_size: int = 16) -> Predictions:
+    """Top-``k`` classes of each image, ``batch_size`` images per forward pass. Images are prepared with
+    the model's own input description (:class:`~featuremaps.inputs.ModelInput`)."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise SettingsError(f"top_k must be an int >= 1; got {top_k!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= 1024:
+        raise SettingsError(f"batch_size must be an int from 1 to 1024; got {batch_size!r}")
     info = model_info(model)
     names = _names(model)
     familiarity = familiarity_for(model)
     model.eval()
+    device = model_device(model)
     results = Predictions()
-    for image in images:
-        prepared = info.input.prepare(image)
-        x = info.input.normalise(prepared)[None].to(model_device(model))
-        output = model(x)
+    items = list(images)
+    if info.input.frame == "whole":  # each image keeps its own size: one at a time
+        batch_size = 1
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        prepared = torch.stack([info.input.prepare(image) for image in chunk])  # (B, C, H, W) uint8
+        output = model(info.input.normalise(prepared).to(device))
         if not isinstance(output, torch.Tensor) or output.ndim != 2:
-            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+            shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else type(output).__name__
             per_pixel = isinstance(output, torch.Tensor) and output.ndim == 4
-            raise SettingsError(f"{info.name} is not a classifier: it gives {shape}, not one score per class"
-                                + ("; it scores every pixel: use featuremaps segment --checkpoint "
-                                   f"{info.name}" if per_pixel else ""))
-        probabilities = F.softmax(output[0].float(), dim=0).cpu()
-        values, indices = probabilities.topk(min(top_k, len(probabilities)))
-        labels = [(names[i] if i < len(names) else str(i), float(v)) for v, i in zip(values, indices.tolist())]
-        prediction = Prediction(str(image), labels, int(indices[0]))
-        if familiarity is not None:
-            score = float(familiarity.scores(model, prepared[None])[0])
-            prediction.unfamiliarity, prediction.threshold = score, familiarity.threshold
-            prediction.familiar = score <= familiarity.threshold
-        results.append(prediction)
+            raise SettingsError(f"{info.name} is not a classifier: it gives {shape} per image, not one score per "
+                                "class" + ("; it scores every pixel: use featuremaps segment --checkpoint "
+                                           f"{info.name}" if per_pixel else ""))
+        probabilities = F.softmax(output.float(), dim=1).cpu()  # (B, classes)
+        values, indices = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
+        scores = familiarity.scores(model, prepared) if familiarity is not None else None
+        for row, image in enumerate(chunk):
+            order = indices[row].tolist()
+            labels = [(names[i] if i < len(names) else str(i), float(v)) for v, i in zip(values[row], order)]
+            prediction = Prediction(str(image), labels, order[0], indices=order)
+            if scores is not None and familiarity is not None:
+                prediction.unfamiliarity, prediction.threshold = float(scores[row]), familiarity.threshold
+                prediction.familiar = prediction.unfamiliarity <= familiarity.threshold
+            results.append(prediction)
     return results
 
 

@@ -9,14 +9,17 @@ of a value reaches only the nearest stations upstream. For a value ``v`` of a la
     v = sum over upstream station maps k of  sum over positions p of  dv/da[k, p] * a[k, p]  +  bias
 
 is **exact** when every operation between them is piecewise linear (convolutions with any
-groups, dilation and padding, linear layers, batch norm in eval mode, ReLU, max and average
-pooling, residual additions, concatenation, reshapes): there the gradient is the local
-linear map and a unit of a convolution is ``sum over input channels of window . kernel
-slice + bias``. ``bias`` is computed on its own, from the gradients of the biases in between
-(a convolution's bias, batch norm's shift ``beta - mean * gamma / sqrt(var + eps)``), so the
-check ``v == sum of contributions + bias`` is a real test, to 1e-4. With any other operation
-(SiLU, GELU, sigmoid gates, layer norm, the product of two maps) the same numbers are
-gradient x input, an approximation, and the lineage says so.
+groups, dilation and padding, linear layers, batch norm in eval mode, ReLU, ReLU6 and any clamp
+to constant bounds, max and average pooling, residual additions, concatenation, reshapes): there
+the gradient is the local linear map and a unit of a convolution is ``sum over input channels of
+window . kernel slice + bias``. ``bias`` is computed on its own, from the gradients of the
+constants in between (a convolution's bias, batch norm's shift ``beta - mean * gamma / sqrt(var
++ eps)``, and a clamp's bounds: a ReLU6 unit above 6 gives the constant 6, so a clamp is
+computed as ``lo + relu(x - lo) - relu(y - hi)`` with its bounds as constants whose gradients
+count), so the check ``v == sum of contributions + bias`` is a real test, to 1e-4. With any other
+operation (SiLU, GELU, sigmoid gates, layer norm, the product of two maps, a constant added that
+no bias accounts for, batch norm on batch statistics) the same numbers are gradient x input, an
+approximation, and the lineage says so, naming the operation.
 
 Following the strongest maps back: a child ``(station, channel)`` stands for the part of its
 map that fed its parents, ``sum_p g[p] * a[p]`` with the gradient weights ``g`` its parents
@@ -72,6 +75,31 @@ _PIECEWISE_LINEAR = _MIXING_OPS | frozenset({
 _SCALING = frozenset({"mul", "mul_", "__mul__", "__rmul__", "__imul__", "div", "div_", "__truediv__", "__itruediv__"})
 _IN_PLACE_SUMS = frozenset({"add_", "__iadd__"})
 _SUMS = frozenset({"add", "__add__", "__radd__"}) | _IN_PLACE_SUMS
+_DIFFERENCES = frozenset({"sub", "sub_", "__sub__", "__rsub__", "__isub__", "rsub"})
+_CLAMPS = frozenset({"hardtanh", "hardtanh_", "relu6", "clamp", "clamp_", "clip", "clip_", "clamp_min", "clamp_min_",
+                     "clamp_max", "clamp_max_"})
+
+
+def _clamp_bounds(name: str, args: Any, kwargs: dict[str, Any]) -> tuple[float | None, float | None, bool] | None:
+    """``(lo, hi, in place)`` of a clamp with constant bounds (None for a missing bound), or None when its
+    bounds are tensors (then it is not a constant clamp)."""
+    def arg(index: int, key: str, default: Any) -> Any:
+        return args[index] if len(args) > index else kwargs.get(key, default)
+
+    if name.startswith("hardtanh"):
+        lo, hi, inplace = arg(1, "min_val", -1.0), arg(2, "max_val", 1.0), bool(arg(3, "inplace", False))
+    elif name == "relu6":
+        lo, hi, inplace = 0.0, 6.0, bool(arg(1, "inplace", False))
+    elif name.startswith("clamp_min"):
+        lo, hi, inplace = arg(1, "min", None), None, False
+    elif name.startswith("clamp_max"):
+        lo, hi, inplace = None, arg(1, "max", None), False
+    else:
+        lo, hi, inplace = arg(1, "min", None), arg(2, "max", None), False
+    inplace = inplace or name.endswith("_")
+    if not all(bound is None or (isinstance(bound, (int, float)) and not isinstance(bound, bool)) for bound in (lo, hi)):
+        return None
+    return (None if lo is None else float(lo), None if hi is None else float(hi), inplace)
 
 
 @dataclass(frozen=True)
@@ -217,6 +245,7 @@ class _Audit(TorchFunctionMode):
         self.keep: list[torch.Tensor] = []
         self.nonlinear: set[str] = set()
         self.sums: list[_Sum] = []
+        self.constants: list[tuple[torch.Tensor, torch.Tensor]] = []  # clamp bounds: (leaf, its value)
 
     def _depth(self, tensor: torch.Tensor) -> int | None:
         if id(tensor) in self.depth:
@@ -251,10 +280,16 @@ class _Audit(TorchFunctionMode):
                 out = total.clone()  # a later in-place op (ReLU) changes the copy, not the sum
             skip, branch = (first, second) if d_first < d_second else (second, first)
             self.sums.append(_Sum(total, skip, branch, d_first != d_second))
+        elif name in _CLAMPS and (bounds := _clamp_bounds(name, args, kwargs)) is not None and len(depths) == 1:
+            out = self._clamp(args[0], *bounds)
         else:
             out = func(*args, **kwargs)
             if name in _SCALING and len(depths) >= 2:
                 self.nonlinear.add(f"{name} of two maps")
+            elif name in _SUMS | _DIFFERENCES and len(depths) == 1 and self._adds_a_constant(args, kwargs):
+                self.nonlinear.add(f"{name} of a constant (no bias accounts for it)")
+            elif name == "batch_norm" and _batch_statistics(args, kwargs):
+                self.nonlinear.add("batch_norm on batch statistics (no running mean and variance)")
             elif name not in _PIECEWISE_LINEAR and name not in _SCALING:
                 self.nonlinear.add(name)
         step = 1 if name in _MIXING_OPS else 0
@@ -263,6 +298,41 @@ class _Audit(TorchFunctionMode):
             if id(tensor) not in self.depth:
                 self._mark(tensor, depth)
         return out
+
+
+    def _adds_a_constant(self, args: Any, kwargs: dict[str, Any]) -> bool:
+        """The other operand of a sum is a non-zero number, or a non-zero tensor that depends on no map (a
+        parameter, a buffer: ``x + self.position_embedding``); no bias term accounts for it."""
+        for operand in (*args[:2], kwargs.get("other")):
+            if isinstance(operand, torch.Tensor):
+                if self._depth(operand) is None and bool(operand.detach().ne(0).any()):
+                    return True
+            elif isinstance(operand, (int, float)) and not isinstance(operand, bool) and operand != 0:
+                return True
+        return False
+
+    def _clamp(self, x: torch.Tensor, lo: float | None, hi: float | None, inplace: bool) -> torch.Tensor:
+        """``clamp(x, lo, hi)`` as ``lo + relu(x - lo)`` then ``y - relu(y - hi)``: the same values, with the
+        bounds as leaf constants whose gradients say how much of the value they are (saturated units)."""
+        out = x
+        if lo is not None:
+            low = torch.tensor(lo, dtype=x.dtype, device=x.device, requires_grad=True)
+            self.constants.append((low, low.detach()))
+            out = low + torch.relu(out - low)
+        if hi is not None:
+            high = torch.tensor(hi, dtype=x.dtype, device=x.device, requires_grad=True)
+            self.constants.append((high, high.detach()))
+            out = out - torch.relu(out - high)
+        if inplace and not x.is_leaf:
+            return x.copy_(out)
+        return out
+
+
+def _batch_statistics(args: Any, kwargs: dict[str, Any]) -> bool:
+    """F.batch_norm normalising with the batch's own statistics (training, or no running estimates)."""
+    running_mean = args[1] if len(args) > 1 else kwargs.get("running_mean")
+    training = args[5] if len(args) > 5 else kwargs.get("training", False)
+    return running_mean is None or bool(training)
 
 
 def _bias_terms(model: nn.Module) -> list[tuple[nn.Parameter, torch.Tensor]]:
@@ -368,14 +438,19 @@ def lineage(
         with audit:
             outputs, leaves = extractor.cut(batch, chosen)
         value_tensor = _select(outputs[target.name][0], indices, target)
-        builder = _Builder(leaves, outputs, terms, audit, {e.name: e for e in catalogue}, top=top,
-                           max_nodes=max_nodes)
+        builder = _Builder(leaves, outputs, [*terms, *audit.constants], audit, {e.name: e for e in catalogue},
+                           top=top, max_nodes=max_nodes)
         root = builder.root(target, indices, value_tensor, outputs[target.name][0])
         with torch.enable_grad():
             builder.expand(root, value_tensor, levels)
-    method = "exact (piecewise-linear path)" if not audit.nonlinear else "gradient x input (approximate)"
+    approximate = set(audit.nonlinear)
+    missed = [abs(node.residual) for node in builder.nodes if node.exact is False and node.residual is not None]
+    if missed and not approximate:  # every operation looked piecewise linear, yet the parts miss the value
+        approximate.add(f"a constant no bias accounts for (contributions + biases miss the value by up to "
+                        f"{max(missed):.3g})")
+    method = "exact (piecewise-linear path)" if not approximate else "gradient x input (approximate)"
     return Lineage(model=info.name, weights=info.weights_label, unit=unit, method=method, stations=chosen,
-                   nodes=builder.nodes, edges=builder.edges, approximate_ops=sorted(audit.nonlinear),
+                   nodes=builder.nodes, edges=builder.edges, approximate_ops=sorted(approximate),
                    display=display if display is not None else batch[0].detach().cpu(), maps=builder.maps,
                    dropped=builder.dropped)
 
@@ -423,7 +498,7 @@ class _Builder:
     """Expands nodes level by level, merging children that several parents picked."""
 
     def __init__(self, leaves: dict[str, torch.Tensor], connected: dict[str, torch.Tensor],
-                 terms: list[tuple[nn.Parameter, torch.Tensor]], audit: _Audit, layers: dict[str, LayerInfo], *,
+                 terms: list[tuple[torch.Tensor, torch.Tensor]], audit: _Audit, layers: dict[str, LayerInfo], *,
                  top: int, max_nodes: int) -> None:
         self.leaves = leaves
         self.connected = connected
