@@ -233,3 +233,19 @@ def test_both_parameterisations_reach_the_strongest_real_image(objects_model):
     channels = [int(c) for c in strongest.argsort(descending=True)[:4]]
     fourier = visualize(objects_model, [channel("stage2", c) for c in channels], steps=32)
     assert (fourier.steps_to_reach(strongest[channels]) > 0).all()
+
+
+@pytest.mark.slow
+def test_imagenet_class_visualisations_are_classified_as_their_own_class():
+    """Images optimised for tabby, espresso, tripod and goldfish: builtin:imagenet (trained on photos) names each
+    one as the class it was optimised for."""
+    model = load_model("builtin:imagenet")
+    info = model_info(model)
+    names = list(info.class_names or [])
+    wanted = ["tabby", "espresso", "tripod", "goldfish"]
+    found = visualize(model, [logit(names.index(name)) for name in wanted], steps=64, size=128, batch_size=4)
+    assert [o.label for o in found.objectives] == [f"logit {names.index(n)} {n}" for n in wanted]
+    with torch.no_grad():
+        scores = model(info.input.standardise(found.images)).softmax(dim=1)
+    assert [names[int(i)] for i in scores.argmax(dim=1)] == wanted
+    assert found.weights == "trained on ImageNet-1k"

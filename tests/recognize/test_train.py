@@ -106,7 +106,7 @@ def test_head_needs_exactly_one_layer():
         ({"epochs": 0}, "epochs must be an int >= 1; got 0"),
         ({"backbone": "resnet18"}, "a head on frozen maps needs --layer"),
         ({"backbone": "resnet18", "layer": "layer1", "head": "svm"}, "head must be one of linear, mlp; got 'svm'"),
-        ({"device": "tpu"}, "device must be cpu or cuda; got 'tpu'"),
+        ({"device": "tpu"}, "device must be cpu, cuda or cuda:N; got 'tpu'"),
     ],
 )
 def test_bad_training_settings(options, message):

@@ -67,7 +67,7 @@ __all__ = ["Explorer", "ExplorerSettings"]
 
 MAX_SIDE = 512
 """Images are shrunk so their longer side is at most this many pixels for the playground."""
-MODEL_CHOICES = ("builtin:objects", "builtin:shapes", "tinyresnet", "tinyvgg", "lenet5", "resnet18", "resnet50", "vgg16", "mobilenet_v3_small",
+MODEL_CHOICES = ("builtin:imagenet", "builtin:objects", "builtin:shapes", "tinyresnet", "tinyvgg", "lenet5", "resnet18", "resnet50", "vgg16", "mobilenet_v3_small",
                  "efficientnet_b0", "convnext_tiny", "densenet121", "googlenet")
 
 
@@ -232,7 +232,7 @@ class Explorer:
 
     def model_list(self) -> ConfigResponse:
         return ConfigResponse(choices=self.choices, default=self.choices[0] if self.choices else None,
-                              recognition="checkpoint" if self.settings.checkpoint else "builtin:objects",
+                              recognition="checkpoint" if self.settings.checkpoint else "builtin:imagenet",
                               banks=bank_names(), samples=[s.name for s in samples()], store=bool(self.settings.store))
 
     def layers(self, name: str) -> list[LayerRow]:

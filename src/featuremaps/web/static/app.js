@@ -492,7 +492,10 @@ async function predict() {
       return li;
     }));
     $("cam").src = result.cam;
-    $("classes").textContent = `${result.model} (${result.weights}) knows only: ${result.classes.join(", ")}. `
+    const known = result.classes.length > 12
+      ? `knows ${result.classes.length.toLocaleString("en")} classes (${result.classes.slice(0, 4).join(", ")}, …)`
+      : `knows only: ${result.classes.join(", ")}`;
+    $("classes").textContent = `${result.model} (${result.weights}) ${known}. `
       + "The map shows where its last convolution stage saw the top class (Grad-CAM).";
     $("familiarity").textContent = result.familiar === false ? `⚠ ${result.note}` : "";
   } catch (error) {
