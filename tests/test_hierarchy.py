@@ -78,3 +78,19 @@ def test_cli_writes_chart_and_json(run_cli, tmp_path) -> None:
     assert [row["layer"] for row in data["results"][0]["layers"]] == ["stem", "stage4"]
     with Image.open(chart) as image:
         assert image.width > 800
+
+
+def test_parts_before_wholes_position_by_position() -> None:
+    """builtin:objects' maps against the part and object masks: channels that mark parts appear at a lower
+    stage than channels that mark whole objects; the untrained control marks neither."""
+    from featuremaps.hierarchy import localization
+
+    trained = localization(load_model("builtin:objects"), samples=60)
+    rows = {row.layer: row for row in trained.layers}
+    assert [row.layer for row in trained.layers] == ["stem", "stage1", "stage2", "stage3", "stage4"]
+    assert rows["stem"].part_localizers == rows["stem"].object_localizers == 0
+    assert rows["stage2"].part_localizers > 0 and rows["stage2"].object_localizers == 0  # parts first
+    assert rows["stage4"].object_localizers > rows["stage3"].object_localizers > 0  # then wholes
+    control = localization(untrained_like(load_model("builtin:objects")), samples=60)
+    assert all(row.part_localizers == row.object_localizers == 0 for row in control.layers)
+    assert "part maps" in trained.table() and trained.to_dict()["layers"][4]["object_localizers"] > 0

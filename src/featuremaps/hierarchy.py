@@ -20,7 +20,7 @@ texture, so the control is the bar the trained layers must clear.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,8 @@ from featuremaps.errors import SettingsError
 from featuremaps.features import FeatureExtractor, LayerSelection, catalogue_for, default_layers, select_layers
 from featuremaps.models.info import model_device, model_info
 
-__all__ = ["Hierarchy", "LayerProbe", "channel_roles", "hierarchy", "part_sharers", "render_hierarchy"]
+__all__ = ["Hierarchy", "LayerLocalization", "LayerProbe", "Localization", "channel_roles", "hierarchy", "localization",
+           "part_sharers", "render_hierarchy"]
 
 DATASETS = ("objects", "shapes")
 
@@ -299,6 +300,121 @@ def hierarchy(
     return Hierarchy(model=info.name, weights=info.weights_label, dataset=dataset, train_samples=train_samples,
                      test_samples=test_samples, seed=seed, detector_auc=detector_auc,
                      object_chance=1.0 / len(train.class_names), layers=probes)
+
+
+@dataclass(frozen=True)
+class LayerLocalization:
+    """Where one layer's channels fire, position by position, against the part and object masks."""
+
+    layer: str
+    receptive_field: float | None
+    channels: int
+    part_localizers: int
+    object_localizers: int
+    best_parts: dict[str, tuple[int, float]]
+    best_objects: dict[str, tuple[int, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layer": self.layer, "receptive_field": self.receptive_field, "channels": self.channels,
+                "part_localizers": self.part_localizers, "object_localizers": self.object_localizers,
+                "best_parts": {k: {"channel": c, "auc": round(a, 4)} for k, (c, a) in self.best_parts.items()},
+                "best_objects": {k: {"channel": c, "auc": round(a, 4)} for k, (c, a) in self.best_objects.items()}}
+
+
+@dataclass
+class Localization:
+    """Per layer, low to high: how many channels mark a part's pixels, and how many a whole object's."""
+
+    model: str
+    weights: str
+    samples: int
+    seed: int
+    threshold: float
+    layers: list[LayerLocalization]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "weights": self.weights, "samples": self.samples, "seed": self.seed,
+                "threshold": self.threshold, "layers": [layer.to_dict() for layer in self.layers]}
+
+    def table(self) -> str:
+        lines = [f"{self.model} ({self.weights}): channels whose map marks a part's / a whole object's pixels "
+                 f"(position-by-position ROC AUC >= {self.threshold}) on {self.samples} objects images",
+                 f"{'layer':<16}{'RF px':>7}{'maps':>6}{'part maps':>11}{'object maps':>13}  best part, best object"]
+        for row in self.layers:
+            rf = f"{row.receptive_field:.0f}" if row.receptive_field else "all"
+            part = max(row.best_parts.items(), key=lambda kv: kv[1][1], default=("-", (0, 0.0)))
+            whole = max(row.best_objects.items(), key=lambda kv: kv[1][1], default=("-", (0, 0.0)))
+            lines.append(f"{row.layer:<16}{rf:>7}{row.channels:>6}{row.part_localizers:>11}{row.object_localizers:>13}"
+                         f"  {part[0]} {part[1][1]:.2f} (#{part[1][0]}), {whole[0]} {whole[1][1]:.2f} (#{whole[1][0]})")
+        return "\n".join(lines)
+
+
+def localization(model: nn.Module, *, layers: LayerSelection | None = None, samples: int = 240,
+                 seed: int = 20261206, threshold: float = 0.9, grid: int = 16, batch_size: int = 32) -> Localization:
+    """Each channel's map against the part masks and object masks of generated objects images, position by
+    position: a channel *marks* a part kind (or a composite object) when its value at a position separates
+    the positions on that part (object) from all others with ROC AUC >= ``threshold``.
+
+    Maps are read on a ``grid`` x ``grid`` lattice of input pixels, each unit placed at its receptive
+    field's centre (:func:`~featuremaps.features.sample_maps`), where the masks are read too; the masks
+    go through the model's own resize and crop. Layers without a local field are left out.
+    """
+    from featuremaps.data.objects import draw_object
+    from featuremaps.features import sample_maps
+
+    if isinstance(samples, bool) or not isinstance(samples, int) or not 20 <= samples <= 5000:
+        raise SettingsError(f"samples must be an integer from 20 to 5000; got {samples!r}")
+    if not 4 <= grid <= 64:
+        raise SettingsError(f"grid must be from 4 to 64; got {grid}")
+    info = model_info(model)
+    catalogue = catalogue_for(model, info.input_size)
+    chosen = default_layers(catalogue) if layers is None else select_layers(catalogue, layers, model_name=info.name)
+    chosen = [e for e in chosen if e.jump is not None and e.start is not None and not e.global_field]
+    chosen = sorted(chosen, key=lambda e: e.receptive_field[0] if e.receptive_field else 0)
+    size = max(info.input.size)
+    height, width = info.input.size
+    ys = (torch.arange(grid, dtype=torch.float32) + 0.5) * height / grid - 0.5
+    xs = (torch.arange(grid, dtype=torch.float32) + 0.5) * width / grid - 0.5
+    rows, cols = ys.round().long().clamp(0, height - 1), xs.round().long().clamp(0, width - 1)
+    extractor = FeatureExtractor(model, [e.name for e in chosen])
+    device = model_device(model)
+    by_label = replace(info.input, channels=3, interpolation="nearest", mean=None, std=None)
+    values: dict[str, list[np.ndarray]] = {e.name: [] for e in chosen}
+    part_at, object_at = [], []
+    for start in range(0, samples, batch_size):
+        drawn = [draw_object(seed, i, size) for i in range(start, min(samples, start + batch_size))]
+        images = torch.stack([info.input.prepare(d.image) for d in drawn])
+        labels = torch.from_numpy(np.stack([np.stack([d.part_mask, d.object_mask, d.object_mask]) for d in drawn]))
+        masks = by_label.prepare_tensor(labels)  # (B, 3, H, W): the model's resize and crop, nearest
+        part_at.append(masks[:, 0][:, rows][:, :, cols].numpy().reshape(len(drawn), -1))
+        object_at.append(masks[:, 1][:, rows][:, :, cols].numpy().reshape(len(drawn), -1))
+        with torch.inference_mode():
+            maps = extractor(info.input.normalise(images.to(device)))
+        for entry in chosen:
+            if entry.start is None or entry.jump is None or entry.receptive_field is None:
+                continue  # not chosen: layers without a local field were left out above
+            sampled = sample_maps(maps[entry.name].float(), entry.start, entry.jump, entry.receptive_field, ys, xs)
+            values[entry.name].append(sampled.flatten(2).permute(0, 2, 1).reshape(-1, sampled.shape[1]).cpu().numpy())
+    parts = np.concatenate(part_at).reshape(-1)
+    objects = np.concatenate(object_at).reshape(-1)
+    sharers = part_sharers()
+    found = []
+    for entry in chosen:
+        table = np.concatenate(values[entry.name])  # (positions, C)
+        part_aucs = np.stack([_auc(table, parts == k + 1) for k in range(len(PART_KINDS))])
+        object_aucs = np.stack([_auc(table, objects == OBJECT_CLASSES.index(name) + 1) for name in sharers])
+        best_part = np.nan_to_num(part_aucs).max(0)
+        best_object = np.nan_to_num(object_aucs).max(0)
+        field_size = float(entry.receptive_field[0]) if entry.receptive_field else None
+        found.append(LayerLocalization(
+            entry.name, field_size, int(table.shape[1]),
+            part_localizers=int(((best_part >= threshold) & (best_part >= best_object)).sum()),
+            object_localizers=int(((best_object >= threshold) & (best_object > best_part)).sum()),
+            best_parts={name: (int(np.nanargmax(row)), float(np.nanmax(row)))
+                        for name, row in zip(PART_KINDS, part_aucs) if np.isfinite(row).any()},
+            best_objects={name: (int(np.nanargmax(row)), float(np.nanmax(row)))
+                          for name, row in zip(sharers, object_aucs) if np.isfinite(row).any()}))
+    return Localization(info.name, info.weights_label, samples, seed, threshold, found)
 
 
 def render_hierarchy(results: Sequence[Hierarchy], *, title: str | None = None) -> Image.Image:

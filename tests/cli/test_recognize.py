@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -121,3 +122,25 @@ def test_train_refuses_options_of_the_other_task(run_cli, tmp_path):
                      str(tmp_path / "b"), timeout=60)
     assert result.returncode == 2 and "--head does not apply to --task segmentation" in result.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_predict_a_folder_of_photos_with_imagenet_and_a_cam_for_a_chosen_class(tmp_path, capsys):
+    from featuremaps.cli import main
+
+    assert main(["samples", "--photos", str(tmp_path / "photos")]) == 0
+    assert sorted(p.name for p in (tmp_path / "photos").iterdir() if not p.name.startswith(".")) == [
+        "astronaut.jpg", "camera.jpg", "cat.jpg", "coffee.jpg", "rocket.jpg"]
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "photos"), "--checkpoint", "builtin:imagenet", "--top-k", "5",
+                 "--cam", str(tmp_path / "cams"), "--cam-class", "tabby", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["weights"] == "trained on ImageNet-1k" and len(result["classes"]) == 1000
+    by_name = {Path(row["path"]).stem: row for row in result["images"]}
+    assert by_name["coffee"]["predictions"][0] == {**by_name["coffee"]["predictions"][0], "label": "espresso",
+                                                   "index": 967}
+    assert all(len(row["predictions"]) == 5 and row["cam_class"] == {"label": "tabby", "index": 281}
+               for row in result["images"])
+    assert (tmp_path / "cams" / "cat_cam.png").is_file()
+    assert main(["predict", "sample:cat", "--checkpoint", "builtin:imagenet", "--cam", str(tmp_path / "c2"),
+                 "--cam-class", "tabbby"]) == 2
+    assert "--cam-class 'tabbby' is not one of the model's classes (did you mean tabby" in capsys.readouterr().err

@@ -24,6 +24,8 @@ def hierarchy_command(
     control: Annotated[bool, typer.Option("--control/--no-control", help="Also probe the same architecture with "
                                           "untrained (random) weights.")] = True,
     output: Annotated[Path, typer.Option("-o", "--output", metavar="PNG", help="The chart.")] = Path("hierarchy.png"),
+    where: Annotated[bool, typer.Option("--where", help="Also measure where each channel fires: its map against "
+                                        "the part and object masks, position by position (objects only).")] = False,
     overwrite: Overwrite = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
@@ -32,11 +34,13 @@ def hierarchy_command(
     untrained architecture as the control."""
     from featuremaps.errors import SettingsError
     from featuremaps.files import check_outputs, save_picture
-    from featuremaps.hierarchy import hierarchy, render_hierarchy
+    from featuremaps.hierarchy import hierarchy, localization, render_hierarchy
     from featuremaps.models import load_model, model_info, untrained_like
 
     if output.suffix.lower() != ".png":  # checked before minutes of probing
         raise SettingsError(f"-o must name a .png file; got {str(output)!r}")
+    if where and dataset != "objects":
+        raise SettingsError("--where needs --dataset objects (the images with part masks)")
     check_outputs([output], overwrite=overwrite)
     net = load_model(model)
     results = [hierarchy(net, dataset=dataset, layers=layers, train_samples=train, test_samples=test, seed=seed)]
@@ -44,10 +48,19 @@ def hierarchy_command(
         results.append(hierarchy(untrained_like(net), dataset=dataset, layers=layers, train_samples=train,
                                  test_samples=test, seed=seed))
     save_picture(render_hierarchy(results), output, overwrite=overwrite)
+    places = []
+    if where:
+        places.append(localization(net, layers=layers, seed=seed))
+        if control and model_info(net).trained:
+            places.append(localization(untrained_like(net), layers=layers, seed=seed))
     if as_json:
-        print_json({"results": [result.to_dict() for result in results], "picture": str(output)})
+        print_json({"results": [result.to_dict() for result in results], "picture": str(output),
+                    "localization": [place.to_dict() for place in places]})
         return
     for result in results:
         typer.echo(result.table())
+        typer.echo("")
+    for place in places:
+        typer.echo(place.table())
         typer.echo("")
     typer.echo(f"wrote {output}")

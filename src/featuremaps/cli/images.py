@@ -48,8 +48,16 @@ def samples_command(
     scenes: Annotated[Optional[Path], typer.Option("--scenes", metavar="DIR", help="Also write 4 generated shapes "
                                                    "scenes for segmentation (scene-1.png ... with their true masks "
                                                    "scene-1-mask.png; a seed no bundled model saw) into DIR.")] = None,
+    photos: Annotated[Optional[Path], typer.Option("--photos", metavar="DIR", help="Also copy the bundled photos "
+                                                   "(cat.jpg, coffee.jpg, ...) into DIR, a folder to try commands "
+                                                   "that take a folder of photos.")] = None,
 ) -> None:
     """List the bundled sample photos (use them as sample:NAME wherever an image is asked for)."""
+    if photos is not None:
+        _write_generated(photos, {f"{sample.name}{sample.path.suffix}": sample.path.read_bytes()
+                                  for sample in samples()}, "--photos")
+        typer.echo(f"wrote {len(samples())} photos to {photos}: "
+                   f"{', '.join(f'{s.name}{s.path.suffix}' for s in samples())}", err=as_json)
     if objects is not None:
         from featuremaps.data.objects import EXAMPLE_SEED, OBJECT_CLASSES, example_object
 

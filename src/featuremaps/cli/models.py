@@ -81,7 +81,7 @@ def layers_command(
     if as_json:
         print_json([layer.to_dict() for layer in layers])
         return
-    typer.echo(f"{info.name}: input {'x'.join(map(str, size))}, weights: {info.weights or 'untrained'}")
+    typer.echo(f"{info.name}: input {'x'.join(map(str, size))}, {info.weights_label}")
     typer.echo(f"{'layer':<36} {'type':<22} {'output':<16} {'stride':>7} {'RF':>8}")
     for layer in layers:
         typer.echo(_row(layer))

@@ -315,6 +315,23 @@ def _image_list(images: list[str]) -> list[str]:
     return found
 
 
+def _class_index(text: str, names: list[str]) -> int:
+    """A class given by name or index: its index (a name is matched exactly, then ignoring case)."""
+    if text in names:
+        return names.index(text)
+    folded = [name.lower() for name in names]
+    if text.lower() in folded:
+        return folded.index(text.lower())
+    if text.isdigit() and (not names or int(text) < len(names)):
+        return int(text)
+    import difflib
+
+    close = difflib.get_close_matches(text, names, n=3, cutoff=0.6)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise SettingsError(f"--cam-class {text!r} is not one of the model's classes{hint}; give a class name or an "
+                        f"index from 0 to {max(len(names) - 1, 0)}")
+
+
 def _class_summary(names: list[str]) -> str:
     if len(names) <= 12:
         return ", ".join(names) or "(unnamed outputs)"
@@ -332,6 +349,8 @@ def predict_command(
     top_k: Annotated[int, typer.Option(metavar="K", help="Classes to list per image.")] = 3,
     batch_size: Annotated[int, typer.Option(metavar="B", help="Images per forward pass.")] = 16,
     cam: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Write a class activation map per image.")] = None,
+    cam_class: Annotated[Optional[str], typer.Option(metavar="NAME|INDEX", help="The class the map is for "
+                                                     "(default: each image's top class).")] = None,
     overwrite: Overwrite = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -344,16 +363,23 @@ def predict_command(
     if cam is not None:
         check_outputs([cam / _cam_name(image) for image in images], overwrite=overwrite, option="--cam")
     net = load_model(checkpoint)
+    names = list(model_info(net).class_names or [])
+    chosen = _class_index(cam_class, names) if cam_class is not None else None
     results = predict(net, images, top_k=top_k, batch_size=batch_size)
     rows = [result.to_dict() for result in results]
     if cam is not None:
         for image, result, row in zip(images, results, rows):
-            heat, layer, index = class_activation_map(net, image)
+            heat, layer, index = class_activation_map(net, image, class_index=chosen)
             label, probability = result.labels[0]
-            picture = render_overlay(model_info(net).input.display(image), heat, alpha=0.5, cmap="jet", scale_label=CAM_SCALE,
-                                     title=f"{label} {probability:.0%}: where {layer} saw it"
-                                           + model_info(net).untrained_note)
+            title = (f"{label} {probability:.0%}: where {layer} saw it" if chosen is None else
+                     f"{names[index] if index < len(names) else index}: where {layer} saw it (the top class: "
+                     f"{label} {probability:.0%})")
+            if result.note:  # the picture says what the terminal says
+                title += f". {result.note}"
+            picture = render_overlay(model_info(net).input.display(image), heat, alpha=0.5, cmap="jet",
+                                     scale_label=CAM_SCALE, title=title + model_info(net).untrained_note)
             row["cam"] = str(save_picture(picture, cam / _cam_name(image), overwrite=overwrite))
+            row["cam_class"] = {"label": names[index] if index < len(names) else str(index), "index": index}
     info = model_info(net)
     if as_json:
         print_json({"model": info.name, "weights": info.weights_label, "classes": list(info.class_names or []),

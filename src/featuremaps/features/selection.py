@@ -23,6 +23,7 @@ LayerSelection = Union[str, Sequence[str]]
 
 MAX_DEFAULT_LAYERS = 16
 _SKIP_TYPES = ("BatchNorm2d", "Dropout", "Dropout2d", "Identity", "Flatten")
+_CONTAINER_TYPES = ("Sequential", "ModuleList")
 _CATALOGUES: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, ...], LayerList]] = weakref.WeakKeyDictionary()
 
 
@@ -110,7 +111,8 @@ def _not_found(item: str, catalogue: Sequence[LayerInfo], names: list[str], mode
 
 
 def default_layers(catalogue: Sequence[LayerInfo]) -> list[LayerInfo]:
-    """The model's stages: top-level layers with maps, one level deeper while there are fewer than 3.
+    """The model's stages: top-level layers with maps, one level deeper while there are fewer than 3;
+    a single top-level container of stages (EfficientNet's ``blocks``) is opened into its stages.
 
     Normalisation, dropout and identity layers are left out; more than 16 are thinned
     evenly (first and last kept).
@@ -124,6 +126,13 @@ def default_layers(catalogue: Sequence[LayerInfo]) -> list[LayerInfo]:
         if not deeper:
             break
         chosen = deeper
+    containers = [e for e in chosen if e.type in _CONTAINER_TYPES]
+    if len(containers) == 1:  # one container holds the stages: its children are the stages
+        inside = [e for e in spatial if e.module.startswith(containers[0].module + ".") and e.call == 0
+                  and e.depth == containers[0].depth + 1]
+        if len(inside) >= 2:
+            at = chosen.index(containers[0])
+            chosen = chosen[:at] + inside + chosen[at + 1:]
     if len(chosen) > MAX_DEFAULT_LAYERS:
         step = (len(chosen) - 1) / (MAX_DEFAULT_LAYERS - 1)
         chosen = [chosen[round(i * step)] for i in range(MAX_DEFAULT_LAYERS)]
