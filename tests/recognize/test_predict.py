@@ -82,5 +82,5 @@ def test_class_activation_map_points_at_the_shape(shapes_model):
 
 
 def test_top_k_must_be_positive(shapes_model):
-    with pytest.raises(SettingsError, match="top_k must be >= 1; got 0"):
+    with pytest.raises(SettingsError, match="top_k must be an int >= 1; got 0"):
         predict(shapes_model, ["sample:cat"], top_k=0)

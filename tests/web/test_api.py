@@ -167,11 +167,14 @@ def test_prediction_and_segmentation(client):
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     image_id = client.post("/api/images", files={"file": ("star.png", buffer.getvalue(), "image/png")}).json()["id"]
-    prediction = client.post("/api/predict", json={"image": image_id}).json()
+    prediction = client.post("/api/predict", json={"image": image_id, "model": "builtin:objects"}).json()
     assert prediction["predictions"][0]["label"] == "star" and prediction["classes"][3] == "star"
     assert prediction["familiar"] is True and prediction["weights"] == "trained weights (bundled with featuremaps)"
-    photo = client.post("/api/predict", json={"image": "sample:astronaut"}).json()
+    photo = client.post("/api/predict", json={"image": "sample:astronaut", "model": "builtin:objects"}).json()
     assert photo["familiar"] is False and "unfamiliar" in photo["note"]
+    coffee = client.post("/api/predict", json={"image": "sample:coffee"}).json()  # photos: builtin:imagenet
+    assert coffee["model"] == "builtin:imagenet" and coffee["predictions"][0]["label"] == "espresso"
+    assert coffee["weights"] == "trained on ImageNet-1k" and coffee["familiar"] is None
     segments = client.post("/api/segment", json={"image": image_id, "method": "clusters", "clusters": 2}).json()
     assert segments["png"].startswith("data:image/png") and len(segments["segments"]) == 2
     head = client.post("/api/segment", json={"image": image_id, "method": "head"}).json()

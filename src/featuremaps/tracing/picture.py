@@ -68,6 +68,9 @@ def receptive_crop(display: torch.Tensor, node: LineageNode) -> Image.Image:
         canvas.paste(crop)
         return canvas
     top, left, bottom, right = node.region
+    # clipped to the image: a field larger than the input (an 851-px field on a 224-px image) shows the image
+    top, left = max(top, 0.0), max(left, 0.0)
+    bottom, right = min(bottom, image.height - 1.0), min(right, image.width - 1.0)
     side = max(bottom - top + 1, right - left + 1, 24.0)
     cy, cx = (top + bottom + 1) / 2, (left + right + 1) / 2
     box = (int(round(cx - side / 2)), int(round(cy - side / 2)))
@@ -119,6 +122,16 @@ def render_lineage(result: Lineage, *, title: str | None = None,
         draw.text((_GAP, top + 8), label, fill=_INK, font=font(14))
         for row, name in enumerate(layer_names[:4]):
             draw.text((_GAP, top + 30 + row * 16), name, fill=(90, 90, 90), font=font(12))
+        if level > 0:  # how much the cards hold: the maps left out hold the rest
+            parents = sorted({edge.parent for edge in result.edges if edge.child in {n.id for n in nodes}})
+            held = [result.shown_share(parent) for parent in parents]
+            if held:
+                share = f"{held[0]:.0%}" if len(held) == 1 else f"{min(held):.0%}-{max(held):.0%}"
+                text = (f"these cards: {share} of {'the' if len(held) == 1 else 'each'} parent's |contributions|; "
+                        "the maps left out hold the rest")
+                lines = wrap_text(text, _LEFT - 2 * _GAP, 12, max_lines=5)
+                draw_lines(draw, (_GAP, top + 30 + min(len(layer_names), 4) * 16), lines, size=12,
+                           fill=(150, 60, 0))
         for index, node in enumerate(nodes):
             left = offset + index * (_CARD_W + _GAP)
             spots[node.id] = (left + _CARD_W // 2, top)
@@ -130,6 +143,8 @@ def render_lineage(result: Lineage, *, title: str | None = None,
                 picture.paste(receptive_crop(result.display, node), (left + 6, top + 10 + _THUMB))
             text_top = top + 14 + 2 * _THUMB
             channel = ("RGB"[node.channel] if node.layer == INPUT and node.channel < 3 else f"ch {node.channel}")
+            if node.level == 0 and result.label:
+                channel = f"{node.channel}: {result.label}"[:16]
             draw.text((left + 6, text_top), _layer_label(node.layer), fill=_INK, font=font(11))
             draw.text((left + 6, text_top + 14), channel, fill=_INK, font=font(12))
             shares = [edge.share for edge in result.edges if edge.child == node.id]

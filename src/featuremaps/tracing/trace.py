@@ -173,10 +173,16 @@ class Lineage:
     display: torch.Tensor | None = field(default=None, repr=False)
     maps: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
     dropped: int = 0
+    label: str | None = None
 
     @property
     def root(self) -> LineageNode:
         return self.nodes[0]
+
+    def shown_share(self, parent: int) -> float:
+        """The part of ``parent``'s |contributions| that its children in the lineage hold (the rest is spread
+        over the maps left out)."""
+        return sum(abs(edge.share) for edge in self.edges if edge.parent == parent)
 
     def _repr_png_(self) -> bytes:
         """In Jupyter: the lineage tree as :func:`~featuremaps.render_lineage` draws it."""
@@ -443,6 +449,8 @@ def lineage(
         root = builder.root(target, indices, value_tensor, outputs[target.name][0])
         with torch.enable_grad():
             builder.expand(root, value_tensor, levels)
+    names = info.class_names or ()
+    class_label = names[indices[0]] if len(target.output_shape) == 1 and indices[0] < len(names) else None
     approximate = set(audit.nonlinear)
     missed = [abs(node.residual) for node in builder.nodes if node.exact is False and node.residual is not None]
     if missed and not approximate:  # every operation looked piecewise linear, yet the parts miss the value
@@ -452,7 +460,7 @@ def lineage(
     return Lineage(model=info.name, weights=info.weights_label, unit=unit, method=method, stations=chosen,
                    nodes=builder.nodes, edges=builder.edges, approximate_ops=sorted(approximate),
                    display=display if display is not None else batch[0].detach().cpu(), maps=builder.maps,
-                   dropped=builder.dropped)
+                   dropped=builder.dropped, label=class_label)
 
 
 def _parse_target(unit: str, catalogue: Sequence[LayerInfo], model_name: str) -> tuple[LayerInfo, list[int]]:
