@@ -20,7 +20,9 @@ def test_demo_writes_a_self_contained_report(tmp_path):
         assert path.is_file()
         with Image.open(path) as picture:
             picture.verify()
-    assert {"conv-animation.gif", "conv-diagram.png", "receptive-field.png"} <= set(sources)
+    assert {"conv-animation.gif", "conv-diagram.png", "receptive-field.png", "imagenet-overview.png",
+            "imagenet-cam.png"} <= set(sources)
+    assert "espresso" in html and "trained on ImageNet-1k" in html  # real photos, named by a model trained on photos
     with Image.open(page.parent / "conv-animation.gif") as gif:
         assert gif.n_frames == 36
     for phrase in ["stride 1, padding 0", "3x75x113", "3x300x451", "Depth 8", "sum of 27 products",

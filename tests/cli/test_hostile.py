@@ -273,6 +273,14 @@ CASES = [
      "builtin:shapes-seg is a trained segmentation head: it gives its own segments"),
     (["segment", "sample:cat", "--model", "builtin:shapes-seg", "--layers", "nolayer", "-o", "{out}/seg"], 2,
      "(leave out clusters and layers); to cluster maps, cluster its backbone (--model builtin:shapes"),
+    # issue 25, item 4: every command that computes maps takes --device, and a missing GPU is one line
+    *[([*command, "--device", "cuda"], 2, "device cuda was asked for, but torch sees no CUDA GPU on this machine")
+      for command in (["predict", "sample:cat"], ["show", "sample:cat", "--model", "tinyvgg", "-o", "{out}/s"],
+                      ["lineage", "sample:cat", "--model", "tinyvgg", "--unit", "conv1_1:0", "-o", "{out}/l.png"],
+                      ["segment", "sample:cat", "--model", "tinyvgg", "-o", "{out}/sg"],
+                      ["hierarchy", "tinyvgg", "-o", "{out}/h.png"],
+                      ["evaluate", "builtin:shapes", "--dataset", "shapes"])],
+    (["predict", "sample:cat", "--device", "tpu"], 2, "device must be cpu, cuda or cuda:N; got 'tpu'"),
     (["conv", "sample:cat", "--filters", "gabor", "--kernel-size", "1"], 2,
      "gabor filters need a kernel of at least 3 pixels on one side; got 1x1"),
     (["visualize", "--model", "tinyvgg", "--layer", "conv1_1", "--channels", "0", "--save", "{out}/x.txt", "-o",

@@ -87,6 +87,20 @@ def print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
+Device = Annotated[Optional[str], typer.Option(metavar="cpu|cuda|cuda:N", help="Where the model runs (default: "
+                                              "cpu); a GPU that is not there is refused in one line.")]
+
+
+def model_on(name: str, device: str | None, **options: Any) -> Any:
+    """``load_model(name, **options)`` on ``device``, which is checked first (no model is loaded for a GPU that is
+    not there)."""
+    from featuremaps.models import load_model
+    from featuremaps.models.info import resolve_device
+
+    where = resolve_device(device)
+    return load_model(name, **options).to(where)
+
+
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace output files featuremaps did not write (a "
                                         "user's file, a changed file, a link). Without it such a file stops the "
                                         "command before any work, and featuremaps' own earlier outputs are replaced.")]

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from featuremaps.cli._common import Overwrite, app, print_json
+from featuremaps.cli._common import Device, Overwrite, app, model_on, print_json
 from featuremaps.errors import SEED_MAX
 
 
@@ -26,6 +26,7 @@ def hierarchy_command(
     output: Annotated[Path, typer.Option("-o", "--output", metavar="PNG", help="The chart.")] = Path("hierarchy.png"),
     where: Annotated[bool, typer.Option("--where", help="Also measure where each channel fires: its map against "
                                         "the part and object masks, position by position (objects only).")] = False,
+    device: Device = None,
     overwrite: Overwrite = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
@@ -35,24 +36,25 @@ def hierarchy_command(
     from featuremaps.errors import SettingsError
     from featuremaps.files import check_outputs, save_picture
     from featuremaps.hierarchy import hierarchy, localization, render_hierarchy
-    from featuremaps.models import load_model, model_info, untrained_like
+    from featuremaps.models import model_info, untrained_like
+    from featuremaps.models.info import model_device
 
     if output.suffix.lower() != ".png":  # checked before minutes of probing
         raise SettingsError(f"-o must name a .png file; got {str(output)!r}")
     if where and dataset != "objects":
         raise SettingsError("--where needs --dataset objects (the images with part masks)")
     check_outputs([output], overwrite=overwrite)
-    net = load_model(model)
+    net = model_on(model, device)
     results = [hierarchy(net, dataset=dataset, layers=layers, train_samples=train, test_samples=test, seed=seed)]
     if control and model_info(net).trained:
-        results.append(hierarchy(untrained_like(net), dataset=dataset, layers=layers, train_samples=train,
+        results.append(hierarchy(untrained_like(net).to(model_device(net)), dataset=dataset, layers=layers, train_samples=train,
                                  test_samples=test, seed=seed))
     save_picture(render_hierarchy(results), output, overwrite=overwrite)
     places = []
     if where:
         places.append(localization(net, layers=layers, seed=seed))
         if control and model_info(net).trained:
-            places.append(localization(untrained_like(net), layers=layers, seed=seed))
+            places.append(localization(untrained_like(net).to(model_device(net)), layers=layers, seed=seed))
     if as_json:
         print_json({"results": [result.to_dict() for result in results], "picture": str(output),
                     "localization": [place.to_dict() for place in places]})

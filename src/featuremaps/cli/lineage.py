@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from featuremaps.cli._common import Overwrite, app, print_json
+from featuremaps.cli._common import Device, Overwrite, app, model_on, print_json
 from featuremaps.cli.models import ModelName, Weights
 
 
@@ -26,6 +26,7 @@ def lineage_command(
         "lineage.png"),
     roles: Annotated[bool, typer.Option("--roles", help="Label each map with what it detects best (a part or a "
                                         "whole object), measured on 600 generated objects images.")] = False,
+    device: Device = None,
     overwrite: Overwrite = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the nodes and edges as JSON.")] = False,
 ) -> None:
@@ -34,13 +35,12 @@ def lineage_command(
     sums and concatenation; gradient x input, marked approximate, through anything else)."""
     from featuremaps.errors import SettingsError
     from featuremaps.files import check_outputs, save_picture
-    from featuremaps.models import load_model
     from featuremaps.tracing import lineage, render_lineage
 
     if output.suffix.lower() != ".png":
         raise SettingsError(f"-o must name a .png file; got {str(output)!r}")
     check_outputs([output], overwrite=overwrite)
-    net = load_model(model, weights=weights)
+    net = model_on(model, device, weights=weights)
     chosen = [part.strip() for part in stations.split(",") if part.strip()] if stations else None
     result = lineage(net, image, unit, levels=levels, top=top, stations=chosen)
     found: dict[tuple[str, int], str] = {}

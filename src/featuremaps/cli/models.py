@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from featuremaps.cli._common import Overwrite, Scale, TileSize, app, print_json
+from featuremaps.cli._common import Device, Overwrite, Scale, TileSize, app, model_on, print_json
 from featuremaps.errors import SettingsError
 
 if TYPE_CHECKING:
@@ -105,14 +105,15 @@ def show_command(
                                                 "field on the image.")] = None,
     tile_size: TileSize = 128,
     scale: Scale = None,
+    device: Device = None,
     overwrite: Overwrite = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Draw the feature maps of every chosen layer of a model for one image (PNGs + index.html)."""
-    from featuremaps.models import load_model, model_info
+    from featuremaps.models import model_info
     from featuremaps.show import parse_unit, show
 
-    net = load_model(model, weights=weights)
+    net = model_on(model, device, weights=weights)
     overlay_spec = None
     if overlay:
         name, (channel,) = parse_unit(overlay, 1)

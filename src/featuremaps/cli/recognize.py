@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from featuremaps.cli._common import Overwrite, app, print_json
+from featuremaps.cli._common import Device, Overwrite, app, model_on, print_json
 from featuremaps.cli._progress import stderr as _stderr
 from featuremaps.errors import SEED_MAX, SettingsError
 from featuremaps.files import check_outputs, safe_name, save_picture
@@ -231,18 +231,19 @@ def evaluate_command(
     clusters: Annotated[Optional[int], typer.Option(metavar="K", help="Segmentation: score K clusters of CKPT's "
                                                     "maps (matched to classes) instead of a trained head.")] = None,
     size: Annotated[int, typer.Option(metavar="PIXELS", help="Segmentation: scene size.")] = 128,
+    device: Device = None,
     overwrite: Overwrite = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Score a classifier (accuracy, per-class precision and recall, confusion matrix) or, with
     --task segmentation, a segmenter (mIoU, pixel accuracy, IoU per class)."""
     if task == "segmentation":
-        _evaluate_segmentation(checkpoint, dataset, samples or 100, seed, size, clusters, as_json)
+        _evaluate_segmentation(checkpoint, dataset, samples or 100, seed, size, clusters, as_json, device)
         return
     if task != "classification":
         raise SettingsError(f"--task must be classification or segmentation; got {task!r}")
     from featuremaps.data.datasets import digits_dataset, folder_dataset, load_dataset, objects_dataset, shapes_dataset
-    from featuremaps.models import load_model, model_info
+    from featuremaps.models import model_info
     from featuremaps.recognize.evaluate import evaluate
     from featuremaps.render.confusion import render_confusion
 
@@ -250,7 +251,7 @@ def evaluate_command(
         if output.suffix.lower() != ".png":
             raise SettingsError(f"-o must name a .png file; got {str(output)!r}")
         check_outputs([output], overwrite=overwrite)
-    net = load_model(checkpoint)
+    net = model_on(checkpoint, device)
     info = model_info(net)
     if dataset in ("shapes", "objects"):
         make = shapes_dataset if dataset == "shapes" else objects_dataset
@@ -276,12 +277,11 @@ def evaluate_command(
 
 
 def _evaluate_segmentation(checkpoint: str, dataset: str, scenes: int, seed: int, size: int,
-                           clusters: Optional[int], as_json: bool) -> None:
-    from featuremaps.models import load_model
+                           clusters: Optional[int], as_json: bool, device: Optional[str] = None) -> None:
     from featuremaps.segment.data import mask_folder, scenes_dataset
     from featuremaps.segment.train import evaluate_clusters, evaluate_segmenter
 
-    net = load_model(checkpoint)
+    net = model_on(checkpoint, device)
     data = scenes_dataset(scenes, seed, size) if dataset == "shapes" else mask_folder(dataset)
     scores = evaluate_clusters(net, data, k=clusters) if clusters else evaluate_segmenter(net, data)
     result = scores.to_dict(data.class_names)
@@ -348,6 +348,7 @@ def predict_command(
                                             "or a checkpoint you trained.")] = "builtin:shapes",
     top_k: Annotated[int, typer.Option(metavar="K", help="Classes to list per image.")] = 3,
     batch_size: Annotated[int, typer.Option(metavar="B", help="Images per forward pass.")] = 16,
+    device: Device = None,
     cam: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Write a class activation map per image.")] = None,
     cam_class: Annotated[Optional[str], typer.Option(metavar="NAME|INDEX", help="The class the map is for "
                                                      "(default: each image's top class).")] = None,
@@ -355,14 +356,14 @@ def predict_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Name the object in each image, with probabilities (and where the maps saw it, with --cam)."""
-    from featuremaps.models import load_model, model_info
+    from featuremaps.models import model_info
     from featuremaps.recognize.predict import CAM_SCALE, class_activation_map, predict
     from featuremaps.render.overlay import render_overlay
 
     images = _image_list(images)
     if cam is not None:
         check_outputs([cam / _cam_name(image) for image in images], overwrite=overwrite, option="--cam")
-    net = load_model(checkpoint)
+    net = model_on(checkpoint, device)
     names = list(model_info(net).class_names or [])
     chosen = _class_index(cam_class, names) if cam_class is not None else None
     results = predict(net, images, top_k=top_k, batch_size=batch_size)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from featuremaps.cli._common import Overwrite, app, print_json
+from featuremaps.cli._common import Device, Overwrite, app, model_on, print_json
 from featuremaps.errors import SEED_MAX, SettingsError
 
 
@@ -27,12 +27,12 @@ def segment_command(
     truth: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Ground-truth masks named <stem>.png: "
                                                   "adds scores (clusters are matched to classes first).")] = None,
     seed: Annotated[int, typer.Option(metavar="N", min=0, max=SEED_MAX, help="Seed of k-means.")] = 0,
+    device: Device = None,
     overwrite: Overwrite = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: one entry per image.")] = False,
 ) -> None:
     """Split images into segments from feature maps: k-means on hypercolumns, or a trained per-pixel head."""
     from featuremaps.files import check_outputs
-    from featuremaps.models import load_model
     from featuremaps.segment.run import read_truth, segment_image, write_segmentation
 
     chosen = checkpoint or model
@@ -41,7 +41,7 @@ def segment_command(
     stems = [Path(image.removeprefix("sample:")).stem for image in images]
     check_outputs([output / f"{stem}_{kind}.png" for stem in stems for kind in ("mask", "overlay")],
                   overwrite=overwrite)
-    net = load_model(chosen, weights=weights)
+    net = model_on(chosen, device, weights=weights)
     entries = []
     for image in images:
         stem = Path(image.removeprefix("sample:")).stem
