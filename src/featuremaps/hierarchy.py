@@ -162,11 +162,15 @@ def _probe(train: np.ndarray, train_y: np.ndarray, test: np.ndarray, test_y: np.
 
 def _auc(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
     """ROC AUC of every column of ``scores`` ``(N, C)`` for the boolean ``positive`` ``(N,)`` (rank formula)."""
+    return _auc_ranked(rankdata(scores, axis=0), positive)
+
+
+def _auc_ranked(ranks: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """:func:`_auc` from the columns' ranks (computed once for many ``positive`` masks)."""
     count_pos, count_neg = int(positive.sum()), int((~positive).sum())
     if count_pos == 0 or count_neg == 0:
-        return np.full(scores.shape[1], np.nan)
-    ranks = rankdata(scores, axis=0)
-    return (ranks[positive].sum(0) - count_pos * (count_pos + 1) / 2) / (count_pos * count_neg)
+        return np.full(ranks.shape[1], np.nan)
+    return (ranks[positive].sum(0, dtype=np.float64) - count_pos * (count_pos + 1) / 2) / (count_pos * count_neg)
 
 
 @dataclass
@@ -400,14 +404,14 @@ def localization(model: nn.Module, *, layers: LayerSelection | None = None, samp
     sharers = part_sharers()
     found = []
     for entry in chosen:
-        table = np.concatenate(values[entry.name])  # (positions, C)
-        part_aucs = np.stack([_auc(table, parts == k + 1) for k in range(len(PART_KINDS))])
-        object_aucs = np.stack([_auc(table, objects == OBJECT_CLASSES.index(name) + 1) for name in sharers])
+        ranks = rankdata(np.concatenate(values[entry.name]), axis=0).astype(np.float32)  # (positions, C), once
+        part_aucs = np.stack([_auc_ranked(ranks, parts == k + 1) for k in range(len(PART_KINDS))])
+        object_aucs = np.stack([_auc_ranked(ranks, objects == OBJECT_CLASSES.index(name) + 1) for name in sharers])
         best_part = np.nan_to_num(part_aucs).max(0)
         best_object = np.nan_to_num(object_aucs).max(0)
         field_size = float(entry.receptive_field[0]) if entry.receptive_field else None
         found.append(LayerLocalization(
-            entry.name, field_size, int(table.shape[1]),
+            entry.name, field_size, int(ranks.shape[1]),
             part_localizers=int(((best_part >= threshold) & (best_part >= best_object)).sum()),
             object_localizers=int(((best_object >= threshold) & (best_object > best_part)).sum()),
             best_parts={name: (int(np.nanargmax(row)), float(np.nanmax(row)))

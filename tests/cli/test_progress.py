@@ -54,3 +54,15 @@ def test_samples_writes_segmentation_scenes_that_segment(run_cli, tmp_path):
     refused = run_cli("samples", "--scenes", str(tmp_path / "scenes"))
     assert refused.returncode == 2 and "scene-2.png exists already" in refused.stderr
     assert (tmp_path / "scenes" / "scene-2.png").read_bytes() == b"a user's file"
+
+
+def test_a_rate_is_never_divided_by_a_microsecond(monkeypatch):
+    """Work that arrives in one update (5 images in one batch) was shown as 5,000,000 img/s."""
+    from featuremaps.cli import _progress
+
+    now = [10.0]
+    monkeypatch.setattr(_progress.time, "perf_counter", lambda: now[0])
+    with _progress.CountBar("extract", "img") as bar:  # entered at 10 s
+        now[0] = 12.0
+        bar.update(5, 5)  # the one update, at 12 s, when all 5 are done
+        assert bar.rate(5) == 5 / 2.0  # since the job began: 2.5 img/s

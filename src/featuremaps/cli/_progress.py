@@ -20,9 +20,11 @@ class CountBar:
         self.label, self.unit = label, unit
         self._bar: Progress | None = None
         self._task: TaskID | None = None
-        self._start = 0.0
+        self._entered = time.perf_counter()
+        self._first = (0.0, 0)  # (time, done) of the first update
 
     def __enter__(self) -> CountBar:
+        self._entered = time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -36,9 +38,17 @@ class CountBar:
                                  console=stderr)
             self._bar.start()
             self._task = self._bar.add_task(self.label, total=total, speed=0.0)
-            self._start = time.perf_counter()
-        elapsed = max(time.perf_counter() - self._start, 1e-6)
-        self._bar.update(self._task, completed=done, total=total, speed=done / elapsed)
+            self._first = (time.perf_counter(), done)
+        self._bar.update(self._task, completed=done, total=total, speed=self.rate(done))
+
+    def rate(self, done: int) -> float:
+        """Units per second: since the first update once half a second has passed, else since the job began
+        (work that arrives in one update is never divided by a microsecond)."""
+        now = time.perf_counter()
+        since, at = self._first
+        if now - since >= 0.5 and done > at:
+            return (done - at) / (now - since)
+        return done / max(now - self._entered, 1e-3)
 
 
 class Status:

@@ -18,7 +18,7 @@ def extract_command(
                                           "list of paths.")],
     model: Annotated[str, typer.Option("--model", "-m", metavar="MODEL", help="Model name or checkpoint.")],
     layers: Annotated[str, typer.Option(metavar="L1,L2", help="Layers to extract (names, patterns or types).")],
-    out: Annotated[Path, typer.Option("--out", "-o", metavar="STORE", help="The store folder to write.")],
+    out: Annotated[Path, typer.Option("--out", "--output", "-o", metavar="STORE", help="The store folder to write.")],
     weights: Annotated[Optional[str], typer.Option(metavar="W", help="Weights (default: untrained).")] = None,
     pool: Annotated[str, typer.Option(metavar="avg|max|avgmax|none", help="Pooling of each map into a vector; none "
                                       "keeps the full maps in Zarr.")] = "avg",
