@@ -52,6 +52,12 @@ def test_train_and_evaluate_on_a_users_folder(run_cli, tmp_path):
     scores = json.loads(result.stdout)
     assert scores["accuracy"] >= 0.9 and len(scores["per_class"]) == 2
     assert (tmp_path / "confusion.png").is_file()
+    # by default the held-out split the checkpoint recorded (seed 1, 20% of each class: 2 + 2 images), and it says so
+    assert scores["samples"] == 4 and "the validation split (seed 1, 20% of each class): images the checkpoint did " \
+        "not train on" in scores["scored"]
+    everything = run_cli("evaluate", str(tmp_path / "ckpt"), "--dataset", str(tmp_path / "data"), "--split", "all")
+    assert everything.returncode == 0, everything.stderr
+    assert "on 24 images (" in everything.stdout and "the checkpoint's training images too" in everything.stdout
 
 
 def test_bad_dataset_folder_exits_2(run_cli, tmp_path):

@@ -129,3 +129,21 @@ def test_a_head_reports_its_feature_caching():
     train_classifier(config, on_features=lambda done, total: reports.append((done, total)))
     assert reports[-1][0] == reports[-1][1] == 96  # 80 training images and 16 for validation, each once
     assert [done for done, _ in reports] == sorted(done for done, _ in reports)
+
+
+def test_a_head_trains_on_images_drawn_at_its_backbones_input_size(monkeypatch):
+    """Generated training images for a head are drawn at the backbone's input size, like the images it is
+    scored on (they were drawn at 64 px and enlarged: a head on builtin:imagenet then scored near chance)."""
+    import featuremaps.recognize.train as train_module
+
+    sizes = []
+    real = train_module.load_dataset
+
+    def spy(*args, **kwargs):
+        sizes.append(kwargs.get("draw_size"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "load_dataset", spy)
+    train_classifier(TrainConfig(dataset="objects", backbone="builtin:objects", layer="stage3", head="linear",
+                                 samples=18, epochs=1))
+    assert sizes == [128]

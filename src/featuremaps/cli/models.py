@@ -13,8 +13,11 @@ from featuremaps.errors import SettingsError
 if TYPE_CHECKING:
     from featuremaps.models.catalogue import LayerInfo
 
+MODEL_HELP = ("builtin:imagenet (trained on ImageNet photos), builtin:objects, builtin:shapes (trained on generated "
+              "drawings), tinyvgg, tinyresnet, lenet5, a torchvision name (untrained), timm:NAME or a checkpoint "
+              "(see 'featuremaps models').")
 ModelName = Annotated[str, typer.Option("--model", "-m", metavar="MODEL",
-                                        help="tinyvgg, lenet5, a torchvision name, timm:NAME or a checkpoint.")]
+                                        help=MODEL_HELP)]
 Weights = Annotated[Optional[str], typer.Option(metavar="W", help="DEFAULT, a weights name, or a weights file "
                                                 "(default: untrained).")]
 
@@ -57,8 +60,7 @@ def _row(layer: LayerInfo) -> str:
 
 @app.command("layers")
 def layers_command(
-    model: Annotated[str, typer.Argument(metavar="MODEL", help="tinyvgg, lenet5, a torchvision name, timm:NAME or "
-                                         "a checkpoint.")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help=MODEL_HELP)],
     weights: Weights = None,
     input_size: Annotated[Optional[str], typer.Option(metavar="N|CxHxW", help="Input size (default: the model's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of layers.")] = False,

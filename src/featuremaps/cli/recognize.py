@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
@@ -223,8 +223,9 @@ def evaluate_command(
                                                    "(default 100) to draw.")] = None,
     seed: Annotated[int, typer.Option(metavar="N", min=0, max=SEED_MAX, help="Seed of the generated shapes or objects (use one "
                                  "not trained on).")] = 2024,
-    split: Annotated[str, typer.Option(metavar="all|validation", help="For digits and folders: every image or "
-                                       "the validation split.")] = "all",
+    split: Annotated[str, typer.Option(metavar="validation|all", help="For digits and folders: the validation "
+                                       "split the checkpoint recorded (images it did not train on), or every "
+                                       "image (its training images too: a flattering score).")] = "validation",
     output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="CONFUSION.png",
                                                    help="Write the confusion matrix picture.")] = None,
     task: Annotated[str, typer.Option(metavar="classification|segmentation", help="What to score.")] = "classification",
@@ -251,25 +252,34 @@ def evaluate_command(
         if output.suffix.lower() != ".png":
             raise SettingsError(f"-o must name a .png file; got {str(output)!r}")
         check_outputs([output], overwrite=overwrite)
+    if split not in ("validation", "all"):
+        raise SettingsError(f"--split must be validation or all; got {split!r}")
     net = model_on(checkpoint, device)
     info = model_info(net)
+    scored = f"{dataset}, seed {seed}"
     if dataset in ("shapes", "objects"):
         make = shapes_dataset if dataset == "shapes" else objects_dataset
         data = make(samples or 1000, seed, max(info.input.size), model_input=info.input)
     elif split == "validation":
-        data = load_dataset(dataset, info.input, seed=seed)[1]
+        training = _training_record(net)
+        split_seed = int(training.get("seed", seed))
+        fraction = float(training.get("val_fraction", 0.2))
+        data = load_dataset(dataset, info.input, seed=split_seed, val_fraction=fraction)[1]
+        scored = (f"{dataset}, the validation split (seed {split_seed}, {fraction:.0%} of each class): images the "
+                  "checkpoint did not train on" if training else f"{dataset}, a validation split of seed {split_seed}")
     else:
         data = (digits_dataset(max(info.input.size), info.input) if dataset == "digits"
                 else folder_dataset(dataset, info.input))
+        scored = f"{dataset}, every image (the checkpoint's training images too)"
     result = evaluate(net, data)
     if output is not None:
         save_picture(render_confusion(result.confusion, result.class_names, title=f"{info.name} on {dataset}"), output,
                      overwrite=overwrite)
     if as_json:
-        print_json({"checkpoint": checkpoint, "dataset": dataset, **result.to_dict(),
+        print_json({"checkpoint": checkpoint, "dataset": dataset, "scored": scored, **result.to_dict(),
                     "confusion_picture": str(output) if output else None})
         return
-    typer.echo(f"accuracy {result.accuracy:.1%} on {result.samples} images ({dataset})")
+    typer.echo(f"accuracy {result.accuracy:.1%} on {result.samples} images ({scored})")
     for name, p, r, s in zip(result.class_names, result.precision, result.recall, result.support):
         typer.echo(f"  {name:<16} precision {p:6.1%}  recall {r:6.1%}  ({s} images)")
     if output is not None:
@@ -313,6 +323,20 @@ def _image_list(images: list[str]) -> list[str]:
         else:
             found.append(image)
     return found
+
+
+def _training_record(model: Any) -> dict[str, Any]:
+    """The ``training`` section of the record of the checkpoint ``model`` was loaded from (empty without one)."""
+    from featuremaps.files import parse_json
+    from featuremaps.models.registry import checkpoint_folder
+
+    folder = checkpoint_folder(model)
+    try:
+        record = parse_json((folder / "featuremaps.json").read_bytes()) if folder is not None else {}
+    except (OSError, ValueError):
+        return {}
+    training = record.get("training") if isinstance(record, dict) else None
+    return training if isinstance(training, dict) else {}
 
 
 def _class_index(text: str, names: list[str]) -> int:

@@ -212,8 +212,10 @@ def _train_head(config: TrainConfig, on_progress: ProgressCallback | None,
     device = torch.device(config.device)
     backbone = load_model(config.backbone, weights=config.backbone_weights, seed=config.seed).to(device)
     info = model_info(backbone)
+    # generated images are drawn at the backbone's own input size (drawn at 64 px and blown up to 224, they were
+    # unlike every image the head was later scored on)
     train, val = load_dataset(config.dataset, info.input, seed=config.seed, samples=config.samples,
-                              val_fraction=config.val_fraction)
+                              val_fraction=config.val_fraction, draw_size=max(info.input.size))
     started = time.perf_counter()
     done, total = 0, len(train) + len(val)
 
