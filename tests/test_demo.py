@@ -31,7 +31,7 @@ def test_demo_writes_a_self_contained_report(tmp_path):
 
 
 def test_demo_command_prints_the_page_path(run_cli, tmp_path):
-    result = run_cli("demo", "-o", str(tmp_path / "d"))
+    result = run_cli("demo", "-o", str(tmp_path / "d"), timeout=600)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str((tmp_path / "d" / "index.html").resolve())
     # a status line per section, so the minute it takes is never silent

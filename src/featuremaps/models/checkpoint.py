@@ -273,4 +273,6 @@ def load_weights_into(model: nn.Module, state: Mapping[str, torch.Tensor], *, so
                 shown = ", ".join(items[:4]) + (f", ... ({len(items)} in all)" if len(items) > 4 else "")
                 parts.append(f"{label}: {shown}")
         raise CheckpointError(f"{source}: the weights do not fit {name}; " + "; ".join(parts))
+    if any(tensor.is_meta for tensor in expected.values()):
+        return  # a skeleton (featuremaps.models.skeleton): the weights fit, and it holds no values to copy into
     model.load_state_dict(state, strict=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -63,9 +62,7 @@ def empty_weights() -> Iterator[None]:
     _install()
     _STATE.depth = getattr(_STATE, "depth", 0) + 1
     try:
-        with warnings.catch_warnings():  # loading a state dict into meta tensors is a no-op, and says so
-            warnings.filterwarnings("ignore", message=".*meta.*")
-            yield
+        yield
     finally:
         _STATE.depth -= 1
 

@@ -44,6 +44,8 @@ class Segmentation:
         image: the input ``(C, H, W)`` in [0, 1].
         layers: the layers whose maps were used.
         method: ``clusters``, ``head`` or ``model``.
+        model, weights: the model's name and what its weights are (``trained on ImageNet-1k``,
+            ``untrained (random) weights``): pictures and JSON say both.
     """
 
     mask: np.ndarray
@@ -51,6 +53,8 @@ class Segmentation:
     image: torch.Tensor
     layers: list[str]
     method: str
+    model: str = ""
+    weights: str = ""
 
 
 def processing_input(model: nn.Module, longer: int) -> ModelInput:
@@ -144,7 +148,7 @@ def cluster_segments(
     full = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize((original.shape[2], original.shape[1]),
                                                                       Image.Resampling.NEAREST))
     return Segmentation(full.astype(np.int64), [f"segment {i}" for i in range(int(full.max()) + 1)], original,
-                        names, "clusters")
+                        names, "clusters", info.name, info.weights_label)
 
 
 def _renumber(labels: np.ndarray) -> np.ndarray:

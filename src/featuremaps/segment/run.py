@@ -84,7 +84,7 @@ def segment_image(
         full = _resize_mask(mask, original.shape[1], original.shape[2])
         method = "head" if isinstance(model, PixelHead) else "model"
         layers_used = list(model.layers) if isinstance(model, PixelHead) else ["out"]
-        return Segmentation(full, names, original, layers_used, method)
+        return Segmentation(full, names, original, layers_used, method, info.name, info.weights_label)
     return cluster_segments(model, image, k=4 if clusters is None else clusters, layers=layers, seed=seed)
 
 
@@ -108,12 +108,15 @@ def write_segmentation(
     background = 0 if segmentation.method == "head" and segmentation.names[:1] == ["background"] else None
     mask_path = save_index_mask(mask, out / f"{stem}_mask.png", offset=0 if background is not None else 1,
                                 overwrite=overwrite)
+    how = (f"{len(segmentation.names)} clusters of the maps of {', '.join(segmentation.layers)}"
+           if segmentation.method == "clusters" else f"its {segmentation.method}")
     overlay = render_segmentation(segmentation.image, mask, segmentation.names, background=background,
-                                  title=f"{source}: {segmentation.method}, layers {', '.join(segmentation.layers)}")
+                                  title=f"{source}: {segmentation.model} ({segmentation.weights}), {how}")
     overlay_path = save_picture(overlay, out / f"{stem}_overlay.png", overwrite=overwrite)
     counts = np.bincount(mask.ravel(), minlength=len(segmentation.names))
     entry: dict[str, Any] = {
         "path": source, "mask": str(mask_path), "overlay": str(overlay_path), "method": segmentation.method,
+        "model": segmentation.model, "weights": segmentation.weights,
         "layers": segmentation.layers, "size": [int(mask.shape[0]), int(mask.shape[1])],
         "classes": {str(i): name for i, name in enumerate(segmentation.names)},
         "segments": [{"index": i, "name": segmentation.names[i] if i < len(segmentation.names) else str(i),
