@@ -147,3 +147,25 @@ def test_a_head_trains_on_images_drawn_at_its_backbones_input_size(monkeypatch):
     train_classifier(TrainConfig(dataset="objects", backbone="builtin:objects", layer="stage3", head="linear",
                                  samples=18, epochs=1))
     assert sizes == [128]
+
+
+def test_standardisation_never_divides_by_a_near_zero_deviation():
+    from featuremaps.recognize.head import FeatureHead, make_head
+
+    head = FeatureHead(load_model("tinyvgg"), "pool2", "avg", make_head("linear", 4, 2, 8), 4, {})
+    head.set_standardisation(torch.zeros(4), torch.tensor([0.0, 1e-9, 2.0, 4.0]))  # two constant features
+    assert head.feature_std.tolist() == pytest.approx([0.2, 0.2, 2.0, 4.0])  # a tenth of the varying ones' median
+    assert head.standardise(torch.full((1, 4), 0.01)).abs().max() < 1  # a tiny difference stays tiny
+
+
+@pytest.mark.slow
+def test_a_head_on_imagenet_features_learns_from_two_images_per_class():
+    """Few-shot transfer: 2 generated images per class (18 in all), a linear head on builtin:imagenet's pooled
+    bn2 maps. Dividing constant features by ~0 and drawing the images at 64 px kept this near chance (13%)."""
+    from featuremaps.data.datasets import objects_dataset
+
+    result = train_classifier(TrainConfig(dataset="objects", backbone="builtin:imagenet", layer="bn2",
+                                          head="linear", samples=18, epochs=200, batch_size=32))
+    info = model_info(result.model)
+    score = evaluate(result.model, objects_dataset(90, 424242, 224, model_input=info.input))
+    assert score.accuracy > 0.4, score.accuracy  # chance is 11%

@@ -97,8 +97,13 @@ class FeatureHead(nn.Module):
         return {"head": dict(self.head_spec)}
 
     def set_standardisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """The training features' mean and standard deviation. Each deviation is at least a tenth of the median
+        one: with few training images many channels are constant on all of them (a dead or saturated ReLU6),
+        and dividing by ~0 would turn a test image's tiny difference into a feature of thousands."""
+        varying = std[std > 1e-6]
+        floor = 0.1 * (float(varying.median()) if len(varying) else 1.0)  # a tenth of a typical varying feature's
         self.feature_mean.copy_(mean)
-        self.feature_std.copy_(std.clamp(min=1e-6))
+        self.feature_std.copy_(std.clamp(min=floor))
 
     def standardise(self, vectors: torch.Tensor) -> torch.Tensor:
         return (vectors - self.feature_mean) / self.feature_std
