@@ -461,7 +461,8 @@ const ESCAPES = {'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#
 function esc(text) { return String(text).replace(/[&<>"'`]/g, ch => ESCAPES[ch]); }
 function int(v) { const n = Number(v); return Number.isFinite(n) ? Math.trunc(n) : 0; }
 function sprite(where) {
-  return `<span class="sprite" style="background-image:url('${encodeURI(String(where[0]))}');` +
+  const url = encodeURI(String(where[0])).replace(/'/g, '%27');  // safe inside url('...') and the attribute
+  return `<span class="sprite" style="background-image:url('${esc(url)}');` +
          `background-position:-${int(where[1])}px -${int(where[2])}px"></span>`;
 }
 function fmt(v) {
@@ -482,7 +483,7 @@ function sheet() {
            (pic ? sprite(pic) : '<span class="sprite"></span>') +
            `<br>#${int(c.channel)} max ${fmt(c.max)}</div>`;
   }).join('');
-  document.getElementById('sheet').innerHTML = html;
+  document.getElementById('sheet').innerHTML = html;  // built only of int(), fmt() and esc() values
 }
 function show() {
   const n = parseInt(location.hash.slice(1), 10);
