@@ -19,7 +19,7 @@ texture, so the control is the bar the trained layers must clear.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -133,7 +133,17 @@ def part_sharers() -> dict[str, list[int]]:
             for label in sorted(composite)}
 
 
-def _pooled(extractor: FeatureExtractor, data: ArrayDataset, batch_size: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+StepProgress = Callable[[str, int, int], None]
+"""``on_progress(step, done, total)``: the step under way (``"maps of the probes' images"``), and how far."""
+
+
+def _tell(on_progress: StepProgress | None, step: str, done: int, total: int) -> None:
+    if on_progress is not None:
+        on_progress(step, done, total)
+
+
+def _pooled(extractor: FeatureExtractor, data: ArrayDataset, batch_size: int,
+            on_progress: StepProgress | None = None, step: str = "maps") -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per layer: ``(mean, max)`` over positions, each ``(N, C)``."""
     info = extractor.info
     device = model_device(extractor.model)
@@ -145,6 +155,7 @@ def _pooled(extractor: FeatureExtractor, data: ArrayDataset, batch_size: int) ->
             flat = tensor.float().flatten(2) if tensor.ndim >= 3 else tensor.float()[:, :, None]
             means[name].append(flat.mean(2).cpu().numpy())
             peaks[name].append(flat.amax(2).cpu().numpy())
+        _tell(on_progress, step, int(index[-1]) + 1, len(data))
     return {name: (np.concatenate(means[name]), np.concatenate(peaks[name])) for name in extractor.names}
 
 
@@ -245,6 +256,7 @@ def hierarchy(
     seed: int = 20261128,
     detector_auc: float = 0.9,
     batch_size: int = 64,
+    on_progress: StepProgress | None = None,
 ) -> Hierarchy:
     """Probe ``layers`` (default: the model's stages) of ``model`` on generated images.
 
@@ -253,6 +265,7 @@ def hierarchy(
         train_samples, test_samples: probe training and held-out images, from two seeds
             (``seed`` and ``seed + 1``), drawn at the model's input size.
         detector_auc: a channel counts as a detector from this ROC AUC on.
+        on_progress: called as each step advances (drawing, maps, probes).
 
     Raises:
         SettingsError: an unknown dataset, or numbers out of range.
@@ -271,14 +284,19 @@ def hierarchy(
     chosen = sorted(chosen, key=lambda e: (e.global_field, e.receptive_field[0] if e.receptive_field else 0))
     make = objects_dataset if dataset == "objects" else shapes_dataset
     size = max(info.input.size)
+    _tell(on_progress, f"drawing {train_samples + test_samples} {dataset} images", 0, 2)
     train = make(train_samples, seed, size, model_input=info.input)
+    _tell(on_progress, f"drawing {train_samples + test_samples} {dataset} images", 1, 2)
     test = make(test_samples, seed + 1, size, model_input=info.input)
+    _tell(on_progress, f"drawing {train_samples + test_samples} {dataset} images", 2, 2)
     extractor = FeatureExtractor(model, [entry.name for entry in chosen])
-    pooled_train, pooled_test = _pooled(extractor, train, batch_size), _pooled(extractor, test, batch_size)
+    pooled_train = _pooled(extractor, train, batch_size, on_progress, f"{info.name}: maps of the probes' training images")
+    pooled_test = _pooled(extractor, test, batch_size, on_progress, f"{info.name}: maps of the held-out images")
     has_parts = "parts" in test.extras
     sharers = part_sharers() if has_parts else {}
     probes = []
     for depth, entry in enumerate(chosen):
+        _tell(on_progress, f"{info.name}: probing layers", depth, len(chosen))
         mean_train, max_train = pooled_train[entry.name]
         mean_test, max_test = pooled_test[entry.name]
         features_train, features_test = np.hstack([mean_train, max_train]), np.hstack([mean_test, max_test])
@@ -301,6 +319,7 @@ def hierarchy(
         probes.append(LayerProbe(entry.name, depth, int(mean_train.shape[1]), field_size, object_accuracy,
                                  part_accuracy, part_detectors, object_detectors, best_parts, best_objects,
                                  channel_parts, channel_objects))
+    _tell(on_progress, f"{info.name}: probing layers", len(chosen), len(chosen))
     return Hierarchy(model=info.name, weights=info.weights_label, dataset=dataset, train_samples=train_samples,
                      test_samples=test_samples, seed=seed, detector_auc=detector_auc,
                      object_chance=1.0 / len(train.class_names), layers=probes)
@@ -354,7 +373,8 @@ class Localization:
 
 
 def localization(model: nn.Module, *, layers: LayerSelection | None = None, samples: int = 240,
-                 seed: int = 20261206, threshold: float = 0.9, grid: int = 16, batch_size: int = 32) -> Localization:
+                 seed: int = 20261206, threshold: float = 0.9, grid: int = 16, batch_size: int = 32,
+                 on_progress: StepProgress | None = None) -> Localization:
     """Each channel's map against the part masks and object masks of generated objects images, position by
     position: a channel *marks* a part kind (or a composite object) when its value at a position separates
     the positions on that part (object) from all others with ROC AUC >= ``threshold``.
@@ -399,11 +419,13 @@ def localization(model: nn.Module, *, layers: LayerSelection | None = None, samp
                 continue  # not chosen: layers without a local field were left out above
             sampled = sample_maps(maps[entry.name].float(), entry.start, entry.jump, entry.receptive_field, ys, xs)
             values[entry.name].append(sampled.flatten(2).permute(0, 2, 1).reshape(-1, sampled.shape[1]).cpu().numpy())
+        _tell(on_progress, f"{info.name}: maps at part and object pixels", min(samples, start + batch_size), samples)
     parts = np.concatenate(part_at).reshape(-1)
     objects = np.concatenate(object_at).reshape(-1)
     sharers = part_sharers()
     found = []
-    for entry in chosen:
+    for number, entry in enumerate(chosen):
+        _tell(on_progress, f"{info.name}: ranking positions per layer", number, len(chosen))
         ranks = rankdata(np.concatenate(values[entry.name]), axis=0).astype(np.float32)  # (positions, C), once
         part_aucs = np.stack([_auc_ranked(ranks, parts == k + 1) for k in range(len(PART_KINDS))])
         object_aucs = np.stack([_auc_ranked(ranks, objects == OBJECT_CLASSES.index(name) + 1) for name in sharers])
@@ -433,7 +455,7 @@ def render_hierarchy(results: Sequence[Hierarchy], *, title: str | None = None) 
 
     if not results:
         raise SettingsError("nothing to draw: give at least one hierarchy result")
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6), dpi=110)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 5.4), dpi=110)
     styles = ["-", "--", ":", "-."]
     first = results[0]
     names = [row.layer for row in first.layers]
@@ -459,11 +481,13 @@ def render_hierarchy(results: Sequence[Hierarchy], *, title: str | None = None) 
     left.set_ylabel("held-out accuracy of a linear probe")
     left.set_title("What the pooled maps tell (thin lines: chance)")
     right.set_ylabel(f"channels with ROC AUC >= {first.detector_auc}")
-    right.set_title("Detectors: parts, then whole objects")
+    right.set_title("Channels that detect a part or a whole object")
     for axis in (left, right):
         axis.set_xticks(range(len(names)), ticks, fontsize=8)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
+        # below the axes (never over a curve), with handles long enough to show dashes as dashes
+        axis.legend(fontsize=7, handlelength=4.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1,
+                    frameon=False)
     figure.suptitle(textwrap.fill(title or f"The hierarchy of {first.model} on {first.dataset}, low to high", 110))
     figure.tight_layout()
     buffer = io.BytesIO()

@@ -246,8 +246,9 @@ CASES = [
     (["predict", "sample:cat", "--checkpoint", "{long_number}"], 1, "a number of 5,000 digits; at most 100"),
     (["calibrate", "{seg}", "--dataset", "shapes"], 2, "is a segmentation model, not a classifier"),
     (["calibrate", "{shapes}", "--dataset", "objects"], 2,
-     "shapes knows circle, square, triangle, star; the objects dataset has circle, square, triangle, star, house, "
-     "tree, car, snowman, face: calibrate on the data it was trained on"),
+     "was trained on shapes, not objects: calibrate on the data it was trained on (--dataset shapes)"),
+    (["calibrate", "{shapes}", "--dataset", "{out}/no_such_folder"], 2,
+     "--dataset must be shapes, objects or a folder of images (one sub-folder per class)"),
     (["train", "--dataset", "{bad_folder}", "--backbone", "tinyvgg", "--layer", "relu2_2", "-o", "{out}/c"], 2,
      "holds an invisible format or direction character (U+202E); class names are printed, so they must be plain "
      "text; rename the folder"),

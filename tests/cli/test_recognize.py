@@ -60,6 +60,40 @@ def test_train_and_evaluate_on_a_users_folder(run_cli, tmp_path):
     assert "on 24 images (" in everything.stdout and "the checkpoint's training images too" in everything.stdout
 
 
+def test_calibrate_a_checkpoint_on_the_users_own_folder(run_cli, tmp_path):
+    """Issue 22, item 3: a user's checkpoint gets the unfamiliar rule from the folder it was trained on."""
+    rng = np.random.default_rng(3)
+    for name, colour in (("dark", 40), ("light", 210)):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(30):
+            pixels = np.clip(colour + rng.normal(0, 25, (48, 48, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "data" / name / f"{i}.png")
+    trained = run_cli("train", "--dataset", str(tmp_path / "data"), "--model", "tinyvgg", "--epochs", "2",
+                      "--batch-size", "16", "--seed", "2", "-o", str(tmp_path / "ckpt"))
+    assert trained.returncode == 0, trained.stderr
+    # the record names the folder: no --dataset needed; fitted on its training split, thresholded on its validation
+    result = run_cli("calibrate", str(tmp_path / "ckpt"))
+    assert result.returncode == 0, result.stderr
+    assert "fitted on 48 images of" in result.stdout and "threshold set on 12 others" in result.stdout
+    assert "false alarms: not measured on other images" in result.stdout
+    assert (tmp_path / "ckpt" / "familiarity.safetensors").is_file()
+    predicted = run_cli("predict", "sample:cat", str(tmp_path / "data" / "dark" / "0.png"), "--checkpoint",
+                        str(tmp_path / "ckpt"), "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    cat, dark = json.loads(predicted.stdout)["images"]
+    assert cat["familiar"] is False and dark["familiar"] is True
+    # a folder of other classes, or generated data the checkpoint was not trained on, is refused
+    (tmp_path / "other" / "a").mkdir(parents=True)
+    (tmp_path / "other" / "b").mkdir()
+    for folder in ("a", "b"):
+        for i in range(3):
+            Image.new("RGB", (16, 16), (i * 40, 0, 0)).save(tmp_path / "other" / folder / f"{i}.png")
+    refused = run_cli("calibrate", str(tmp_path / "ckpt"), "--dataset", str(tmp_path / "other"))
+    assert refused.returncode == 2 and "knows dark, light;" in refused.stderr and "has a, b" in refused.stderr
+    refused = run_cli("calibrate", str(tmp_path / "ckpt"), "--dataset", "shapes")
+    assert refused.returncode == 2 and "was trained on" in refused.stderr and "not shapes" in refused.stderr
+
+
 def test_bad_dataset_folder_exits_2(run_cli, tmp_path):
     (tmp_path / "one" / "cats").mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(tmp_path / "one" / "cats" / "a.png")

@@ -7,7 +7,7 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-__all__ = ["CountBar", "Status", "stderr"]
+__all__ = ["CountBar", "Status", "StepBars", "stderr"]
 
 stderr = Console(stderr=True, soft_wrap=True)  # status lines are never cut at 80 columns
 
@@ -49,6 +49,39 @@ class CountBar:
         if now - since >= 0.5 and done > at:
             return (done - at) / (now - since)
         return done / max(now - self._entered, 1e-3)
+
+
+class StepBars:
+    """A bar per step of a long job: ``on_progress(step, done, total)`` closes the last step's bar when a new
+    step begins (``with StepBars("hierarchy") as bars: hierarchy(..., on_progress=bars)``)."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self._step: str | None = None
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> StepBars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        self._bar = self._task = None
+
+    def __call__(self, step: str, done: int, total: int) -> None:
+        if step != self._step:
+            self._close()
+            self._step = step
+            self._bar = Progress(TextColumn(f"{self.command}: {step}"), BarColumn(bar_width=16), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), console=stderr)
+            self._bar.start()
+            self._task = self._bar.add_task(step, total=max(total, 1))
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, completed=done, total=max(total, 1))
 
 
 class Status:

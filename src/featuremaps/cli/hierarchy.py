@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from featuremaps.cli._common import Device, Overwrite, app, model_on, print_json
+from featuremaps.cli._progress import StepBars
 from featuremaps.errors import SEED_MAX
 
 
@@ -45,16 +46,19 @@ def hierarchy_command(
         raise SettingsError("--where needs --dataset objects (the images with part masks)")
     check_outputs([output], overwrite=overwrite)
     net = model_on(model, device)
-    results = [hierarchy(net, dataset=dataset, layers=layers, train_samples=train, test_samples=test, seed=seed)]
-    if control and model_info(net).trained:
-        results.append(hierarchy(untrained_like(net).to(model_device(net)), dataset=dataset, layers=layers, train_samples=train,
-                                 test_samples=test, seed=seed))
-    save_picture(render_hierarchy(results), output, overwrite=overwrite)
-    places = []
-    if where:
-        places.append(localization(net, layers=layers, seed=seed))
-        if control and model_info(net).trained:
-            places.append(localization(untrained_like(net).to(model_device(net)), layers=layers, seed=seed))
+    with StepBars("hierarchy") as bars:
+        results = [hierarchy(net, dataset=dataset, layers=layers, train_samples=train, test_samples=test, seed=seed,
+                             on_progress=bars)]
+        control_net = untrained_like(net).to(model_device(net)) if control and model_info(net).trained else None
+        if control_net is not None:
+            results.append(hierarchy(control_net, dataset=dataset, layers=layers, train_samples=train,
+                                     test_samples=test, seed=seed, on_progress=bars))
+        save_picture(render_hierarchy(results), output, overwrite=overwrite)
+        places = []
+        if where:
+            places.append(localization(net, layers=layers, seed=seed, on_progress=bars))
+            if control_net is not None:
+                places.append(localization(control_net, layers=layers, seed=seed, on_progress=bars))
     if as_json:
         print_json({"results": [result.to_dict() for result in results], "picture": str(output),
                     "localization": [place.to_dict() for place in places]})

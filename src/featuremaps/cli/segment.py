@@ -33,6 +33,7 @@ def segment_command(
 ) -> None:
     """Split images into segments from feature maps: k-means on hypercolumns, or a trained per-pixel head."""
     from featuremaps.files import check_outputs
+    from featuremaps.images import read_header
     from featuremaps.segment.run import read_truth, segment_image, write_segmentation
 
     chosen = checkpoint or model
@@ -41,6 +42,11 @@ def segment_command(
     stems = [Path(image.removeprefix("sample:")).stem for image in images]
     check_outputs([output / f"{stem}_{kind}.png" for stem in stems for kind in ("mask", "overlay")],
                   overwrite=overwrite)
+    for image, stem in zip(images, stems):  # every input readable before any work: no half-written run
+        if not image.startswith("sample:"):
+            read_header(image)
+        if truth is not None and not (truth / f"{stem}.png").is_file():
+            raise SettingsError(f"no truth mask {truth / f'{stem}.png'} for {image}")
     net = model_on(chosen, device, weights=weights)
     entries = []
     for image in images:
@@ -63,3 +69,5 @@ def segment_command(
         segments = ", ".join(f"{s['name']} {s['pixels']}" for s in entry["segments"])
         score = f"  mIoU {entry['scores']['miou']:.3f}" if "scores" in entry else ""
         typer.echo(f"{entry['path']}: {segments}{score}\n  wrote {entry['mask']}, {entry['overlay']}")
+        if entry["note"]:
+            typer.echo(f"  {entry['note']}")

@@ -157,6 +157,20 @@ def bank_names() -> list[str]:
     return [*BANKS, *GROUPS]
 
 
+def bank_depth(name: str) -> int | None:
+    """How many filters the bank (or group) ``name`` gives: fixed for hand-made kernels, None for
+    the banks that take ``depth``."""
+    members = GROUPS.get(name, (name,))
+    if any(member in _DEPTH_BANKS for member in members):
+        return None
+    return len(members)
+
+
+def bank_is_sizeable(name: str) -> bool:
+    """True when every member of ``name`` takes any kernel size (``gaussian``, ``box`` and the depth banks)."""
+    return all(getattr(BANKS.get(member), "fixed_size", None) is None for member in GROUPS.get(name, (name,)))
+
+
 def bank(
     spec: str,
     *,

@@ -1,7 +1,12 @@
-"""Is an image like the ones a classifier was trained on? Familiarity from the statistics of its maps.
+"""Is an image like the ones a classifier was trained on? Familiarity from the statistics of maps.
 
 The rule. For each of the model's stages (:func:`~featuremaps.features.default_layers`), an
-image is summarised by the mean and the standard deviation of every map over its positions.
+image is summarised by the mean and the standard deviation of every map over its positions;
+two more stages come from a *reference* network trained on photos (``builtin:imagenet``, its
+``blocks.5`` and ``blocks.6``, each map's mean, the image seen at 112 px). A small model's own
+maps cannot always tell a photo from its training data: ``builtin:shapes`` summarises the cat
+photo like one of its textured backgrounds (its own stages score it 8.8, under the threshold
+17.9), while the reference network's maps put every crop of the bundled photos far away.
 On held-out images of the training classes, featuremaps fits one Gaussian per stage to those
 summaries (mean vector, full covariance with a little shrinkage) and records how far images
 like the training data usually are (Mahalanobis distance, standardised per stage). An image's
@@ -11,8 +16,8 @@ prediction is marked *unfamiliar*: the image is unlike the training data, so its
 little (a photo of a cat shown to a model of drawn shapes).
 
 Why not the top softmax probability: measured on ``builtin:shapes``, at 5% false alarms it
-flags only 42% of crops of the bundled photos (the cat is a "star" at 100%); the maps'
-statistics flag most of them. :func:`measure` gives the figures for any model.
+flags only 42% of crops of the bundled photos (the cat is a "star" at 100%); the model's own
+maps flag 78% of them, but not the cat; with the reference stages, all of them. :func:`measure` gives the figures for any model.
 
 The statistics are stored beside the weights, in ``familiarity.safetensors`` of the checkpoint
 directory (``featuremaps calibrate`` writes it; ``featuremaps train`` too).
@@ -23,42 +28,79 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from featuremaps.data.datasets import ArrayDataset
 from featuremaps.errors import CheckpointError, SettingsError
 from featuremaps.features import FeatureExtractor, catalogue_for, default_layers
 from featuremaps.files import atomic_write, parse_json, save_safetensors
 from featuremaps.models.info import model_device, model_info
 
 __all__ = ["FALSE_ALARMS", "FAMILIARITY_FILE", "Familiarity", "FamiliarityCheck", "familiarity_for", "fit_familiarity",
-           "measure"]
+           "measure", "unfamiliar_note"]
 
 FALSE_ALARMS = 0.05
 FAMILIARITY_FILE = "familiarity.safetensors"
 _SHRINK = 1e-3
+REFERENCE_MODEL = "builtin:imagenet"
+REFERENCE_LAYERS = ("blocks.5", "blocks.6")
+REFERENCE_SIDE = 112
+_REFERENCE_PREFIX = "reference:"
+_REFERENCE_SHRINK = 0.1
+_REFERENCES: dict[str, nn.Module] = {}
 _CACHE: dict[tuple[str, float], Familiarity] = {}
+
+
+class ImageSet(Protocol):
+    """Images prepared for the model: uint8 ``(N, C, H, W)`` (an ArrayDataset, a MaskDataset)."""
+
+    images: torch.Tensor
+
+    def __len__(self) -> int: ...
 _CACHE_LOCK = threading.Lock()
 
 
+def _reference(device: torch.device) -> nn.Module:
+    """The reference network (``builtin:imagenet``) on ``device``, loaded once per device."""
+    from featuremaps.models.registry import load_model
+
+    with _CACHE_LOCK:
+        key = str(device)
+        if key not in _REFERENCES:
+            _REFERENCES[key] = load_model(REFERENCE_MODEL).eval().to(device)
+        return _REFERENCES[key]
+
+
 def _summaries(model: nn.Module, layers: list[str], images: torch.Tensor, batch_size: int = 128) -> dict[str, np.ndarray]:
-    """Per layer ``(N, 2C)``: each map's mean and standard deviation over its positions."""
+    """Per stage ``(N, D)``: the model's layers give each map's mean and standard deviation over its
+    positions (D = 2C); ``reference:`` stages each map's mean in the reference network (D = C)."""
+    own = [name for name in layers if not name.startswith(_REFERENCE_PREFIX)]
+    referenced = [name.removeprefix(_REFERENCE_PREFIX) for name in layers if name.startswith(_REFERENCE_PREFIX)]
     info = model_info(model)
-    extractor = FeatureExtractor(model, layers)
     device = model_device(model)
     parts: dict[str, list[np.ndarray]] = {name: [] for name in layers}
-    for index in torch.arange(len(images)).split(batch_size):
-        maps = extractor(info.input.normalise(images[index].to(device)))
-        for name, tensor in maps.items():
-            flat = tensor.float().flatten(2)
-            parts[name].append(torch.cat([flat.mean(2), flat.std(2, unbiased=False)], dim=1).cpu().numpy())
+    if own:
+        extractor = FeatureExtractor(model, own)
+        for index in torch.arange(len(images)).split(batch_size):
+            maps = extractor(info.input.normalise(images[index].to(device)))
+            for name, tensor in maps.items():
+                flat = tensor.float().flatten(2)
+                parts[name].append(torch.cat([flat.mean(2), flat.std(2, unbiased=False)], dim=1).cpu().numpy())
+    if referenced:
+        reference = _reference(device)
+        seen = replace(model_info(reference).input, size=(REFERENCE_SIDE, REFERENCE_SIDE), resize=REFERENCE_SIDE)
+        extractor = FeatureExtractor(reference, referenced)
+        for index in torch.arange(len(images)).split(batch_size):
+            batch = images[index].to(device)
+            maps = extractor(seen.normalise(seen.prepare_tensor(batch.expand(-1, 3, -1, -1))))
+            for name, tensor in maps.items():
+                parts[_REFERENCE_PREFIX + name].append(tensor.float().flatten(2).mean(2).cpu().numpy())
     return {name: np.concatenate(parts[name]).astype(np.float64) for name in layers}
 
 
@@ -119,26 +161,34 @@ class Familiarity:
             raise CheckpointError(f"{path}: not a readable familiarity file ({type(error).__name__}: {error})") from None
 
 
-def fit_familiarity(model: nn.Module, fit: ArrayDataset, threshold_set: ArrayDataset, *,
-                    false_alarms: float = FALSE_ALARMS) -> Familiarity:
+def fit_familiarity(model: nn.Module, fit: ImageSet, threshold_set: ImageSet, *,
+                    false_alarms: float = FALSE_ALARMS, reference: bool = True, own: bool = True) -> Familiarity:
     """Fit the Gaussians on ``fit`` and set the threshold on ``threshold_set`` (held-out images of the
     model's classes, prepared for it; two different sets, so the threshold is not measured on the
-    images the Gaussians were fitted to)."""
+    images the Gaussians were fitted to). ``reference=False`` leaves out the reference network's
+    stages (the model's own maps only); ``own=False`` the model's own (for a segmentation head,
+    whose layers are its backbone's)."""
     if not 0.0 < false_alarms < 0.5:
         raise SettingsError(f"false_alarms must be between 0 and 0.5; got {false_alarms}")
-    if len(fit) < 50 or len(threshold_set) < 20:
-        raise SettingsError(f"familiarity needs at least 50 + 20 held-out images; got {len(fit)} + {len(threshold_set)}")
+    if len(fit) < 20 or len(threshold_set) < 10:
+        raise SettingsError(f"familiarity needs at least 20 images to fit on and 10 others to set the threshold; got "
+                            f"{len(fit)} + {len(threshold_set)}")
+    if not (own or reference):
+        raise SettingsError("familiarity needs the model's own stages, the reference's or both")
     info = model_info(model)
-    layers = [e.name for e in default_layers(catalogue_for(model, info.input_size))]
-    if not layers:
+    layers = [e.name for e in default_layers(catalogue_for(model, info.input_size))] if own else []
+    if own and not layers:
         raise SettingsError(f"{info.name} has no layers with maps to describe images by")
+    if reference:
+        layers += [_REFERENCE_PREFIX + name for name in REFERENCE_LAYERS]
     fitted = _summaries(model, layers, fit.images)
     means, precisions, centres, scales = {}, {}, {}, {}
     for name in layers:
         values = fitted[name]
         mean = values.mean(0)
+        shrink = _REFERENCE_SHRINK if name.startswith(_REFERENCE_PREFIX) else _SHRINK
         covariance = np.cov((values - mean).T).reshape(values.shape[1], values.shape[1])
-        covariance += np.eye(len(covariance)) * (_SHRINK * np.trace(covariance) / len(covariance) + 1e-9)
+        covariance += np.eye(len(covariance)) * (shrink * np.trace(covariance) / len(covariance) + 1e-9)
         precision = np.linalg.inv(covariance)
         centred = values - mean
         distance = np.einsum("nd,de,ne->n", centred, precision, centred)
@@ -165,6 +215,12 @@ def familiarity_for(model: nn.Module) -> Familiarity | None:
         return _CACHE[key]
 
 
+def unfamiliar_note(score: float, threshold: float) -> str:
+    """What predict and segment say of an image whose unfamiliarity ``score`` is above ``threshold``."""
+    return (f"unfamiliar image: its maps are unlike the training data's (score {score:.1f} > {threshold:.1f}, a "
+            "threshold 5% of held-out images exceed); the labels mean little")
+
+
 @dataclass(frozen=True)
 class FamiliarityCheck:
     """The rule measured: false alarms on familiar held-out images, flags on far-away ones."""
@@ -181,7 +237,8 @@ class FamiliarityCheck:
                 "far_images": self.far_images}
 
 
-def measure(model: nn.Module, familiarity: Familiarity, familiar: ArrayDataset, far: ArrayDataset) -> FamiliarityCheck:
+def measure(model: nn.Module, familiarity: Familiarity, familiar: ImageSet,
+            far: ImageSet) -> FamiliarityCheck:
     """How the rule does on ``familiar`` held-out images (neither fitted nor thresholded on) and ``far`` ones."""
     false_alarms = float((familiarity.scores(model, familiar.images) > familiarity.threshold).mean())
     flagged = int((familiarity.scores(model, far.images) > familiarity.threshold).sum())

@@ -14,7 +14,7 @@ from featuremaps.errors import LayerError, SettingsError
 from featuremaps.features import FeatureExtractor, align_maps, catalogue_for
 from featuremaps.images import ImageSource
 from featuremaps.models.info import model_device, model_info
-from featuremaps.recognize.familiarity import familiarity_for
+from featuremaps.recognize.familiarity import familiarity_for, unfamiliar_note
 
 __all__ = ["CAM_SCALE", "Prediction", "Predictions", "class_activation_map", "default_cam_layer", "predict"]
 
@@ -51,8 +51,7 @@ class Prediction:
     def note(self) -> str:
         """Empty, or why the prediction is marked unfamiliar."""
         if self.familiar is False:
-            return (f"unfamiliar image: its maps are unlike the training data's (score {self.unfamiliarity:.1f} > "
-                    f"{self.threshold:.1f}, a threshold 5% of held-out images exceed); the label means little")
+            return unfamiliar_note(self.unfamiliarity or 0.0, self.threshold or 0.0).replace("labels mean", "label means")
         return ""
 
 

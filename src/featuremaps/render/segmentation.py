@@ -41,17 +41,28 @@ def save_index_mask(mask: np.ndarray, path: str | Path, *, offset: int = 0, over
 
 
 def render_segmentation(image: torch.Tensor, mask: np.ndarray, names: Sequence[str], *,
-                        background: int | None = None, title: str | None = None) -> Image.Image:
+                        background: int | None = None, title: str | None = None,
+                        panel_side: int | None = None) -> Image.Image:
     """Two panels: the image ``(C, H, W)`` with the segment boundaries drawn on it, and the segments as solid
     fills in exactly the legend's colours (boundaries white); a legend with each segment's share of the pixels.
 
     ``background``: a trained head's background class (drawn in ``PALETTE[0]``, dark grey). Without one
     (clusters), colours start at ``PALETTE[1]`` so that no segment is the dark grey. The segments are not
     blended with the image: a blend would not match the legend's colours.
+
+    ``panel_side``: the panels' longer side at most this many pixels (a page shows the picture at its
+    own size, so the text stays readable); the legend's shares are the full mask's.
     """
     offset = 0 if background is not None else 1
-    base = np.asarray(to_pil(image).convert("RGB"), dtype=np.float64)
     mask = np.asarray(mask)
+    counts = np.bincount(mask.ravel(), minlength=len(names))
+    total = mask.size
+    if panel_side is not None and max(mask.shape) > panel_side:
+        scale = panel_side / max(mask.shape)
+        size = (max(1, round(mask.shape[1] * scale)), max(1, round(mask.shape[0] * scale)))
+        mask = np.asarray(Image.fromarray(mask.astype(np.int32)).resize(size, Image.Resampling.NEAREST))
+        image = torch.nn.functional.interpolate(image[None].float(), size=(size[1], size[0]), mode="area")[0]
+    base = np.asarray(to_pil(image).convert("RGB"), dtype=np.float64)
     fills = np.asarray([_colour(i, offset) for i in range(int(mask.max()) + 1)], dtype=np.float64)[mask]
     edges = np.zeros(mask.shape, bool)
     edges[:-1] |= mask[:-1] != mask[1:]
@@ -60,13 +71,13 @@ def render_segmentation(image: torch.Tensor, mask: np.ndarray, names: Sequence[s
     outlined[edges] = (255, 255, 255)
     fills[edges] = (255, 255, 255)
     zoom = max(1, -(-256 // max(mask.shape)))
+    if panel_side is not None:
+        zoom = max(1, min(zoom, panel_side // max(mask.shape)))
     panels = [Image.fromarray(a.round().astype(np.uint8)).resize((mask.shape[1] * zoom, mask.shape[0] * zoom),
                                                                    Image.Resampling.NEAREST) for a in (outlined, fills)]
     gap = 12
     width = max(2 * panels[0].width + gap + 8, 320)
-    counts = np.bincount(mask.ravel(), minlength=len(names))
     rows = [(i, names[i] if i < len(names) else str(i), int(counts[i])) for i in range(len(counts)) if counts[i]]
-    total = mask.size
     legend = [(index, wrap_text(f"{index}: {name}  {count / total:.1%} of the pixels", width - 36, 12, max_lines=2))
               for index, name, count in rows]
     heading = wrap_text(title, width - 8, 14, max_lines=3) if title else []

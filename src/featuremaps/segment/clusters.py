@@ -46,6 +46,8 @@ class Segmentation:
         method: ``clusters``, ``head`` or ``model``.
         model, weights: the model's name and what its weights are (``trained on ImageNet-1k``,
             ``untrained (random) weights``): pictures and JSON say both.
+        familiar, note: for a trained head with familiarity statistics, whether the image is like its
+            training scenes (None: not known) and, if not, the warning pictures and JSON carry.
     """
 
     mask: np.ndarray
@@ -55,6 +57,8 @@ class Segmentation:
     method: str
     model: str = ""
     weights: str = ""
+    familiar: bool | None = None
+    note: str = ""
 
 
 def processing_input(model: nn.Module, longer: int) -> ModelInput:

@@ -20,6 +20,7 @@ from featuremaps.errors import SettingsError
 from featuremaps.files import check_outputs, safe_name, save_picture
 from featuremaps.images import ImageSource, load_image, open_pil
 from featuremaps.models.info import model_info
+from featuremaps.recognize.familiarity import familiarity_for, unfamiliar_note
 from featuremaps.render.segmentation import render_segmentation, save_index_mask
 from featuremaps.segment.clusters import Segmentation, cluster_segments, merge_small_regions, prepared_batch
 from featuremaps.segment.head import PixelHead
@@ -84,8 +85,20 @@ def segment_image(
         full = _resize_mask(mask, original.shape[1], original.shape[2])
         method = "head" if isinstance(model, PixelHead) else "model"
         layers_used = list(model.layers) if isinstance(model, PixelHead) else ["out"]
-        return Segmentation(full, names, original, layers_used, method, info.name, info.weights_label)
+        familiar, note = _familiarity(model, image)
+        return Segmentation(full, names, original, layers_used, method, info.name, info.weights_label, familiar, note)
     return cluster_segments(model, image, k=4 if clusters is None else clusters, layers=layers, seed=seed)
+
+
+def _familiarity(model: nn.Module, image: ImageSource) -> tuple[bool | None, str]:
+    """Is ``image`` like the scenes a trained head learnt from (its ``familiarity.safetensors``)?"""
+    familiarity = familiarity_for(model)
+    if familiarity is None:
+        return None, ""
+    score = float(familiarity.scores(model, model_info(model).input.prepare(image)[None])[0])
+    if score <= familiarity.threshold:
+        return True, ""
+    return False, unfamiliar_note(score, familiarity.threshold)
 
 
 def read_truth(path: str | Path) -> np.ndarray:
@@ -110,14 +123,16 @@ def write_segmentation(
                                 overwrite=overwrite)
     how = (f"{len(segmentation.names)} clusters of the maps of {', '.join(segmentation.layers)}"
            if segmentation.method == "clusters" else f"its {segmentation.method}")
+    title = f"{source}: {segmentation.model} ({segmentation.weights}), {how}"
     overlay = render_segmentation(segmentation.image, mask, segmentation.names, background=background,
-                                  title=f"{source}: {segmentation.model} ({segmentation.weights}), {how}")
+                                  title=title + (f". {segmentation.note}" if segmentation.note else ""))
     overlay_path = save_picture(overlay, out / f"{stem}_overlay.png", overwrite=overwrite)
     counts = np.bincount(mask.ravel(), minlength=len(segmentation.names))
     entry: dict[str, Any] = {
         "path": source, "mask": str(mask_path), "overlay": str(overlay_path), "method": segmentation.method,
         "model": segmentation.model, "weights": segmentation.weights,
         "layers": segmentation.layers, "size": [int(mask.shape[0]), int(mask.shape[1])],
+        "familiar": segmentation.familiar, "note": segmentation.note,
         "classes": {str(i): name for i, name in enumerate(segmentation.names)},
         "segments": [{"index": i, "name": segmentation.names[i] if i < len(segmentation.names) else str(i),
                       "pixels": int(c)} for i, c in enumerate(counts) if c],

@@ -165,6 +165,8 @@ class ConfigResponse(BaseModel):
     default: str | None
     recognition: str = Field(description="The classifier used for recognition.")
     banks: list[str]
+    bank_depths: dict[str, int | None] = Field(description="Filters each bank gives; null: it takes a depth.")
+    sizeable_banks: list[str] = Field(description="Banks that take a kernel size (the others are 3x3).")
     samples: list[str]
     store: bool = Field(description="True when a microscope is served under /microscope/.")
 
@@ -322,6 +324,9 @@ class SegmentResponse(BaseModel):
     png: str
     segments: list[Segment]
     layers: list[str]
+    familiar: bool | None = Field(None, description="A trained head: False when the image is unlike its training "
+                                  "scenes (its labels mean little); None when not known.")
+    note: str = ""
 
 
 def describe_invalid(errors: Sequence[Any]) -> str:

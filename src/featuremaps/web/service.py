@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from featuremaps.conv import ConvLayer
-from featuremaps.conv.filters import bank_names
+from featuremaps.conv.filters import bank_depth, bank_is_sizeable, bank_names
 from featuremaps.conv.geometry import output_size_formula
 from featuremaps.drawing import apply_colormap, to_pil
 from featuremaps.errors import FeatureMapsError, ImageError, SettingsError
@@ -99,17 +99,13 @@ class ExplorerSettings:
             raise SettingsError("allowed_hosts must name at least one host (or '*' for any)")
 
 
-_DEPTH_BANKS = ("random", "gabor", "random_int")
-_SIZEABLE_BANKS = (*_DEPTH_BANKS, "gaussian", "box")
-
-
 def _playground_layer(channels: int, request: ConvRequest | SceneRequest) -> ConvLayer:
     """The playground's layer (also the player's): depth only for banks that take one, kernel size only for
     banks that can be sized, so a fixed bank's own count and size are not contradicted."""
     return ConvLayer(
         channels, request.filters,
-        depth=request.depth if request.filters in _DEPTH_BANKS else None,
-        kernel_size=request.kernel_size if request.filters in _SIZEABLE_BANKS else None,
+        depth=request.depth if bank_depth(request.filters) is None else None,
+        kernel_size=request.kernel_size if bank_is_sizeable(request.filters) else None,
         stride=request.stride, padding=request.padding, padding_mode=request.padding_mode,
         dilation=request.dilation, seed=request.seed, transposed=request.transposed,
         output_padding=request.output_padding,
@@ -233,7 +229,9 @@ class Explorer:
     def model_list(self) -> ConfigResponse:
         return ConfigResponse(choices=self.choices, default=self.choices[0] if self.choices else None,
                               recognition="checkpoint" if self.settings.checkpoint else "builtin:imagenet",
-                              banks=bank_names(), samples=[s.name for s in samples()], store=bool(self.settings.store))
+                              banks=bank_names(),
+                              bank_depths={name: bank_depth(name) for name in bank_names()},
+                              sizeable_banks=[name for name in bank_names() if bank_is_sizeable(name)], samples=[s.name for s in samples()], store=bool(self.settings.store))
 
     def layers(self, name: str) -> list[LayerRow]:
         """The spatial layers of a model, from its skeleton: no weights are made, whatever the model's size
@@ -406,10 +404,12 @@ class Explorer:
             result = segment_image(self.model(request.model or "builtin:shapes"), picture, clusters=request.clusters)
         background = 0 if result.method == "head" else None
         counts = np.bincount(result.mask.ravel(), minlength=len(result.names))
+        title = f"{result.model} ({result.weights})" + (f". {result.note}" if result.note else "")
         return SegmentResponse(
-            png=png_url(render_segmentation(result.image, result.mask, result.names, background=background)),
+            png=png_url(render_segmentation(result.image, result.mask, result.names, background=background,
+                                            title=title, panel_side=250)),
             segments=[Segment(index=i, name=result.names[i], pixels=int(c)) for i, c in enumerate(counts) if c],
-            layers=result.layers)
+            layers=result.layers, familiar=result.familiar, note=result.note)
 
 
 def error_status(error: Exception) -> int:

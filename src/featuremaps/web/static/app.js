@@ -102,7 +102,32 @@ function tile(src, title, note) {
   return div;
 }
 
+// Settings that do not apply are shown as such, never left to block: a fixed bank's own depth and size,
+// output padding only for a transposed layer.
+function applicableSettings() {
+  const bank = $("conv-filters").value, fixed = (state.bankDepths || {})[bank];
+  const depth = $("conv-depth"), kernel = $("conv-kernel"), padding = $("conv-output-padding");
+  depth.disabled = fixed !== null && fixed !== undefined;
+  if (depth.disabled) depth.value = fixed;
+  depth.title = depth.disabled ? `${bank} has ${fixed} filter${fixed === 1 ? "" : "s"} of its own` : "";
+  kernel.disabled = !(state.sizeableBanks || []).includes(bank);
+  if (kernel.disabled) kernel.value = 3;
+  kernel.title = kernel.disabled ? `${bank} is 3×3` : "";
+  padding.disabled = !$("conv-transposed").checked;
+  if (padding.disabled) padding.value = 0;
+  padding.title = padding.disabled ? "only a transposed layer has output padding" : "";
+}
+
+function clearConv(message) {  // an error leaves nothing stale on screen
+  $("conv-error").textContent = message;
+  $("output-shape").textContent = "—";
+  $("formula").textContent = "";
+  $("shrink").textContent = "";
+  $("conv-maps").replaceChildren();
+}
+
 const refreshConv = debounce(async () => {
+  applicableSettings();
   const settings = convSettings();
   try {
     const result = await api("/api/conv", settings, { key: "conv", section: "conv", what: "computing the maps" });
@@ -115,7 +140,7 @@ const refreshConv = debounce(async () => {
       tile(m.png, `#${m.index} ${m.name}`, `${m.min.toFixed(2)} to ${m.max.toFixed(2)}`)));
   } catch (error) {
     if (cancelled(error)) return;
-    $("conv-error").textContent = error.message;
+    clearConv(error.message);
   }
   loadScene(settings);
 }, 60);
@@ -381,6 +406,7 @@ async function focusMap(channel, element) {
   state.focusChannel = { model, layer, channel };
   $("detect").hidden = false;
   $("detect-image").removeAttribute("src");
+  $("detect-image").hidden = true;  // no empty (broken) image box before there is an image
   $("detect-patches").replaceChildren();
   $("detect-status").textContent = `${layer} #${channel}: press the button to optimise an image for it (a few seconds)`;
 }
@@ -393,6 +419,7 @@ async function loadDetect() {
   state.detect = asked;
   $("detect").hidden = false;
   $("detect-image").removeAttribute("src");
+  $("detect-image").hidden = true;  // no empty (broken) image box before there is an image
   $("detect-patches").replaceChildren();
   $("detect-status").textContent = `optimising an image for ${layer} #${channel}…`;
   try {
@@ -400,6 +427,7 @@ async function loadDetect() {
                              { key: "visualize", what: `optimising an image for ${layer} #${channel}` });
     if (state.detect !== asked) return;  // another map was clicked meanwhile
     $("detect-image").src = result.image;
+    $("detect-image").hidden = false;
     $("detect-image").alt = `optimised for ${result.label}`;
     for (const patch of result.patches) {
       const img = document.createElement("img"); img.src = patch; img.alt = "top dataset patch";
@@ -513,7 +541,9 @@ async function segment() {
     const img = document.createElement("img"); img.src = result.png; img.alt = "segmentation";
     const list = document.createElement("p");
     list.textContent = result.segments.map((s) => `${s.name}: ${s.pixels} px`).join(" · ");
-    box.replaceChildren(img, list);
+    const warning = document.createElement("p"); warning.className = "error"; warning.dataset.testid = "seg-note";
+    warning.textContent = result.familiar === false ? `⚠ ${result.note}` : "";
+    box.replaceChildren(img, list, warning);
   } catch (error) {
     if (!cancelled(error)) box.textContent = error.message;
   }
@@ -524,7 +554,9 @@ async function start() {
   const config = await api("/api/config", undefined, { what: "loading" });
   config.samples.forEach((name) => option($("sample-select"), `sample:${name}`, `sample: ${name}`));
   config.banks.forEach((name) => option($("conv-filters"), name));
+  state.bankDepths = config.bank_depths; state.sizeableBanks = config.sizeable_banks;
   $("conv-filters").value = "random";
+  applicableSettings();
   config.choices.forEach((name) => option($("model-select"), name));
   if (config.default) $("model-select").value = config.default;
   $("microscope").hidden = !config.store;
@@ -552,6 +584,9 @@ async function start() {
   $("focus-map").addEventListener("mousemove", showField);
   $("predict").addEventListener("click", predict);
   $("segment").addEventListener("click", segment);
+  $("seg-method").addEventListener("change", () => {  // a trained head has its own classes: K does not apply
+    $("seg-k").disabled = $("seg-method").value === "head";
+  });
   $("detect-run").addEventListener("click", loadDetect);
   setImage("sample:cat", "sample: cat");
   loadLayers();
