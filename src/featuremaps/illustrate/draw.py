@@ -229,7 +229,7 @@ def _draw_header(scene: ConvScene, canvas: Canvas, title: str | None) -> None:
     entries: list[tuple[str, Colour | None, Colour, bool]] = [("padding", PAD_FILL, GRID_LINE, True)]
     if layer.transposed:
         entries.append(("inserted zero", INSERT_FILL, GRID_LINE, True))
-    entries += [("window", TAP, WINDOW, False), ("previous window (stride jump)", None, GHOST, True),
+    entries += [("window", TAP, WINDOW, False), ("other windows (stride jumps)", None, GHOST, True),
                 ("computed", DONE_FILL, GRID_LINE, False), ("current", NEW_FILL, WINDOW, False)]
     for label, fill, outline, dashed in entries:
         canvas.rect(x, legend_y, 14, 14, fill=fill, outline=outline, width=2 if outline == WINDOW else 1, dashed=dashed)

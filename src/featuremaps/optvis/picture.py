@@ -8,7 +8,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from featuremaps.drawing import font, format_number, text_size, to_pil
+from featuremaps.drawing import draw_lines, font, format_number, lines_height, text_size, to_pil, wrap_text
 
 __all__ = ["render_visualization", "render_with_patches"]
 
@@ -26,6 +26,26 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, width: int, size: int) -> str:
     return text + "..."
 
 
+_Block = tuple[list[str], int, tuple[int, int, int]]
+
+
+def _header(heading: str, result: Any, detail: str, width: int) -> list[_Block]:
+    """The title, the weights (red when untrained) and the settings, each wrapped to ``width`` (never cut)."""
+    return [(wrap_text(heading, width, 16, max_lines=3), 16, _INK),
+            (wrap_text(result.weights, width, 12, max_lines=2), 12, _INK if result.trained else _WARN),
+            (wrap_text(detail, width, 12, max_lines=3), 12, _MUTED)]
+
+
+def _header_height(blocks: list[_Block]) -> int:
+    return 6 + sum(lines_height(lines, size) + 2 for lines, size, _ in blocks) + 8
+
+
+def _draw_header(draw: ImageDraw.ImageDraw, blocks: list[_Block], x: int) -> None:
+    y: float = 6
+    for lines, size, colour in blocks:
+        y = draw_lines(draw, (x, y), lines, size=size, fill=colour) + 2
+
+
 def render_visualization(result: Any, *, title: str | None = None, columns: int | None = None,
                          tile: int = 128) -> Image.Image:
     """The images of ``result`` (a :class:`~featuremaps.optvis.Visualization`) in a grid, ``tile`` pixels each, captioned with objective and value.
@@ -35,18 +55,17 @@ def render_visualization(result: Any, *, title: str | None = None, columns: int 
     count = len(result.objectives)
     columns = max(1, min(count, columns or 8))
     rows = math.ceil(count / columns)
-    gap, caption, header = 8, 34, 64
+    gap, caption = 8, 34
     width = max(columns * (tile + gap) + gap, 360)
-    canvas = Image.new("RGB", (width, header + rows * (tile + caption + gap) + gap), "white")
-    draw = ImageDraw.Draw(canvas)
     heading = title or f"{result.model}: what excites each {'class' if result.objectives[0].kind == 'logit' else 'channel'}"
-    draw.text((gap, 6), _fit(draw, heading, width - 2 * gap, 16), fill=_INK, font=font(16))
     settings = result.settings
-    draw.text((gap, 27), _fit(draw, result.weights, width - 2 * gap, 12), fill=_INK if result.trained else _WARN,
-              font=font(12))
     detail = (f"{settings.get('param', '?')} image, {settings.get('steps', '?')} steps, "
               f"seed {settings.get('seed', '?')}")
-    draw.text((gap, 43), _fit(draw, detail, width - 2 * gap, 12), fill=_MUTED, font=font(12))
+    blocks = _header(heading, result, detail, width - 2 * gap)
+    header = _header_height(blocks)
+    canvas = Image.new("RGB", (width, header + rows * (tile + caption + gap) + gap), "white")
+    draw = ImageDraw.Draw(canvas)
+    _draw_header(draw, blocks, gap)
     for index, (objective, image) in enumerate(zip(result.objectives, result.images, strict=True)):
         row, column = divmod(index, columns)
         left, top = gap + column * (tile + gap), header + row * (tile + caption + gap)
@@ -68,19 +87,17 @@ def render_with_patches(result: Any, patches: Sequence[Sequence[Image.Image]], *
     """
     count = len(result.objectives)
     rows = math.ceil(count / columns)
-    gap, label_width, header = 10, 110 if row_labels else 0, 64
+    gap, label_width = 10, 110 if row_labels else 0
     small = (tile - 2 * 4) // 3
     block_height = tile + 4 + small + 34
     width = label_width + columns * (tile + gap) + gap
+    heading = title or f"{result.model}: what each channel detects"
+    blocks = _header(heading, result, f"top: optimised image ({result.settings.get('steps', '?')} steps); below: "
+                     "the dataset patches that excite the channel most", width - 2 * gap)
+    header = _header_height(blocks)
     canvas = Image.new("RGB", (width, header + rows * (block_height + gap) + gap), "white")
     draw = ImageDraw.Draw(canvas)
-    heading = title or f"{result.model}: what each channel detects"
-    draw.text((gap, 6), _fit(draw, heading, width - 2 * gap, 16), fill=_INK, font=font(16))
-    draw.text((gap, 27), _fit(draw, result.weights, width - 2 * gap, 12), fill=_INK if result.trained else _WARN,
-              font=font(12))
-    draw.text((gap, 43), _fit(draw, f"top: optimised image ({result.settings.get('steps', '?')} steps); below: the "
-                                    "dataset patches that excite the channel most", width - 2 * gap, 12),
-              fill=_MUTED, font=font(12))
+    _draw_header(draw, blocks, gap)
     for row in range(rows):
         top = header + row * (block_height + gap)
         if row < len(row_labels):
