@@ -129,6 +129,20 @@ def test_negative_objective_lowers_the_channel(shapes_model):
     assert up_mean > start > down_mean
 
 
+def test_an_objective_that_cannot_move_is_said():
+    """Issue 22, item 8: the negative of a unit after a ReLU that is 0 stays 0; the result says so."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    with torch.no_grad():
+        model[0].bias[2] = -100.0  # map 2 is below 0 everywhere: after the ReLU, 0 at every position
+    found = visualize(model, [-unit("1", 2), channel("0", 0)], steps=8, size=32)
+    assert found.stuck() == [True, False]
+    assert "cannot go below 0 (after a ReLU)" in found.stuck_reason(0) and found.stuck_reason(1) == ""
+    entries = found.to_dict()["images"]
+    assert entries[0]["moved"] is False and entries[1]["moved"] is True and "did not move" in entries[0]["note"]
+    assert found.render().size[1] > visualize(model, [channel("0", 0)] * 2, steps=2, size=32).render().size[1]
+
+
 def test_class_logit_visualisations_are_classified_as_their_class(shapes_model):
     """The check of the issue: each class's visualisation is that class with probability >= 0.9."""
     result = visualize(shapes_model, [logit(i) for i in range(4)], steps=48)

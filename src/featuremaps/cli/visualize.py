@@ -137,3 +137,5 @@ def visualize_command(
     for entry in result.to_dict()["images"]:
         start, final = entry["start"] + 0.0, entry["value"] + 0.0  # + 0.0: no "-0"
         typer.echo(f"  {entry['label']:<28} start {start:>9.4g}   final {final:>9.4g}")
+        if entry["note"]:
+            typer.echo(f"  warning: {entry['note']}", err=True)

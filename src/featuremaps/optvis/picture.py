@@ -57,11 +57,15 @@ def render_visualization(result: Any, *, title: str | None = None, columns: int 
     rows = math.ceil(count / columns)
     gap, caption = 8, 34
     width = max(columns * (tile + gap) + gap, 360)
-    heading = title or f"{result.model}: what excites each {'class' if result.objectives[0].kind == 'logit' else 'channel'}"
+    what = "class" if result.objectives[0].kind == "logit" else "channel"
+    lowers = all(objective.sign < 0 for objective in result.objectives)
+    heading = title or f"{result.model}: {'what lowers' if lowers else 'what excites'} each {what}"
     settings = result.settings
     detail = (f"{settings.get('param', '?')} image, {settings.get('steps', '?')} steps, "
               f"seed {settings.get('seed', '?')}")
     blocks = _header(heading, result, detail, width - 2 * gap)
+    blocks += [(wrap_text(result.stuck_reason(i), width - 2 * gap, 12, max_lines=4), 12, _WARN)
+               for i in range(count) if result.stuck()[i]][:3]
     header = _header_height(blocks)
     canvas = Image.new("RGB", (width, header + rows * (tile + caption + gap) + gap), "white")
     draw = ImageDraw.Draw(canvas)
@@ -72,8 +76,9 @@ def render_visualization(result: Any, *, title: str | None = None, columns: int 
         picture = to_pil(image).convert("RGB").resize((tile, tile), Image.Resampling.LANCZOS)
         canvas.paste(picture, (left, top))
         draw.text((left, top + tile + 3), _fit(draw, objective.label, tile, 12), fill=_INK, font=font(12))
-        value = f"value {format_number(float(result.values[index]))}"
-        draw.text((left, top + tile + 18), _fit(draw, value, tile, 11), fill=_MUTED, font=font(11))
+        stuck = result.stuck()[index]
+        value = "did not move" if stuck else f"value {format_number(float(result.values[index]))}"
+        draw.text((left, top + tile + 18), _fit(draw, value, tile, 11), fill=_WARN if stuck else _MUTED, font=font(11))
     return canvas
 
 

@@ -40,6 +40,23 @@ class Visualization:
     def trained(self) -> bool:
         return not self.weights.startswith("untrained")
 
+    def stuck(self) -> list[bool]:
+        """Per objective: True when the optimisation never raised it above its start (e.g. the negative of
+        a unit after a ReLU that is already 0: nothing can lower it further)."""
+        start, best = self.history[0], self.history.max(dim=0).values
+        return [bool(b - a <= 1e-6 + 1e-4 * abs(a)) for a, b in zip(start.tolist(), best.tolist(), strict=True)]
+
+    def stuck_reason(self, index: int) -> str:
+        """Why objective ``index`` could not move, in a sentence (empty when it moved)."""
+        if not self.stuck()[index]:
+            return ""
+        objective, start = self.objectives[index], float(self.history[0, index]) + 0.0  # + 0.0: no "-0"
+        text = f"{objective.label} did not move ({start:.4g} at every step)"
+        if objective.sign < 0 and abs(start) <= 1e-6:
+            return (text + ": the map is 0 and cannot go below 0 (after a ReLU), so its negative cannot rise; "
+                    "choose the layer before the ReLU, or leave out the negative")
+        return text + ": its gradient is zero here; try another layer, channel or seed"
+
     def steps_to_reach(self, target: float | torch.Tensor) -> torch.Tensor:
         """``(N,)`` first step (1-based) whose objective reached ``target`` (per image or one value); -1 if never."""
         reached = self.history >= torch.as_tensor(target, dtype=self.history.dtype)
@@ -59,5 +76,6 @@ class Visualization:
         """JSON-ready summary (not the pixels)."""
         return {"model": self.model, "weights": self.weights, "trained": self.trained, "settings": self.settings,
                 "images": [{**objective.to_dict(), "value": float(value), "start": float(self.history[0, i]),
-                            "best": float(self.history[:, i].max())}
+                            "best": float(self.history[:, i].max()), "moved": not self.stuck()[i],
+                            "note": self.stuck_reason(i)}
                            for i, (objective, value) in enumerate(zip(self.objectives, self.values, strict=True))]}
