@@ -347,7 +347,8 @@ def _segmentation_section(report: Report) -> None:
         trained = segment_image(head, scene.image)
         scores = score_masks(trained.mask, scene.mask, classes=len(trained.names))
         section.figure(render_segmentation(trained.image, trained.mask, trained.names, background=0,
-                                           title=f"trained head: mIoU {scores.miou:.2f}"),
+                                           title=f"{trained.model} ({trained.weights}), trained head: mIoU "
+                                                 f"{scores.miou:.2f}"),
                        f"builtin:shapes-seg on a scene it never saw: each pixel named (mIoU {scores.miou:.2f}, "
                        f"pixel accuracy {scores.pixel_accuracy:.0%}).", name="segment-scene-head")
         backbone = load_model("builtin:shapes")
@@ -357,13 +358,14 @@ def _segmentation_section(report: Report) -> None:
     clusters = segment_image(backbone, scene.image, clusters=len(scene.labels) + 1)
     _, matched = match_segments(clusters.mask, scene.mask)
     section.figure(render_segmentation(clusters.image, clusters.mask, clusters.names,
-                                       title=f"{len(clusters.names)} clusters: mIoU {matched.miou:.2f} after matching"),
+                                       title=f"{clusters.model} ({clusters.weights}), {len(clusters.names)} clusters: "
+                                             f"mIoU {matched.miou:.2f} after matching"),
                    f"The same scene, unsupervised: k-means on the hypercolumns of {', '.join(clusters.layers)}; "
                    f"segments matched to the true classes with the Hungarian method score mIoU {matched.miou:.2f}.",
                    name="segment-scene-clusters")
     photo = segment_image(backbone, f"sample:{DEMO_SAMPLE}", clusters=4)
     section.figure(render_segmentation(photo.image, photo.mask, photo.names,
-                                       title=f"sample:{DEMO_SAMPLE}, 4 clusters"),
+                                       title=f"sample:{DEMO_SAMPLE}: {photo.model} ({photo.weights}), 4 clusters"),
                    f"The sample photo in 4 clusters of {', '.join(photo.layers)} (no labels).", name="segment-photo")
 
 
@@ -373,16 +375,19 @@ SECTIONS: list[Callable[[Report], None]] = [_convolution_section, _animation_sec
 
 
 def build_demo(out_dir: str | Path = "demo-output", *,
-               on_section: Callable[[int, int, str], None] | None = None, overwrite: bool = False) -> Path:
+               on_section: Callable[[int, int, str], None] | None = None,
+               on_figure: Callable[[str], None] | None = None, overwrite: bool = False) -> Path:
     """Write the demo report into ``out_dir``; return the path of its ``index.html``.
 
-    ``on_section(number, total, name)`` is called as each section starts (about a minute in all).
+    ``on_section(number, total, name)`` is called as each section starts (a few minutes in all),
+    ``on_figure(name)`` as each picture is made.
     A file in ``out_dir`` that featuremaps did not write is replaced only with ``overwrite``.
     """
     check_outputs([Path(out_dir) / "index.html"], overwrite=overwrite)  # before minutes of work
     report = Report(
         "featuremaps demo",
         intro="How a convolution layer turns an image into feature maps, computed on this machine.",
+        on_figure=on_figure,
     )
     for number, add_section in enumerate(SECTIONS, start=1):
         name = add_section.__name__.strip("_").removesuffix("_section")

@@ -43,6 +43,8 @@ __all__ = [
     "atomic_write",
     "check_outputs",
     "default_mode",
+    "describe_earlier",
+    "earlier_outputs",
     "encode_picture",
     "fsync_dir",
     "parse_json",
@@ -282,6 +284,24 @@ def _remember(path: Path) -> None:
                            "it replaces them without --overwrite only while they are unchanged",
                            "files": dict(sorted(files.items()))}, indent=1)
         atomic_write(folder / LEDGER, lambda temp: temp.write_text(text, encoding="utf-8"))
+
+
+def earlier_outputs(folder: str | os.PathLike[str], written: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Files featuremaps wrote into ``folder`` before (its ledger) that still exist and are not among
+    ``written`` (this run's): pictures of an earlier run that a reader could take for this one's."""
+    folder = Path(folder)
+    now = {Path(path).name for path in written if Path(path).parent.resolve() == folder.resolve()}
+    return sorted(folder / name for name in _read_ledger(folder) if name not in now and (folder / name).is_file())
+
+
+def describe_earlier(folder: str | os.PathLike[str], written: Iterable[str | os.PathLike[str]]) -> str:
+    """A note naming :func:`earlier_outputs` (empty when there are none)."""
+    earlier = earlier_outputs(folder, written)
+    if not earlier:
+        return ""
+    names = ", ".join(path.name for path in earlier[:3]) + (f" and {len(earlier) - 3} more" if len(earlier) > 3 else "")
+    return (f"note: {folder} also holds {len(earlier)} file{'s' if len(earlier) != 1 else ''} of an earlier run, not "
+            f"written now ({names}); use a new folder to keep runs apart")
 
 
 def replaceable(path: str | os.PathLike[str]) -> str | None:

@@ -218,17 +218,20 @@ def _detectors(peaks: np.ndarray, parts: np.ndarray, labels: np.ndarray, sharers
 
 
 def channel_roles(model: nn.Module, layers: LayerSelection, *, samples: int = 600, seed: int = 20261130,
-                  threshold: float = 0.8) -> dict[tuple[str, int], str]:
+                  threshold: float = 0.8, on_progress: StepProgress | None = None) -> dict[tuple[str, int], str]:
     """What each channel of ``layers`` detects best on generated objects images: ``(layer, channel) ->
     "triangle (AUC 0.93)"`` for channels whose best ROC AUC reaches ``threshold`` (parts against
     images without that part; composite objects against the classes that share their parts)."""
     info = model_info(model)
+    _tell(on_progress, f"drawing {samples} objects images", 0, 1)
     data = objects_dataset(samples, seed, max(info.input.size), model_input=info.input)
+    _tell(on_progress, f"drawing {samples} objects images", 1, 1)
     extractor = FeatureExtractor(model, layers)
-    pooled = _pooled(extractor, data, 64)
+    pooled = _pooled(extractor, data, 64, on_progress, "their maps")
     found_roles: dict[tuple[str, int], str] = {}
     sharers = part_sharers()
-    for name in extractor.names:
+    for number, name in enumerate(extractor.names):
+        _tell(on_progress, "what each channel detects, per layer", number, len(extractor.names))
         found = _detectors(pooled[name][1], data.extras["parts"].numpy() > 0, data.labels.numpy(), sharers, threshold)
         probe = LayerProbe(name, 0, pooled[name][1].shape[1], None, 0.0, None, None, None,
                            channel_parts=found.channel_parts, channel_objects=found.channel_objects)

@@ -100,6 +100,8 @@ class ShowResult:
     input_shape: tuple[int, ...]
     layers: list[dict[str, Any]] = field(default_factory=list)
     extra: list[Path] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    """Every file written (pictures, the page and its figures)."""
 
     def _repr_html_(self) -> str:
         import base64
@@ -213,6 +215,8 @@ def show(
         result.extra.append(path)
         report.section("Receptive field").figure(picture, f"What unit ({y}, {x}) of {name} sees.", name=path.stem)
     report.write(out, overwrite=overwrite)
+    result.files = sorted({out / "overview.png", out / "input.png", *result.extra, *(out / name for name in report.files()),
+                           *(Path(row["picture"]) for row in result.layers if row.get("picture"))})
     return result
 
 

@@ -216,3 +216,15 @@ def test_serve_removes_its_microscope_folder_and_exits_130_on_ctrl_c(store, tmp_
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert not list(tmp_path.glob("featuremaps-microscope-*")), "the temporary site was left behind"
+
+
+def test_a_reused_output_folder_names_the_pictures_of_an_earlier_run(run_cli, tmp_path):
+    """Issue 22, item 10: old pictures next to new ones are said, never silently mixed."""
+    first = run_cli("show", "sample:cat", "--model", "builtin:shapes", "-o", str(tmp_path / "out"))
+    assert first.returncode == 0, first.stderr
+    assert "earlier run" not in first.stderr
+    again = run_cli("show", "sample:cat", "--model", "builtin:shapes", "-o", str(tmp_path / "out"))
+    assert again.returncode == 0 and "earlier run" not in again.stderr  # the same files, all rewritten
+    other = run_cli("show", "sample:cat", "--model", "builtin:objects", "-o", str(tmp_path / "out"))
+    assert other.returncode == 0, other.stderr
+    assert "also holds" in other.stderr and "files of an earlier run, not written now (conv1_1.png" in other.stderr

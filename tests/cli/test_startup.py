@@ -37,3 +37,18 @@ def test_the_package_loads_its_names_on_first_use():
                             timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
+
+
+def test_help_lists_the_commands_by_what_they_are_for(run_cli):
+    """Issue 22, item 10: the command list is grouped (convolution, models, recognition, segmentation,
+    datasets, explorer), every command in exactly one group."""
+    result = run_cli("--help")
+    assert result.returncode == 0, result.stderr
+    titles = ["Convolution:", "Models and their maps:", "Recognition:", "Segmentation:", "Datasets:",
+              "Explorer and report:"]
+    positions = [result.stdout.index(title) for title in titles]
+    assert positions == sorted(positions) and "Other:" not in result.stdout
+    for command in ("conv", "layers", "predict", "segment", "extract", "serve", "calibrate", "receptive-field"):
+        assert sum(line.split()[:1] == [command] for line in result.stdout.splitlines()) == 1
+    convolution = result.stdout[positions[0]:positions[1]]
+    assert "  conv " in convolution and "  animate " in convolution and "  predict " not in convolution

@@ -96,6 +96,18 @@ def test_missing_and_unknown_files(tmp_path):
         read_checkpoint(tmp_path / "emptydir")
 
 
+def test_a_folder_of_images_is_named_as_such(tmp_path):
+    """Issue 22, item 10: ``layers objects/`` said "not a featuremaps checkpoint directory"."""
+    from PIL import Image
+
+    (tmp_path / "objects" / "more").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "objects" / "house.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "objects" / "more" / "tree.jpg")
+    with pytest.raises(CheckpointError, match=r"objects: a folder of 2 images, not a model: give a model name "
+                                              r"\(featuremaps models lists them\) or a checkpoint directory"):
+        read_checkpoint(tmp_path / "objects")
+
+
 # --- the record inside a checkpoint is data, checked field by field ---------------------------
 
 

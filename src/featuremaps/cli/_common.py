@@ -28,8 +28,39 @@ def _usage_name(argument: Any) -> str:
 
 typer.core.TyperArgument._usage_display_name = _usage_name  # type: ignore[method-assign,assignment]  # usage lines only
 
+COMMAND_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Convolution", ("conv", "animate", "receptive-field", "banks")),
+    ("Models and their maps", ("models", "layers", "show", "lineage", "hierarchy", "visualize")),
+    ("Recognition", ("train", "calibrate", "evaluate", "predict")),
+    ("Segmentation", ("segment",)),
+    ("Datasets", ("samples", "extract", "microscope")),
+    ("Explorer and report", ("serve", "demo")),
+)
+"""How ``featuremaps --help`` lists the commands: by what they are for, in the order a newcomer meets them."""
+
+
+class _GroupedCommands(typer.core.TyperGroup):
+    """``--help`` lists the commands in :data:`COMMAND_GROUPS` (any other under "Other")."""
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:  # typer's own click types
+        names = self.list_commands(ctx)
+        grouped = [name for _, members in COMMAND_GROUPS for name in members]
+        groups = [*COMMAND_GROUPS, ("Other", tuple(n for n in names if n not in grouped))]
+        limit = formatter.width - 6 - max((len(name) for name in names), default=0)
+        for title, members in groups:
+            rows = []
+            for name in members:
+                command = self.get_command(ctx, name)
+                if command is not None and not command.hidden:
+                    rows.append((name, command.get_short_help_str(limit)))
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
 app = typer.Typer(
     name="featuremaps",
+    cls=_GroupedCommands,
     help="See how convolution layers turn images into feature maps, layer by layer.",
     add_completion=False,
     no_args_is_help=True,

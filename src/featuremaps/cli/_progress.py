@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 __all__ = ["CountBar", "Status", "StepBars", "stderr"]
 
@@ -90,10 +101,34 @@ class Status:
 
     def __init__(self, command: str) -> None:
         self.command = command
-        self._start = time.perf_counter()
+        self._start = self._last = time.perf_counter()
 
     def step(self, text: str) -> None:
         stderr.print(f"{self.command}: {text}...", markup=False, highlight=False)
+
+    def note(self, text: str) -> None:
+        """A line with the seconds since the last line (``demo:   made conv-diagram (1.2 s)``)."""
+        now = time.perf_counter()
+        stderr.print(f"{self.command}: {text} ({now - self._last:.1f} s)", markup=False, highlight=False)
+        self._last = now
+
+    @contextmanager
+    def working(self) -> Iterator[Callable[[str], None]]:
+        """``with status.working() as step: step("1/7 convolution")``: each step prints its line and, in a
+        terminal, a spinner with the time spent on it stays under the lines until the next step."""
+        progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=stderr,
+                            transient=True)
+        task: list[TaskID] = []
+
+        def step(text: str) -> None:
+            self._last = time.perf_counter()
+            progress.console.print(f"{self.command}: {text}...", markup=False, highlight=False)
+            if task:
+                progress.remove_task(task.pop())
+            task.append(progress.add_task(f"{self.command}: {text}"))
+
+        with progress:
+            yield step
 
     def done(self, text: str) -> None:
         seconds = time.perf_counter() - self._start

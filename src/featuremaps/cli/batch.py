@@ -48,6 +48,11 @@ def extract_command(
                            batch_size=batch_size, workers=workers, device=device, precision=precision, top_k=top_k,
                            shard_size=shard_size, compile=compile, engine=engine, ray_address=ray_address,
                            decode=decode)
+    if workers != 1 and config.engine != "ray" and config.decode_place == "threads":
+        _stderr.print(f"note: --workers {workers} is for --decode workers (processes that decode beside the forward "
+                      "pass); here images are decoded by threads between forward passes (the default on a CPU, "
+                      f"faster on a few cores): add --decode workers to use {workers} processes",
+                      markup=False, highlight=False)
     with CountBar("extract", "img") as bar:
         summary = run_extract(source, out, config, resume=resume, on_progress=bar.update)
     if as_json:

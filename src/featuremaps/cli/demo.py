@@ -24,7 +24,8 @@ def demo_command(
     status.step("loading torch and the models' code")
     from featuremaps.demo import build_demo
 
-    page = build_demo(output, on_section=lambda number, total, name: status.step(f"{number}/{total} {name}"),
-                      overwrite=overwrite)
+    with status.working() as working:  # a live line with the time spent in a terminal; a line per picture
+        page = build_demo(output, on_section=lambda number, total, name: working(f"{number}/{total} {name}"),
+                          on_figure=lambda name: status.note(f"  made {name}"), overwrite=overwrite)
     status.done(f"wrote {page}")
     typer.echo(str(page.resolve()))

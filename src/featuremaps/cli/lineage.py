@@ -45,9 +45,12 @@ def lineage_command(
     result = lineage(net, image, unit, levels=levels, top=top, stations=chosen)
     found: dict[tuple[str, int], str] = {}
     if roles:
+        from featuremaps.cli._progress import StepBars
         from featuremaps.hierarchy import channel_roles
 
-        found = channel_roles(net, sorted({node.layer for node in result.nodes if node.layer != "input"}))
+        with StepBars("lineage --roles") as bars:
+            found = channel_roles(net, sorted({node.layer for node in result.nodes if node.layer != "input"}),
+                                  on_progress=bars)
     save_picture(render_lineage(result, roles=found), output, overwrite=overwrite)
     if as_json:
         data = result.to_dict()

@@ -112,6 +112,7 @@ def show_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Draw the feature maps of every chosen layer of a model for one image (PNGs + index.html)."""
+    from featuremaps.files import describe_earlier
     from featuremaps.models import model_info
     from featuremaps.show import parse_unit, show
 
@@ -126,6 +127,9 @@ def show_command(
         unit_spec = (name, channel, y, x)
     result = show(net, image, output, layers=layers, max_maps=max_maps, overlay=overlay_spec, unit=unit_spec,
                   tile_size=tile_size, scale=scale, overwrite=overwrite)
+    note = describe_earlier(output, result.files)
+    if note:
+        typer.echo(note, err=True)
     if as_json:
         print_json({"model": model_info(net).name, "weights": model_info(net).weights_label, "image": image, "input_shape": list(result.input_shape),
                     "layers": result.layers, "index": str(result.index), "extra": [str(p) for p in result.extra]})

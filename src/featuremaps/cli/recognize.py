@@ -388,6 +388,15 @@ def _evaluate_segmentation(checkpoint: str, dataset: str, scenes: int, seed: int
         typer.echo(f"  {name:<16} IoU {value:.3f}")
 
 
+def _note_earlier(folder: Path, written: list[str]) -> None:
+    """Say on stderr when ``folder`` also holds pictures of an earlier run."""
+    from featuremaps.files import describe_earlier
+
+    note = describe_earlier(folder, written)
+    if note:
+        _stderr.print(note, markup=False, highlight=False)
+
+
 def _cam_name(image: str) -> str:
     return f"{safe_name(Path(image.removeprefix('sample:')).stem, fallback='image')}_cam.png"
 
@@ -490,6 +499,7 @@ def predict_command(
                                      scale_label=CAM_SCALE, title=title + model_info(net).untrained_note)
             row["cam"] = str(save_picture(picture, cam / _cam_name(image), overwrite=overwrite))
             row["cam_class"] = {"label": names[index] if index < len(names) else str(index), "index": index}
+        _note_earlier(cam, [row["cam"] for row in rows])
     info = model_info(net)
     if as_json:
         print_json({"model": info.name, "weights": info.weights_label, "classes": list(info.class_names or []),

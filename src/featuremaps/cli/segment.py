@@ -32,7 +32,7 @@ def segment_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: one entry per image.")] = False,
 ) -> None:
     """Split images into segments from feature maps: k-means on hypercolumns, or a trained per-pixel head."""
-    from featuremaps.files import check_outputs
+    from featuremaps.files import check_outputs, describe_earlier
     from featuremaps.images import read_header
     from featuremaps.segment.run import read_truth, segment_image, write_segmentation
 
@@ -62,6 +62,9 @@ def segment_command(
         entries.append(write_segmentation(result, output, stem, source=image, truth=truth_mask,
                                           truth_names=result.names if result.method != "clusters" else None,
                                           overwrite=overwrite))
+    note = describe_earlier(output, [entry[kind] for entry in entries for kind in ("mask", "overlay")])
+    if note:
+        typer.echo(note, err=True)
     if as_json:
         print_json(entries)
         return

@@ -25,6 +25,7 @@ from featuremaps.data.objects import OBJECT_CLASSES, PART_KINDS, draw_object
 from featuremaps.data.shapes import SHAPE_CLASSES, draw_shape
 from featuremaps.drawing import label_problem
 from featuremaps.errors import DatasetError, ImageError
+from featuremaps.images import IMAGE_SUFFIXES
 from featuremaps.inputs import ModelInput
 
 __all__ = ["IMAGE_SUFFIXES", "ArrayDataset", "DatasetError", "load_dataset", "objects_dataset", "photo_crops",
@@ -32,7 +33,6 @@ __all__ = ["IMAGE_SUFFIXES", "ArrayDataset", "DatasetError", "load_dataset", "ob
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 @dataclass

@@ -12,6 +12,7 @@ Formats:
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pickle
@@ -30,6 +31,7 @@ from torch import nn
 
 from featuremaps.errors import CheckpointError, ModelError, SettingsError
 from featuremaps.files import FileRefused, JsonRefused, default_mode, parse_json, read_regular_file, save_safetensors
+from featuremaps.images import IMAGE_SUFFIXES
 from featuremaps.models.info import model_info
 
 __all__ = ["CHECKPOINT_SUFFIXES", "check_writable", "load_weights_into", "model_record", "read_checkpoint",
@@ -64,6 +66,14 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 def _read_directory(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
     weights, metadata = path / DIRECTORY_WEIGHTS, path / DIRECTORY_METADATA
     if not weights.is_file() or not metadata.is_file():
+        images = list(itertools.islice((p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES), 1001))
+        if images:
+            count = "1 image" if len(images) == 1 else f"{len(images)} images" if len(images) <= 1000 else \
+                "over 1,000 images"
+            raise CheckpointError(
+                f"{path}: a folder of {count}, not a model: give a model name (featuremaps models lists "
+                f"them) or a checkpoint directory ({DIRECTORY_WEIGHTS} and {DIRECTORY_METADATA}, as featuremaps "
+                "train writes)")
         raise CheckpointError(
             f"{path}: not a featuremaps checkpoint directory (needs {DIRECTORY_WEIGHTS} and {DIRECTORY_METADATA})"
         )

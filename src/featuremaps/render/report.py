@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +53,8 @@ class Section:
 
     title: str
     blocks: list[str | Figure] = field(default_factory=list)
+    on_figure: Callable[[str], None] | None = None
+    """Called with each figure's name as it is added (progress for long reports)."""
 
     def text(self, paragraph: str) -> Section:
         """A paragraph of plain text (escaped); ``code`` in backquotes is kept as code."""
@@ -68,6 +70,8 @@ class Section:
         """Add a picture; a file is read now, so it may be deleted before :meth:`Report.write`."""
         content = source if isinstance(source, Image.Image) else (Path(source).read_bytes(), Path(source).suffix)
         self.blocks.append(Figure(content, caption, name or _slug(caption)[:40]))
+        if self.on_figure is not None:
+            self.on_figure(self.blocks[-1].name)  # type: ignore[union-attr]
         return self
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Section:
@@ -86,9 +90,10 @@ class Report:
     title: str
     intro: str = ""
     sections: list[Section] = field(default_factory=list)
+    on_figure: Callable[[str], None] | None = None
 
     def section(self, title: str) -> Section:
-        section = Section(title)
+        section = Section(title, on_figure=self.on_figure)
         self.sections.append(section)
         return section
 
