@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 # torch and torchvision lie on this machine's disk; pip takes them from there.
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test check install clean shapes-model shapes-seg-model objects-model
+.PHONY: demo test check install clean readme-check shapes-model shapes-seg-model objects-model
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ test: $(VENV)/.installed-test
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
+# Every README command as written, the minutes-long ones too (make test leaves those out).
+readme-check: $(VENV)/.installed-test
+	FEATUREMAPS_README_LONG=1 $(PY) -m pytest tests/test_readme.py -s
+
 clean:
 	rm -rf demo-output .pytest_cache .hypothesis
 
@@ -56,6 +60,7 @@ shapes-seg-model: $(VENV)/.installed-demo
 	$(VENV)/bin/featuremaps train --task segmentation --dataset shapes --backbone builtin:shapes \
 		--layers relu1_2,relu2_2,pool2 --scenes 1500 --size 128 --epochs 6 --seed 0 --overwrite \
 		-o src/featuremaps/assets/models/shapes-seg
+	$(VENV)/bin/featuremaps calibrate src/featuremaps/assets/models/shapes-seg --dataset shapes --samples 2000 --seed 7
 	$(VENV)/bin/featuremaps evaluate builtin:shapes-seg --task segmentation --dataset shapes --samples 200 --seed 424242
 
 # Re-train the bundled builtin:objects model (TinyResNet on composite objects made of parts;

@@ -87,6 +87,10 @@ def test_a_head_on_frozen_maps_of_an_image_folder(tmp_path):
     assert result.record["metrics"]["val_accuracy"] >= 0.9
     model = load_model(tmp_path / "head")
     assert model_info(model).class_names == ("blue", "green", "red")
+    # issue 22, item 2: a head is trained, its backbone's maps here are not; the labels say both
+    label = model_info(model).weights_label
+    assert label.endswith("a head on the maps of resnet18, untrained (random) weights") and str(tmp_path) in label
+    assert "untrained (random) weights" in model_info(model).untrained_note
     best = predict(model, [np.full((60, 60, 3), (230, 30, 30), np.uint8)])[0]
     assert best.labels[0][0] == "red"
     from featuremaps.data.datasets import folder_dataset

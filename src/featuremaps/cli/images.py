@@ -36,6 +36,7 @@ def _write_generated(folder: Path, pictures: dict[str, bytes], option: str) -> N
                             "already and is not one of these pictures; choose another folder (nothing was written)")
     folder.mkdir(parents=True, exist_ok=True)
     for name, data in pictures.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
         atomic_write(folder / name, partial(Path.write_bytes, data=data))
 
 
@@ -51,6 +52,12 @@ def samples_command(
     photos: Annotated[Optional[Path], typer.Option("--photos", metavar="DIR", help="Also copy the bundled photos "
                                                    "(cat.jpg, coffee.jpg, ...) into DIR, a folder to try commands "
                                                    "that take a folder of photos.")] = None,
+    folder: Annotated[Optional[Path], typer.Option("--folder", metavar="DIR", help="Also write a small dataset in "
+                                                   "the ImageFolder layout (DIR/house/, DIR/tree/, DIR/car/, 12 "
+                                                   "generated images each) to try train and evaluate on a folder.")] = None,
+    masks: Annotated[Optional[Path], typer.Option("--masks", metavar="DIR", help="Also write a small segmentation "
+                                                  "dataset (DIR/images/scene-N.png and DIR/masks/scene-N.png, 12 "
+                                                  "shapes scenes) to try train --task segmentation.")] = None,
 ) -> None:
     """List the bundled sample photos (use them as sample:NAME wherever an image is asked for)."""
     if photos is not None:
@@ -78,6 +85,27 @@ def samples_command(
         _write_generated(scenes, pictures, "--scenes")
         typer.echo(f"wrote 4 shapes scenes (128x128, seed {EXAMPLE_SEED}) and their masks (0 background, class + 1) "
                    f"to {scenes}: {'; '.join(lines)}", err=as_json)
+    if folder is not None:
+        from featuremaps.data.objects import EXAMPLE_SEED, OBJECT_CLASSES, draw_object
+
+        chosen = ("house", "tree", "car")
+        _write_generated(folder, {f"{name}/{name}-{index + 1:02d}.png": _png(draw_object(
+            EXAMPLE_SEED + 1, 100 * number + index, 128, label=OBJECT_CLASSES.index(name)).image)
+            for number, name in enumerate(chosen) for index in range(12)}, "--folder")
+        typer.echo(f"wrote a dataset of 3 classes x 12 generated images (128x128) to {folder}: "
+                   f"{', '.join(f'{name}/' for name in chosen)}", err=as_json)
+    if masks is not None:
+        from featuremaps.data.objects import EXAMPLE_SEED
+        from featuremaps.data.shapes import shapes_scene
+
+        pictures = {}
+        for index in range(12):
+            scene = shapes_scene(EXAMPLE_SEED + 1, index)
+            pictures[f"images/scene-{index + 1:02d}.png"] = _png(scene.image)
+            pictures[f"masks/scene-{index + 1:02d}.png"] = _png(scene.mask)
+        _write_generated(masks, pictures, "--masks")
+        typer.echo(f"wrote 12 shapes scenes (128x128) to {masks}/images/ and their masks (0 background, class + 1) "
+                   f"to {masks}/masks/", err=as_json)
     rows = []
     for sample in samples():
         shape = list(sample.shape)

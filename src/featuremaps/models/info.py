@@ -42,6 +42,8 @@ class ModelInfo:
         num_classes: outputs of the classifier, when known.
         options: constructor options of a built-in architecture (``{"width": 32}``).
         trained_on: the data the weights were trained on, in words (``"ImageNet-1k"``), when known.
+        backbone: for a head trained on another model's maps, that model and its weights in words
+            (``"resnet18, untrained (random) weights"``): a head is trained, its features may not be.
     """
 
     name: str
@@ -52,6 +54,7 @@ class ModelInfo:
     num_classes: int | None = None
     options: Mapping[str, Any] | None = None
     trained_on: str | None = None
+    backbone: str | None = None
 
     @property
     def input_size(self) -> tuple[int, int, int]:
@@ -72,12 +75,18 @@ class ModelInfo:
             return f"trained on {self.trained_on}"
         if self.source == "builtin" and self.weights == "DEFAULT":
             return "trained weights (bundled with featuremaps)"
+        if self.backbone:
+            return f"weights {self.weights}: a head on the maps of {self.backbone}"
         return f"weights {self.weights}"
 
     @property
     def untrained_note(self) -> str:
         """For picture titles: ``" (untrained: random weights)"``, or nothing for trained weights."""
-        return "" if self.trained else " (untrained: random weights)"
+        if not self.trained:
+            return " (untrained: random weights)"
+        if self.backbone and "untrained" in self.backbone:
+            return f" (a head on the maps of {self.backbone})"
+        return ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as checkpoints record it (the input's fields flat, as ``input_size`` etc.)."""

@@ -129,11 +129,13 @@ def head_from_checkpoint(path: Path, state: dict[str, torch.Tensor], record: dic
     hidden = spec.get("hidden", 256)
     if not isinstance(hidden, int) or isinstance(hidden, bool) or not 1 <= hidden <= 65536:
         raise CheckpointError(f"{path}: invalid featuremaps record: head.hidden must be an int in 1..65536")
-    backbone = build_architecture(path, record_info(path, spec["backbone"], "head.backbone"))
+    backbone_info = record_info(path, spec["backbone"], "head.backbone")
+    backbone = build_architecture(path, backbone_info)
     head = make_head(spec["kind"], spec["features"], len(info.class_names), hidden)
     try:
         model = FeatureHead(backbone, spec["layer"], spec["pool"], head, spec["features"], spec)
     except SettingsError as error:
         raise CheckpointError(f"{path}: invalid featuremaps record: {error}") from None
     load_weights_into(model, state, source=str(path), name=f"a head on {spec['backbone'].get('name')}")
-    return attach(model, replace(info, source="checkpoint", weights=str(path)))
+    return attach(model, replace(info, source="checkpoint", weights=str(path),
+                                 backbone=f"{backbone_info.name}, {backbone_info.weights_label}"))
