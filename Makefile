@@ -52,7 +52,7 @@ clean:
 shapes-model: $(VENV)/.installed-demo
 	$(VENV)/bin/featuremaps train --dataset shapes --model tinyvgg --width 32 --samples 20000 --epochs 10 \
 		--batch-size 64 --lr 2e-3 --seed 0 --overwrite -o src/featuremaps/assets/models/shapes
-	$(VENV)/bin/featuremaps calibrate src/featuremaps/assets/models/shapes --dataset shapes --samples 2000 --seed 7
+	$(VENV)/bin/featuremaps calibrate src/featuremaps/assets/models/shapes --dataset shapes --samples 1000 --seed 7
 	$(VENV)/bin/featuremaps evaluate builtin:shapes --dataset shapes --samples 2000 --seed 424242
 
 # Re-train the bundled builtin:shapes-seg head on builtin:shapes' maps (about 13 minutes).
@@ -60,7 +60,7 @@ shapes-seg-model: $(VENV)/.installed-demo
 	$(VENV)/bin/featuremaps train --task segmentation --dataset shapes --backbone builtin:shapes \
 		--layers relu1_2,relu2_2,pool2 --scenes 1500 --size 128 --epochs 6 --seed 0 --overwrite \
 		-o src/featuremaps/assets/models/shapes-seg
-	$(VENV)/bin/featuremaps calibrate src/featuremaps/assets/models/shapes-seg --dataset shapes --samples 2000 --seed 7
+	$(VENV)/bin/featuremaps calibrate src/featuremaps/assets/models/shapes-seg --dataset shapes --samples 1000 --seed 7
 	$(VENV)/bin/featuremaps evaluate builtin:shapes-seg --task segmentation --dataset shapes --samples 200 --seed 424242
 
 # Re-train the bundled builtin:objects model (TinyResNet on composite objects made of parts;
@@ -68,5 +68,5 @@ shapes-seg-model: $(VENV)/.installed-demo
 objects-model: $(VENV)/.installed-demo
 	$(VENV)/bin/featuremaps train --dataset objects --model tinyresnet --samples 16000 --epochs 10 \
 		--batch-size 64 --lr 2e-3 --seed 0 --half-weights --overwrite -o src/featuremaps/assets/models/objects
-	$(VENV)/bin/featuremaps calibrate src/featuremaps/assets/models/objects --dataset objects --samples 2000 --seed 7
+	$(VENV)/bin/featuremaps calibrate src/featuremaps/assets/models/objects --dataset objects --samples 1000 --seed 7
 	$(VENV)/bin/featuremaps evaluate builtin:objects --dataset objects --samples 2000 --seed 424242
