@@ -9,7 +9,6 @@ from typing import Any
 import torch
 from torch import nn
 
-import featuremaps
 from featuremaps.batch.config import ExtractConfig
 from featuremaps.batch.stats import ChannelStats
 from featuremaps.batch.store import Manifest, ShardResult, Store, sources_digest
@@ -18,6 +17,7 @@ from featuremaps.errors import FeatureMapsError, SettingsError
 from featuremaps.features import FeatureExtractor
 from featuremaps.models.catalogue import LayerInfo
 from featuremaps.models.info import ModelInfo, model_info
+from featuremaps.version import __version__
 
 __all__ = [
     "ShardBuilder",
@@ -56,7 +56,7 @@ def make_manifest(config: ExtractConfig, info: ModelInfo, layers: list[LayerInfo
     preprocessing = info.input.to_dict()
     job = {"model": config.model, "weights": config.weights, "layers": [e.name for e in layers],
            "preprocessing": preprocessing, "pool": config.pool, "precision": config.precision, "top_k": config.top_k,
-           "featuremaps": featuremaps.__version__, "batch_size": config.batch_size, "workers": config.workers,
+           "featuremaps": __version__, "batch_size": config.batch_size, "workers": config.workers,
            "device": config.device, "engine": config.engine, "weights_label": info.weights_label}
     table = [{"name": e.name, "type": e.type, "channels": int(e.output_shape[0]), "output_shape": list(e.output_shape),
               "jump": list(e.jump) if e.jump else None,

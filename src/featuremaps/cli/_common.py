@@ -71,7 +71,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from featuremaps import __version__
+        from featuremaps.version import __version__
 
         typer.echo(f"featuremaps {__version__}")
         raise typer.Exit()

@@ -34,6 +34,7 @@ import torch.fx as fx
 from torch import nn
 
 from featuremaps.models.hooks import model_lock
+from featuremaps.models.info import structure_key
 
 __all__ = ["FORWARD_PASSES", "OUTPUT", "SharedExclusiveLock", "TracedModel", "forward_passes", "traced",
            "truncated_module"]
@@ -163,33 +164,37 @@ class TracedModel:
     calls: dict[tuple[str, int], fx.Node]
 
 
-_TRACES: weakref.WeakKeyDictionary[nn.Module, TracedModel | Exception] = weakref.WeakKeyDictionary()
+_TRACES: weakref.WeakKeyDictionary[nn.Module, tuple[int, TracedModel | Exception]] = weakref.WeakKeyDictionary()
 
 
 def traced(model: nn.Module) -> TracedModel:
-    """The model's FX trace (made once, in eval mode, then cached).
+    """The model's FX trace (made once, in eval mode, then cached while its layers stay the same:
+    :func:`~featuremaps.models.info.structure_key`).
 
     Raises:
         Exception: whatever ``torch.fx`` raised for a model it cannot trace (data-dependent
             control flow, for example); the caller falls back to hooks.
     """
-    cached = _TRACES.get(model)
+    key = structure_key(model)
+    stored = _TRACES.get(model)
+    cached = stored[1] if stored is not None and stored[0] == key else None
     if cached is None:
         with FORWARD_PASSES.exclusive(), model_lock(model):  # no forward pass of any model runs meanwhile
-            cached = _trace_now(model)
+            cached = _trace_now(model, key)
     if isinstance(cached, Exception):
         raise cached
     return cached
 
 
-def _trace_now(model: nn.Module) -> TracedModel | Exception:
+def _trace_now(model: nn.Module, key: int) -> TracedModel | Exception:
     """Trace ``model`` unless another thread did it first (the caller holds the locks); a failure is
     returned (and cached) as the exception."""
-    cached = _TRACES.get(model)
-    if cached is not None:
-        return cached
+    stored = _TRACES.get(model)
+    if stored is not None and stored[0] == key:
+        return stored[1]
     modes = {module: module.training for module in model.modules()}
     tracer = _RecordingTracer()
+    cached: TracedModel | Exception
     try:
         model.eval()
         graph = tracer.trace(model)
@@ -199,7 +204,7 @@ def _trace_now(model: nn.Module) -> TracedModel | Exception:
     finally:
         for module, training in modes.items():
             module.train(training)
-    _TRACES[model] = cached
+    _TRACES[model] = (key, cached)
     return cached
 
 

@@ -13,7 +13,7 @@ from torch import nn
 from featuremaps.errors import LayerError
 from featuremaps.models.catalogue import LayerInfo, LayerList, list_layers
 from featuremaps.models.hooks import model_lock
-from featuremaps.models.info import base_module
+from featuremaps.models.info import base_module, structure_key
 
 __all__ = ["MAX_DEFAULT_LAYERS", "LayerSelection", "catalogue_for", "default_layers", "find_layer", "select_layers"]
 
@@ -24,18 +24,25 @@ LayerSelection = Union[str, Sequence[str]]
 MAX_DEFAULT_LAYERS = 16
 _SKIP_TYPES = ("BatchNorm2d", "Dropout", "Dropout2d", "Identity", "Flatten")
 _CONTAINER_TYPES = ("Sequential", "ModuleList")
-_CATALOGUES: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, ...], LayerList]] = weakref.WeakKeyDictionary()
+_CATALOGUES: weakref.WeakKeyDictionary[nn.Module, tuple[int, dict[tuple[int, ...], LayerList]]] = \
+    weakref.WeakKeyDictionary()
 
 
 def catalogue_for(model: nn.Module, input_shape: Sequence[int]) -> LayerList:
-    """:func:`~featuremaps.models.list_layers` for an input of ``(C, H, W)``, cached per model and shape.
+    """:func:`~featuremaps.models.list_layers` for an input of ``(C, H, W)``, cached per model and shape
+    (and per the model's layers: a replaced or changed layer makes a new catalogue, see
+    :func:`~featuremaps.models.info.structure_key`).
 
     A ``torch.compile``d model has the catalogue of the model it wraps.
     """
     model = base_module(model)
     shape = tuple(int(v) for v in input_shape)
     with model_lock(model):
-        per_model = _CATALOGUES.setdefault(model, {})
+        key = structure_key(model)
+        stored = _CATALOGUES.get(model)
+        if stored is None or stored[0] != key:
+            stored = _CATALOGUES[model] = (key, {})
+        per_model = stored[1]
         if shape not in per_model:
             per_model[shape] = list_layers(model, shape, strict=False)
         return per_model[shape]

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
+import warnings
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -21,7 +24,7 @@ from featuremaps.drawing import label_problem
 from featuremaps.errors import SettingsError
 from featuremaps.inputs import ModelInput
 
-__all__ = ["ModelInfo", "attach", "base_module", "model_device", "model_info", "resolve_device"]
+__all__ = ["ModelInfo", "UnknownInputWarning", "attach", "base_module", "model_device", "model_info", "resolve_device", "structure_key"]
 
 _NAME = re.compile(r"[A-Za-z0-9_.:+\-]{1,200}")
 _ATTRIBUTE = "featuremaps_info"
@@ -153,6 +156,14 @@ def base_module(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model) if type(model).__name__ == "OptimizedModule" else model
 
 
+def structure_key(model: nn.Module) -> int:
+    """A fingerprint of the model's layers: every module's name, identity, type and settings (its
+    ``extra_repr``: stride, padding...). Caches of layer catalogues and traces are keyed by it, so a
+    model whose layer was replaced or changed in place is never answered from a stale entry."""
+    return hash(tuple((name, id(module), type(module).__qualname__, module.extra_repr())
+                      for name, module in base_module(model).named_modules()))
+
+
 def attach(model: M, info: ModelInfo) -> M:
     """Give ``model`` its :class:`ModelInfo` (replacing any earlier one); returns the model."""
     if not isinstance(info, ModelInfo):
@@ -161,12 +172,31 @@ def attach(model: M, info: ModelInfo) -> M:
     return model
 
 
+class UnknownInputWarning(UserWarning):
+    """A plain ``nn.Module``: featuremaps does not know the input size and normalisation it was trained with."""
+
+
+_WARNED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+_WARNED_LOCK = threading.Lock()
+
+
 def model_info(model: nn.Module) -> ModelInfo:
-    """The model's :class:`ModelInfo`, or a default for a plain ``nn.Module`` (3x224x224, no normalisation)."""
-    info = getattr(base_module(model), _ATTRIBUTE, None)
+    """The model's :class:`ModelInfo`, or a default for a plain ``nn.Module`` (3x224x224, no normalisation:
+    pixels in [0, 1]); for the latter an :class:`UnknownInputWarning` says so, once per model."""
+    module = base_module(model)
+    info = getattr(module, _ATTRIBUTE, None)
     if isinstance(info, ModelInfo):
         return info
-    return ModelInfo(name=type(base_module(model)).__name__, source="module")
+    name = type(module).__name__
+    with _WARNED_LOCK:
+        first = module not in _WARNED
+        _WARNED.add(module)
+    if first:
+        warnings.warn(f"{name} is a plain nn.Module: featuremaps does not know the input size and normalisation it "
+                      "was trained with, so images go in at 3x224x224 as pixels in [0, 1] (no mean/std); load it "
+                      "with featuremaps.load_model, or attach(model, ModelInfo(...)) with its own",
+                      UnknownInputWarning, stacklevel=2)
+    return ModelInfo(name=name, source="module")
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -24,9 +24,9 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-import featuremaps
 from featuremaps.errors import ImageError
 from featuremaps.features.graph import forward_passes
+from featuremaps.version import __version__
 from featuremaps.web.limits import Busy, HostCheck, JsonBodyCheck, UploadLimit, WorkLimiter, short
 from featuremaps.web.schemas import (
     ConfigResponse,
@@ -80,7 +80,7 @@ def create_app(settings: ExplorerSettings | None = None) -> FastAPI:
             if site is not None:
                 shutil.rmtree(site, ignore_errors=True)
 
-    app = FastAPI(title="featuremaps explorer", version=featuremaps.__version__, docs_url=None, redoc_url=None,
+    app = FastAPI(title="featuremaps explorer", version=__version__, docs_url=None, redoc_url=None,
                   description="Feature maps of convolution layers and real CNNs, recognition and segmentation.",
                   lifespan=lifespan)
     app.state.microscope_site = site
@@ -123,7 +123,7 @@ def create_app(settings: ExplorerSettings | None = None) -> FastAPI:
 
     @app.get("/api/health")
     async def health() -> Health:
-        return Health(status="ok", version=featuremaps.__version__,
+        return Health(status="ok", version=__version__,
                       load={kind: limiter.load for kind, limiter in limiters.items()})
 
     @app.get("/api/config")
