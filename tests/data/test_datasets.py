@@ -73,7 +73,6 @@ def test_bad_folders_give_clear_errors(tmp_path, layout, message):
 def test_folder_images_are_exactly_what_predict_feeds_the_model(tmp_path):
     """One image file through the training dataset path and through prediction's path: the same tensor."""
     root = _folder(tmp_path / "data", ["cats", "dogs"], per_class=2, size=(300, 451))
-    Image.open("src/featuremaps/assets/samples/cat.jpg" if False else root / "cats" / "0.png")
     model_input = ModelInput(3, (224, 224), 256, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     data = folder_dataset(root, model_input)
     trained_on = model_input.normalise(data.images[0])

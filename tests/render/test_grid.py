@@ -46,7 +46,20 @@ def test_grid_size_grows_with_depth_and_tile_size():
 
 
 def test_a_single_map_and_numpy_input_are_accepted():
-    assert render_grid(np.random.rand(7, 9)).width > 0
+    """One (H, W) numpy map is drawn as one tile: its low cells in viridis' darkest colour, its high cell in
+    the brightest, in the map's own layout (the bright cell right of centre, one row above the middle)."""
+    values = np.zeros((7, 9))
+    values[2, 6] = 1.0
+    picture = np.asarray(render_grid(values, tile_size=90).convert("RGB")).astype(int)
+    low, high = np.array([68, 1, 84]), np.array([253, 231, 37])  # viridis at 0 and 1
+    near_low = (np.abs(picture - low).sum(axis=2) < 12)
+    near_high = (np.abs(picture - high).sum(axis=2) < 12)
+    rows, cols = np.nonzero(near_low)
+    top, left = rows.min(), cols.min()
+    cell = (rows.max() - top + 1) / 7  # the tile spans the 7 x 9 cells
+    assert near_high.sum() == pytest.approx(cell * cell, rel=0.3)  # exactly one cell is bright
+    high_rows, high_cols = np.nonzero(near_high)
+    assert int((high_rows.mean() - top) // cell) == 2 and int((high_cols.mean() - left) // cell) == 6
 
 
 @pytest.mark.parametrize(

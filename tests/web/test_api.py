@@ -182,11 +182,20 @@ def test_prediction_and_segmentation(client):
 
 
 def test_work_limiter_refuses_beyond_the_queue():
+    import threading
+
+    started = threading.Event()
+
     async def scenario() -> None:
         limiter = WorkLimiter(concurrency=1, queue=0)
         gate = asyncio.Event()
-        first = asyncio.create_task(limiter.run(lambda: asyncio.run_coroutine_threadsafe(gate.wait(), loop).result()))
-        await asyncio.sleep(0.05)
+
+        def work() -> None:
+            started.set()
+            asyncio.run_coroutine_threadsafe(gate.wait(), loop).result()
+
+        first = asyncio.create_task(limiter.run(work))
+        assert await asyncio.to_thread(started.wait, 30)  # the first job holds the only slot: an event, no sleep
         with pytest.raises(Busy):
             await limiter.run(lambda: None)
         gate.set()
@@ -200,24 +209,29 @@ def test_work_limiter_refuses_beyond_the_queue():
 
 
 def test_busy_server_answers_503_with_retry_after(monkeypatch):
-    import time
+    import threading
 
     app = create_app(ExplorerSettings(concurrency=1, queue=0))
     explorer = app.state.explorer
     real = explorer.scene
-    monkeypatch.setattr(explorer, "scene", lambda request: time.sleep(0.5) or real(request))
-    import threading
+    entered, release = threading.Event(), threading.Event()
 
+    def held(request):  # the first request holds the only slot until the others have been answered
+        entered.set()
+        assert release.wait(60)
+        return real(request)
+
+    monkeypatch.setattr(explorer, "scene", held)
     with TestClient(app, base_url="http://localhost") as test_client:
         results = []
-        threads = [threading.Thread(target=lambda: results.append(test_client.post("/api/scene", json={})))
-                   for _ in range(3)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        first = threading.Thread(target=lambda: results.append(test_client.post("/api/scene", json={})))
+        first.start()
+        assert entered.wait(60)
+        results += [test_client.post("/api/scene", json={}) for _ in range(2)]  # no slot, no queue: 503 at once
+        release.set()
+        first.join()
     statuses = sorted(r.status_code for r in results)
-    assert statuses[0] == 200 and 503 in statuses
+    assert statuses == [200, 503, 503]
     busy = next(r for r in results if r.status_code == 503)
     assert busy.headers["retry-after"] == "1" and "busy" in busy.json()["error"]
 

@@ -102,7 +102,13 @@ def test_a_cheap_request_does_not_wait_behind_heavy_ones():
         with ThreadPoolExecutor(max_workers=8) as pool:
             started = time.perf_counter()
             slow = [pool.submit(server.ask, "POST", "/api/visualize", {**heavy, "channel": c}) for c in range(6)]
-            time.sleep(0.5)  # the heavy requests are running and queued
+            deadline = time.perf_counter() + 60
+            while time.perf_counter() < deadline:  # until the server says the heavy ones run and wait (no sleep guess)
+                load = server.ask("GET", "/api/health", None)[1]["load"]["heavy"]
+                if load["running"] == 1 and load["waiting"] >= 4:
+                    break
+            else:
+                raise AssertionError(f"the heavy requests never queued: {load}")
             light_started = time.perf_counter()
             status, _ = server.ask("POST", "/api/conv", {"filters": "sobel"})
             light = time.perf_counter() - light_started

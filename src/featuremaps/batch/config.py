@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from featuremaps.errors import SettingsError
 from featuremaps.models.info import resolve_device
 
 __all__ = ["DECODES", "ENGINES", "POOLS", "PRECISIONS", "ExtractConfig", "ExtractSummary"]
 
-Pool = Literal["avg", "max", "avgmax", "none"]
 POOLS: tuple[str, ...] = ("avg", "max", "avgmax", "none")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 ENGINES: tuple[str, ...] = ("local", "ray")

@@ -13,7 +13,6 @@ by column (``x``): step ``k`` computes ``maps[d, y, x]`` with
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -263,7 +262,3 @@ def image_patch(source: Any, height: int, width: int, *, channels: int = 3) -> t
     resized = F.interpolate(crop[None], size=(height, width), mode="area")[0]
     return resized.clamp(0, 1)
 
-
-def steps_per_second(frames: int, seconds: float) -> float:
-    """Frame rate that plays ``frames`` in about ``seconds`` (between 1 and 30 fps)."""
-    return float(min(30.0, max(1.0, math.ceil(frames / seconds))))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,7 +23,6 @@ from featuremaps.models.registry import build_architecture, record_info, record_
 
 __all__ = ["HEADS", "POOLINGS", "FeatureHead", "head_from_checkpoint", "make_head", "pool_maps"]
 
-Pooling = Literal["avg", "max", "avgmax", "flatten"]
 POOLINGS: tuple[str, ...] = ("avg", "max", "avgmax", "flatten")
 HEADS: tuple[str, ...] = ("linear", "mlp")
 
