@@ -36,8 +36,8 @@ def _scratch(images: int, seed: int, steps: int = 600):
     import torch.nn.functional as F
 
     from featuremaps.data.datasets import objects_dataset
+    from featuremaps.features.info import attach
     from featuremaps.models import load_model, model_info
-    from featuremaps.models.info import attach
     from featuremaps.training import fit
 
     model = load_model("tinyresnet", num_classes=9, seed=seed)

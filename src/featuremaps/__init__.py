@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     )
     from featuremaps.extract import extract
     from featuremaps.features import FeatureExtractor, select_layers
+    from featuremaps.features.inputs import ModelInput
     from featuremaps.images import load_image, samples
-    from featuremaps.inputs import ModelInput
     from featuremaps.models import (
         LayerInfo,
         ModelInfo,
@@ -73,7 +73,7 @@ _LAZY: dict[str, str] = {
     "Lineage": "featuremaps.tracing",
     "ModelError": "featuremaps.errors",
     "ModelInfo": "featuremaps.models",
-    "ModelInput": "featuremaps.inputs",
+    "ModelInput": "featuremaps.features.inputs",
     "Padding": "featuremaps.conv",
     "ReceptiveField": "featuremaps.conv",
     "SettingsError": "featuremaps.errors",

@@ -1,7 +1,7 @@
 """``extract``: the feature maps of chosen layers of any PyTorch model, for one image or a batch.
 
 A thin wrapper over the feature core: the image becomes model input through the model's
-:class:`~featuremaps.inputs.ModelInput`, and :class:`~featuremaps.features.FeatureExtractor`
+:class:`~featuremaps.features.inputs.ModelInput`, and :class:`~featuremaps.features.FeatureExtractor`
 runs the model up to the deepest chosen layer.
 
 - Layers are chosen by exact name (``layer2``, ``layer1.0.relu:1``), glob pattern
@@ -20,8 +20,8 @@ from torch import nn
 
 from featuremaps.errors import SettingsError
 from featuremaps.features import FeatureExtractor, LayerSelection
+from featuremaps.features.info import model_device, model_info
 from featuremaps.images import ImageSource
-from featuremaps.models.info import model_device, model_info
 
 __all__ = ["extract", "model_batch"]
 

@@ -35,7 +35,7 @@ from featuremaps.data.datasets import ArrayDataset, objects_dataset, shapes_data
 from featuremaps.data.objects import OBJECT_CLASSES, PART_KINDS
 from featuremaps.errors import SettingsError
 from featuremaps.features import FeatureExtractor, LayerSelection, catalogue_for, default_layers, select_layers
-from featuremaps.models.info import model_device, model_info
+from featuremaps.features.info import model_device, model_info
 
 __all__ = ["Hierarchy", "LayerLocalization", "LayerProbe", "Localization", "channel_roles", "hierarchy", "localization",
            "part_sharers", "render_hierarchy"]

@@ -11,8 +11,8 @@ from PIL import Image
 
 from featuremaps.batch import ExtractConfig, Store, run_extract
 from featuremaps.batch.decode import assemble, read_item
+from featuremaps.features.inputs import IMAGENET_MEAN, IMAGENET_STD, ModelInput
 from featuremaps.images import sample_path
-from featuremaps.inputs import IMAGENET_MEAN, IMAGENET_STD, ModelInput
 
 from .conftest import write_photos
 

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from featuremaps.data.datasets import DatasetError, folder_dataset, load_dataset
-from featuremaps.inputs import ModelInput
+from featuremaps.features.inputs import ModelInput
 
 SHAPES = ModelInput(3, (64, 64), 64)
 GRAY32 = ModelInput(1, (32, 32), 32)

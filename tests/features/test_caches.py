@@ -9,7 +9,7 @@ from torch import nn
 
 from featuremaps import FeatureExtractor, load_model, model_info
 from featuremaps.features import catalogue_for
-from featuremaps.models.info import UnknownInputWarning
+from featuremaps.features.info import UnknownInputWarning
 
 
 def _entry(model: nn.Module, name: str):

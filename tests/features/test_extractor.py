@@ -126,4 +126,4 @@ def test_only_the_hooks_module_registers_hooks():
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr.startswith("register_forward"):
                 offenders.append(f"{path.relative_to(SRC)}:{node.lineno}")
-    assert offenders and all(o.startswith("models/hooks.py") for o in offenders), offenders
+    assert offenders and all(o.startswith("features/hooks.py") for o in offenders), offenders

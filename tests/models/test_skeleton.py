@@ -8,9 +8,9 @@ import threading
 import pytest
 import torch
 
+from featuremaps.features.catalogue import list_layers
+from featuremaps.features.info import model_info
 from featuremaps.models import load_model
-from featuremaps.models.catalogue import list_layers
-from featuremaps.models.info import model_info
 from featuremaps.models.skeleton import empty_weights, is_skeleton, load_skeleton, parameter_count
 
 

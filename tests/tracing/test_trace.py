@@ -10,7 +10,7 @@ from torch import nn
 
 from featuremaps import extract, load_model
 from featuremaps.errors import LayerError, SettingsError
-from featuremaps.models.catalogue import list_layers
+from featuremaps.features.catalogue import list_layers
 from featuremaps.tracing import Lineage, default_stations, lineage
 
 TOLERANCE = 1e-4

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from featuremaps.errors import SettingsError
-from featuremaps.models.info import resolve_device
+from featuremaps.features.info import resolve_device
 
 __all__ = ["DECODES", "ENGINES", "POOLS", "PRECISIONS", "ExtractConfig", "ExtractSummary"]
 

@@ -4,7 +4,7 @@
    and pixel limit: no decompression bomb reaches a decoder). With ``defer_jpeg`` a plain
    JPEG goes on as its bytes, to be decoded in a batch on the model's device; anything else
    is decoded and prepared right there (libjpeg-turbo or Pillow, then the torch resize of
-   the model's :class:`~featuremaps.inputs.ModelInput`), as uint8.
+   the model's :class:`~featuremaps.features.inputs.ModelInput`), as uint8.
 2. :func:`assemble` (where the model is): decodes the batch's deferred JPEGs in one call
    (``torchvision.io.decode_jpeg``; nvJPEG on CUDA), frames them with
    ``ModelInput.prepare_tensor`` on that device, falls back to the safe CPU decoder for any
@@ -25,8 +25,8 @@ from typing import Any, Literal
 import torch
 
 from featuremaps.errors import FeatureMapsError, ImageError
+from featuremaps.features.inputs import ModelInput
 from featuremaps.images import decode_jpegs, read_header, read_image_file
-from featuremaps.inputs import ModelInput
 
 __all__ = ["Assembled", "assemble", "read_item"]
 

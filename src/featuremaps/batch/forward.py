@@ -10,7 +10,7 @@ from torch import nn
 from featuremaps.batch.config import ExtractConfig
 from featuremaps.batch.shards import reduce_maps
 from featuremaps.features import FeatureExtractor
-from featuremaps.models.catalogue import LayerInfo
+from featuremaps.features.catalogue import LayerInfo
 
 __all__ = ["Forward", "autocast_for", "device_forward"]
 

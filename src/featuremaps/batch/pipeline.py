@@ -47,8 +47,8 @@ from featuremaps.batch.shards import (
     store_errors,
 )
 from featuremaps.batch.store import Store
-from featuremaps.inputs import ModelInput
-from featuremaps.models.info import model_info
+from featuremaps.features.info import model_info
+from featuremaps.features.inputs import ModelInput
 from featuremaps.models.registry import load_model
 
 __all__ = ["file_loader", "run_local"]

@@ -38,8 +38,8 @@ from featuremaps.batch.shards import (
 )
 from featuremaps.batch.store import Store
 from featuremaps.errors import SettingsError
-from featuremaps.inputs import ModelInput
-from featuremaps.models.info import model_info
+from featuremaps.features.info import model_info
+from featuremaps.features.inputs import ModelInput
 from featuremaps.models.registry import load_model
 
 __all__ = ["run_ray"]

@@ -15,8 +15,8 @@ from featuremaps.batch.store import Manifest, ShardResult, Store, sources_digest
 from featuremaps.batch.topk import TopK
 from featuremaps.errors import FeatureMapsError, SettingsError
 from featuremaps.features import FeatureExtractor
-from featuremaps.models.catalogue import LayerInfo
-from featuremaps.models.info import ModelInfo, model_info
+from featuremaps.features.catalogue import LayerInfo
+from featuremaps.features.info import ModelInfo, model_info
 from featuremaps.version import __version__
 
 __all__ = [

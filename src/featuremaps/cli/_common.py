@@ -125,8 +125,8 @@ Device = Annotated[Optional[str], typer.Option(metavar="cpu|cuda|cuda:N", help="
 def model_on(name: str, device: str | None, **options: Any) -> Any:
     """``load_model(name, **options)`` on ``device``, which is checked first (no model is loaded for a GPU that is
     not there)."""
+    from featuremaps.features.info import resolve_device
     from featuremaps.models import load_model
-    from featuremaps.models.info import resolve_device
 
     where = resolve_device(device)
     return load_model(name, **options).to(where)

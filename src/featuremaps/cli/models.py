@@ -11,7 +11,7 @@ from featuremaps.cli._common import Device, Overwrite, Scale, TileSize, app, mod
 from featuremaps.errors import SettingsError
 
 if TYPE_CHECKING:
-    from featuremaps.models.catalogue import LayerInfo
+    from featuremaps.features.catalogue import LayerInfo
 
 MODEL_HELP = ("builtin:imagenet (trained on ImageNet photos), builtin:objects, builtin:shapes (trained on generated "
               "drawings), tinyvgg, tinyresnet, lenet5, a torchvision name (untrained), timm:NAME or a checkpoint "

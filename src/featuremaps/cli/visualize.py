@@ -88,9 +88,9 @@ def visualize_command(
     import numpy as np
 
     from featuremaps.cli._progress import CountBar
+    from featuremaps.features.info import resolve_device
     from featuremaps.files import check_outputs, save_picture
     from featuremaps.models import load_model, model_info
-    from featuremaps.models.info import resolve_device
     from featuremaps.optvis import Objective, Robustness, channel, logit, unit, visualize
     from featuremaps.optvis import direction as make_direction
     from featuremaps.optvis.param import PARAMS

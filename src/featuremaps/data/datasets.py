@@ -3,7 +3,7 @@
 ``load_dataset(spec, model_input, ...)`` takes ``"shapes"``, ``"digits"`` or a directory with
 one sub-folder per class (ImageFolder layout), and returns a train and a validation
 :class:`ArrayDataset`. Every image is already prepared by the model's
-:class:`~featuremaps.inputs.ModelInput` (the same call ``predict`` makes on a file), so
+:class:`~featuremaps.features.inputs.ModelInput` (the same call ``predict`` makes on a file), so
 training sees exactly the tensors prediction will; ``model_input.normalise`` finishes them.
 Folders are split with a seed, per class (stratified); unreadable images are skipped and
 counted, never fatal.
@@ -25,8 +25,8 @@ from featuremaps.data.objects import OBJECT_CLASSES, PART_KINDS, draw_object
 from featuremaps.data.shapes import SHAPE_CLASSES, draw_shape
 from featuremaps.drawing import label_problem
 from featuremaps.errors import DatasetError, ImageError
+from featuremaps.features.inputs import ModelInput
 from featuremaps.images import IMAGE_SUFFIXES
-from featuremaps.inputs import ModelInput
 
 __all__ = ["IMAGE_SUFFIXES", "ArrayDataset", "DatasetError", "load_dataset", "objects_dataset", "photo_crops",
            "shapes_dataset"]

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from featuremaps.errors import LayerError
-from featuremaps.models.catalogue import LayerInfo
+from featuremaps.features.catalogue import LayerInfo
 
 __all__ = ["align_maps", "sample_maps"]
 

@@ -10,7 +10,7 @@ DenseNet and the built-ins):
   layer (:mod:`featuremaps.features.graph`); no hooks, so it runs in parallel threads, and
   it compiles (``compile=True``, or a model already wrapped by ``torch.compile``);
 - ``hooks`` (fallback, for models FX cannot trace): forward hooks, under the model's lock
-  (:mod:`featuremaps.models.hooks`), the forward pass stopped by the last hook.
+  (:mod:`featuremaps.features.hooks`), the forward pass stopped by the last hook.
 
 The model runs in eval mode and every module's mode is put back afterwards. With
 ``grad=True`` the outputs stay in the autograd graph (Grad-CAM, feature visualisation);
@@ -28,11 +28,11 @@ import torch
 from torch import nn
 
 from featuremaps.errors import SettingsError
+from featuremaps.features.catalogue import LayerInfo
 from featuremaps.features.graph import OUTPUT, traced, truncated_module
+from featuremaps.features.hooks import StopForward, first_tensor, model_lock, module_calls
+from featuremaps.features.info import base_module, model_info
 from featuremaps.features.selection import LayerSelection, catalogue_for, select_layers
-from featuremaps.models.catalogue import LayerInfo
-from featuremaps.models.hooks import StopForward, first_tensor, model_lock, module_calls
-from featuremaps.models.info import base_module, model_info
 
 __all__ = ["METHODS", "FeatureExtractor", "Method"]
 

@@ -33,8 +33,8 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from featuremaps.models.hooks import model_lock
-from featuremaps.models.info import structure_key
+from featuremaps.features.hooks import model_lock
+from featuremaps.features.info import structure_key
 
 __all__ = ["FORWARD_PASSES", "OUTPUT", "SharedExclusiveLock", "TracedModel", "forward_passes", "traced",
            "truncated_module"]
@@ -169,7 +169,7 @@ _TRACES: weakref.WeakKeyDictionary[nn.Module, tuple[int, TracedModel | Exception
 
 def traced(model: nn.Module) -> TracedModel:
     """The model's FX trace (made once, in eval mode, then cached while its layers stay the same:
-    :func:`~featuremaps.models.info.structure_key`).
+    :func:`~featuremaps.features.info.structure_key`).
 
     Raises:
         Exception: whatever ``torch.fx`` raised for a model it cannot trace (data-dependent

@@ -11,9 +11,9 @@ from typing import Union
 from torch import nn
 
 from featuremaps.errors import LayerError
-from featuremaps.models.catalogue import LayerInfo, LayerList, list_layers
-from featuremaps.models.hooks import model_lock
-from featuremaps.models.info import base_module, structure_key
+from featuremaps.features.catalogue import LayerInfo, LayerList, list_layers
+from featuremaps.features.hooks import model_lock
+from featuremaps.features.info import base_module, structure_key
 
 __all__ = ["MAX_DEFAULT_LAYERS", "LayerSelection", "catalogue_for", "default_layers", "find_layer", "select_layers"]
 
@@ -31,7 +31,7 @@ _CATALOGUES: weakref.WeakKeyDictionary[nn.Module, tuple[int, dict[tuple[int, ...
 def catalogue_for(model: nn.Module, input_shape: Sequence[int]) -> LayerList:
     """:func:`~featuremaps.models.list_layers` for an input of ``(C, H, W)``, cached per model and shape
     (and per the model's layers: a replaced or changed layer makes a new catalogue, see
-    :func:`~featuremaps.models.info.structure_key`).
+    :func:`~featuremaps.features.info.structure_key`).
 
     A ``torch.compile``d model has the catalogue of the model it wraps.
     """

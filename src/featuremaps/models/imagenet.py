@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from featuremaps.errors import CheckpointError, ModelError
+from featuremaps.features.inputs import ModelInput
 from featuremaps.files import FileRefused, read_regular_file
-from featuremaps.inputs import ModelInput
 
 __all__ = ["ARCHITECTURE", "IMAGENET_CLASSES", "IMAGENET_INPUT", "PACKAGE", "WEIGHTS_SHA256", "imagenet_model",
            "imagenet_weights_path"]

@@ -34,10 +34,10 @@ import torch
 from torch import nn
 
 from featuremaps.errors import CheckpointError, ModelError, SettingsError, check_seed
-from featuremaps.inputs import IMAGENET_MEAN, IMAGENET_STD, Interpolation, ModelInput
+from featuremaps.features.info import ModelInfo, attach, model_info
+from featuremaps.features.inputs import IMAGENET_MEAN, IMAGENET_STD, Interpolation, ModelInput
 from featuremaps.models.builtin import LeNet5, TinyResNet, TinyVGG
 from featuremaps.models.checkpoint import CHECKPOINT_SUFFIXES, load_weights_into, read_checkpoint
-from featuremaps.models.info import ModelInfo, attach, model_info
 
 __all__ = [
     "BUILTIN_MODELS",

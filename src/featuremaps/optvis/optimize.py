@@ -4,7 +4,7 @@
 and at every step moves, zooms and turns it a little
 (:class:`~featuremaps.optvis.transforms.Robustness`), runs the model through the feature
 core (:class:`~featuremaps.features.FeatureExtractor`; the model's own normalisation from its
-:class:`~featuremaps.inputs.ModelInput`) and follows the gradient of the objectives
+:class:`~featuremaps.features.inputs.ModelInput`) and follows the gradient of the objectives
 (:mod:`~featuremaps.optvis.objectives`) with Adam. Each image of a batch has its own
 objective, so 16 channels are optimised in one pass.
 """
@@ -20,7 +20,7 @@ from torch import nn
 
 from featuremaps.errors import SettingsError, check_seed
 from featuremaps.features import FeatureExtractor, catalogue_for
-from featuremaps.models.info import model_device, model_info
+from featuremaps.features.info import model_device, model_info
 from featuremaps.optvis.objectives import OUTPUT, Objective
 from featuremaps.optvis.param import PARAMS, ImageParam, Param
 from featuremaps.optvis.relu import redirected_relu

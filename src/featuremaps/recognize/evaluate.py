@@ -12,7 +12,7 @@ from torch import nn
 
 from featuremaps.data.datasets import ArrayDataset
 from featuremaps.errors import DatasetError
-from featuremaps.models.info import model_device, model_info
+from featuremaps.features.info import model_device, model_info
 
 __all__ = ["Evaluation", "evaluate"]
 

@@ -39,8 +39,8 @@ from torch import nn
 
 from featuremaps.errors import CheckpointError, SettingsError
 from featuremaps.features import FeatureExtractor, catalogue_for, default_layers
+from featuremaps.features.info import model_device, model_info
 from featuremaps.files import atomic_write, parse_json, save_safetensors
-from featuremaps.models.info import model_device, model_info
 
 __all__ = ["FALSE_ALARMS", "FAMILIARITY_FILE", "Familiarity", "FamiliarityCheck", "familiarity_for", "fit_familiarity",
            "measure", "unfamiliar_note"]

@@ -17,8 +17,8 @@ from torch import nn
 
 from featuremaps.errors import CheckpointError, SettingsError
 from featuremaps.features import FeatureExtractor
+from featuremaps.features.info import attach
 from featuremaps.models.checkpoint import load_weights_into
-from featuremaps.models.info import attach
 from featuremaps.models.registry import build_architecture, record_info, record_section
 
 __all__ = ["HEADS", "POOLINGS", "FeatureHead", "head_from_checkpoint", "make_head", "pool_maps"]

@@ -12,8 +12,8 @@ from torch import nn
 
 from featuremaps.errors import LayerError, SettingsError
 from featuremaps.features import FeatureExtractor, align_maps, catalogue_for
+from featuremaps.features.info import model_device, model_info
 from featuremaps.images import ImageSource
-from featuremaps.models.info import model_device, model_info
 from featuremaps.recognize.familiarity import familiarity_for, unfamiliar_note
 
 __all__ = ["CAM_SCALE", "Prediction", "Predictions", "class_activation_map", "default_cam_layer", "predict"]
@@ -82,7 +82,7 @@ def _names(model: nn.Module) -> list[str]:
 @torch.inference_mode()
 def predict(model: nn.Module, images: Sequence[ImageSource], *, top_k: int = 3, batch_size: int = 16) -> Predictions:
     """Top-``k`` classes of each image, ``batch_size`` images per forward pass. Images are prepared with
-    the model's own input description (:class:`~featuremaps.inputs.ModelInput`)."""
+    the model's own input description (:class:`~featuremaps.features.inputs.ModelInput`)."""
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise SettingsError(f"top_k must be an int >= 1; got {top_k!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= 1024:

@@ -27,7 +27,7 @@ from torch import nn
 from featuremaps.data.datasets import ArrayDataset, load_dataset, objects_dataset, shapes_dataset
 from featuremaps.errors import LayerError, SettingsError, check_seed
 from featuremaps.features import FeatureExtractor
-from featuremaps.models.info import ModelInfo, attach, model_info, resolve_device
+from featuremaps.features.info import ModelInfo, attach, model_info, resolve_device
 from featuremaps.models.registry import load_model
 from featuremaps.recognize.familiarity import fit_familiarity
 from featuremaps.recognize.head import HEADS, POOLINGS, FeatureHead, make_head, pool_maps

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 
 from featuremaps.drawing import apply_colormap, colour_bar, font, format_number, lines_height, to_pil, wrap_text
 from featuremaps.errors import SettingsError
-from featuremaps.models.catalogue import LayerInfo
+from featuremaps.features.catalogue import LayerInfo
 
 __all__ = ["rank_maps", "render_overlay", "render_receptive_field"]
 

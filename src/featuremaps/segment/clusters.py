@@ -26,9 +26,9 @@ from torch import nn
 
 from featuremaps.errors import SettingsError
 from featuremaps.features import catalogue_for, select_layers
+from featuremaps.features.info import model_device, model_info
+from featuremaps.features.inputs import ModelInput
 from featuremaps.images import ImageSource, load_image
-from featuremaps.inputs import ModelInput
-from featuremaps.models.info import model_device, model_info
 from featuremaps.segment.hypercolumns import default_segmentation_layers, hypercolumns
 
 __all__ = ["Segmentation", "cluster_segments", "merge_small_regions", "prepared_batch", "processing_input"]

@@ -24,8 +24,8 @@ from PIL import Image
 from featuremaps.data.datasets import IMAGE_SUFFIXES
 from featuremaps.data.shapes import SHAPE_CLASSES, shapes_scene
 from featuremaps.errors import DatasetError, ImageError
+from featuremaps.features.inputs import ModelInput
 from featuremaps.images import image_size, open_pil
-from featuremaps.inputs import ModelInput
 
 __all__ = ["MaskDataset", "mask_folder", "scenes_dataset"]
 

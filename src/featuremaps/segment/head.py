@@ -19,8 +19,8 @@ from torch import nn
 
 from featuremaps.errors import CheckpointError, SettingsError
 from featuremaps.features import FeatureExtractor
+from featuremaps.features.info import attach, model_info
 from featuremaps.models.checkpoint import load_weights_into
-from featuremaps.models.info import attach, model_info
 from featuremaps.models.registry import build_architecture, record_info, record_section
 from featuremaps.segment.hypercolumns import align_maps, class_maps, dense_classifier
 

@@ -15,8 +15,8 @@ from torch import nn
 
 from featuremaps.errors import LayerError
 from featuremaps.features import FeatureExtractor, align_maps, catalogue_for, default_layers
-from featuremaps.models.catalogue import LayerInfo
-from featuremaps.models.info import model_info
+from featuremaps.features.catalogue import LayerInfo
+from featuremaps.features.info import model_info
 
 __all__ = ["align_maps", "default_segmentation_layers", "hypercolumns"]
 

@@ -17,9 +17,9 @@ from PIL import Image
 from torch import nn
 
 from featuremaps.errors import SettingsError
+from featuremaps.features.info import model_info
 from featuremaps.files import check_outputs, safe_name, save_picture
 from featuremaps.images import ImageSource, load_image, open_pil
-from featuremaps.models.info import model_info
 from featuremaps.recognize.familiarity import familiarity_for, unfamiliar_note
 from featuremaps.render.segmentation import render_segmentation, save_index_mask
 from featuremaps.segment.clusters import Segmentation, cluster_segments, merge_small_regions, prepared_batch

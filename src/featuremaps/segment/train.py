@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from featuremaps.errors import DatasetError, SettingsError, check_seed
-from featuremaps.inputs import ModelInput
-from featuremaps.models.info import ModelInfo, attach, model_device, model_info, resolve_device
+from featuremaps.features.info import ModelInfo, attach, model_device, model_info, resolve_device
+from featuremaps.features.inputs import ModelInput
 from featuremaps.models.registry import load_model
 from featuremaps.segment.data import MaskDataset, mask_folder, scenes_dataset
 from featuremaps.segment.head import PixelHead

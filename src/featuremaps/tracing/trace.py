@@ -44,10 +44,10 @@ from torch.overrides import TorchFunctionMode
 
 from featuremaps.errors import LayerError, SettingsError
 from featuremaps.features import FeatureExtractor, catalogue_for, select_layers
+from featuremaps.features.catalogue import LayerInfo
+from featuremaps.features.hooks import model_lock, tensors_in
+from featuremaps.features.info import model_device, model_info
 from featuremaps.images import ImageSource
-from featuremaps.models.catalogue import LayerInfo
-from featuremaps.models.hooks import model_lock, tensors_in
-from featuremaps.models.info import model_device, model_info
 from featuremaps.tracing.names import INPUT
 
 __all__ = ["Lineage", "LineageEdge", "LineageNode", "default_stations", "lineage"]

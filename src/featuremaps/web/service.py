@@ -25,12 +25,12 @@ from featuremaps.conv.geometry import output_size_formula
 from featuremaps.drawing import apply_colormap, to_pil
 from featuremaps.errors import FeatureMapsError, ImageError, SettingsError
 from featuremaps.features import catalogue_for, find_layer
+from featuremaps.features.catalogue import LayerInfo
+from featuremaps.features.info import model_info
 from featuremaps.illustrate import ConvScene, image_patch, random_grid
 from featuremaps.illustrate.scene import SceneKind
 from featuremaps.images import MAX_PIXELS, image_size, load_image, sample_path, samples
 from featuremaps.models import available_models, load_model
-from featuremaps.models.catalogue import LayerInfo
-from featuremaps.models.info import model_info
 from featuremaps.models.skeleton import load_skeleton, parameter_count
 from featuremaps.render.overlay import rank_maps, render_overlay
 from featuremaps.show import ImageMaps, image_maps

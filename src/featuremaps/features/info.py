@@ -22,7 +22,7 @@ from torch import nn
 
 from featuremaps.drawing import label_problem
 from featuremaps.errors import SettingsError
-from featuremaps.inputs import ModelInput
+from featuremaps.features.inputs import ModelInput
 
 __all__ = ["ModelInfo", "UnknownInputWarning", "attach", "base_module", "model_device", "model_info", "resolve_device", "structure_key"]
 
@@ -40,7 +40,7 @@ class ModelInfo:
         source: ``builtin``, ``torchvision``, ``timm``, ``checkpoint``, ``head``, ``segmentation``
             or ``module`` (a plain ``nn.Module`` featuremaps did not build).
         weights: the weights it carries (None = untrained: random initialisation).
-        input: how an image becomes its input (:class:`~featuremaps.inputs.ModelInput`).
+        input: how an image becomes its input (:class:`~featuremaps.features.inputs.ModelInput`).
         class_names: output class names, when known.
         num_classes: outputs of the classifier, when known.
         options: constructor options of a built-in architecture (``{"width": 32}``).

@@ -39,8 +39,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from featuremaps.errors import SettingsError
-from featuremaps.models.hooks import first_tensor, module_calls, tensors_in
-from featuremaps.models.info import model_device, model_info
+from featuremaps.features.hooks import first_tensor, module_calls, tensors_in
+from featuremaps.features.info import model_device, model_info
 
 __all__ = ["LayerInfo", "LayerList", "list_layers"]
 
