@@ -17,19 +17,27 @@ import threading
 import typer
 from typer.exceptions import TyperException
 
-from featuremaps.cli import (  # noqa: F401  (registers the subcommands)
+from featuremaps.cli import (  # noqa: F401  (registers the subcommands: one module per command)
     animate,
-    batch,
+    banks,
+    calibrate,
     conv,
     demo,
+    evaluate,
+    extract,
     hierarchy,
-    images,
+    layers,
     lineage,
+    microscope,
     models,
-    recognize,
+    predict,
+    receptive_field,
+    samples,
     segment,
+    serve,
+    show,
+    train,
     visualize,
-    web,
 )
 from featuremaps.cli._common import app
 from featuremaps.errors import FeatureMapsError, ImageError, SettingsError
@@ -115,7 +123,6 @@ def _main(argv: list[str] | None) -> int:
     if status == 130:
         return _interrupted(prog)
     return status if isinstance(status, int) and not isinstance(status, bool) else 0
-
 
 
 if __name__ == "__main__":

@@ -182,3 +182,32 @@ def make_layer(
         transposed=transposed,
         output_padding=parse_pair(output_padding, "--output-padding"),
     )
+
+
+MODEL_HELP = ("builtin:imagenet (trained on ImageNet photos), builtin:objects, builtin:shapes (trained on generated "
+              "drawings), tinyvgg, tinyresnet, lenet5, a torchvision name (untrained), timm:NAME or a checkpoint "
+              "(see 'featuremaps models').")
+ModelName = Annotated[str, typer.Option("--model", "-m", metavar="MODEL", help=MODEL_HELP)]
+Weights = Annotated[Optional[str], typer.Option(metavar="W", help="DEFAULT, a weights name, or a weights file "
+                                                "(default: untrained).")]
+
+
+def parse_size(text: str, option: str) -> tuple[int, int]:
+    """``N`` or ``HxW`` as ``(H, W)``."""
+    value = parse_pair(text, option)
+    return (value, value) if isinstance(value, int) else value
+
+
+def record_section(model: Any, key: str) -> dict[str, Any]:
+    """The section ``key`` (``training``, ``data``) of the record of the checkpoint ``model`` was loaded
+    from (empty without one)."""
+    from featuremaps.files import parse_json
+    from featuremaps.models.registry import checkpoint_folder
+
+    folder = checkpoint_folder(model)
+    try:
+        record = parse_json((folder / "featuremaps.json").read_bytes()) if folder is not None else {}
+    except (OSError, ValueError):
+        return {}
+    section = record.get(key) if isinstance(record, dict) else None
+    return section if isinstance(section, dict) else {}

@@ -1,4 +1,4 @@
-"""``featuremaps conv`` and ``featuremaps banks``: one convolution layer on one image."""
+"""``featuremaps conv``: one convolution layer over an image."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from featuremaps.errors import SettingsError
 
 if TYPE_CHECKING:
     from featuremaps.render.grid import Normalization
+
 
 _PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -147,21 +148,3 @@ def conv_command(
         typer.echo(f"wrote {path}")
     if not written:
         typer.echo("(use -o maps.png to draw the maps, --save maps.npy to keep them)")
-
-
-@app.command("banks")
-def banks_command(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """List the named filter banks that --filters accepts."""
-    from featuremaps.conv.filters import describe_banks
-
-    rows = describe_banks()
-    if as_json:
-        print_json(rows)
-        return
-    for row in rows:
-        size = "x".join(str(s) for s in row["kernel_size"])
-        members = [f"{name} (alone {'x'.join(map(str, row['resized'][name]))}, {size} here)"
-                   if name in row["resized"] else name for name in row["filters"]]
-        typer.echo(f"{row['name']:<10} {size:<6} {', '.join(members)}")

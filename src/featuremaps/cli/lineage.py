@@ -7,8 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from featuremaps.cli._common import Device, Overwrite, app, model_on, print_json
-from featuremaps.cli.models import ModelName, Weights
+from featuremaps.cli._common import Device, ModelName, Overwrite, Weights, app, model_on, print_json
 
 
 @app.command("lineage")

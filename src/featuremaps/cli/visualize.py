@@ -8,8 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from featuremaps.cli._common import Overwrite, app, print_json
-from featuremaps.cli.models import ModelName, Weights
+from featuremaps.cli._common import ModelName, Overwrite, Weights, app, print_json
 from featuremaps.errors import SEED_MAX, SettingsError
 
 _MAX_IMAGES = 256

@@ -1,4 +1,4 @@
-"""``featuremaps extract`` and ``featuremaps microscope``: feature maps of whole datasets."""
+"""``featuremaps extract``: the feature maps of a whole dataset into a store."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from featuremaps.cli._common import Overwrite, app, print_json
+from featuremaps.cli._common import (
+    app,
+    print_json,
+)
 from featuremaps.cli._progress import CountBar
 from featuremaps.cli._progress import stderr as _stderr
 
@@ -63,30 +66,3 @@ def extract_command(
         _stderr.print(f"shard {redone['shard']} was done again: {redone['reason']}", markup=False, highlight=False)
     typer.echo(f"{summary.images} images: {summary.readable} read, {summary.errors} errors (see errors.parquet); "
                f"{summary.images_per_second:.1f} images/s overall{skipped}; store {summary.store}")
-
-
-@app.command("microscope")
-def microscope_command(
-    store: Annotated[Path, typer.Argument(metavar="STORE", help="A finished extraction store.")],
-    output: Annotated[Path, typer.Option("-o", "--output", metavar="SITE", help="Folder of the static site.")],
-    visualize: Annotated[bool, typer.Option("--visualize", help="Also optimise one image per channel that excites "
-                                            "it (slow on a CPU; see featuremaps visualize).")] = False,
-    vis_steps: Annotated[int, typer.Option(metavar="N", help="Optimisation steps per visualisation.")] = 128,
-    vis_size: Annotated[Optional[int], typer.Option(metavar="PX", help="Side of the visualisations (default: the "
-                                                    "model's input, at most 128).")] = None,
-    overwrite: Overwrite = False,
-) -> None:
-    """Write a static site: for each channel, the dataset patches that excite it most (receptive field
-    clipped to the image, with the channel's heat map), its statistics and, with --visualize, the image
-    optimised to excite it. One page and a few sprites per layer; it opens from the file system."""
-    from featuremaps.batch.microscope import build_microscope
-
-    bars = {"images": CountBar("patches", "patch"), "visualize": CountBar("visualize", "step")}
-    try:
-        index = build_microscope(store, output, visualize=visualize, vis_steps=vis_steps, vis_size=vis_size,
-                                 overwrite=overwrite,
-                                 progress=lambda stage, done, total: bars[stage].update(done, total))
-    finally:
-        for bar in bars.values():
-            bar.__exit__(None, None, None)
-    typer.echo(str(index.resolve()))
