@@ -72,7 +72,7 @@ def image_maps(model: nn.Module, image: ImageSource, layers: LayerSelection | No
     names = [e.name for e in default_layers(catalogue)] if layers is None else layers
     extractor = FeatureExtractor(model, names, input_shape=tuple(batch.shape[1:]))
     maps = extractor(batch)
-    return ImageMaps(display=prepared.float().div_(255.0), maps={name: m[0].cpu() for name, m in maps.items()},
+    return ImageMaps(display=model_input.picture(prepared), maps={name: m[0].cpu() for name, m in maps.items()},
                      layers={entry.name: entry for entry in extractor.layers}, catalogue=list(catalogue))
 
 

@@ -218,7 +218,7 @@ def _maps_per_image(model: torch.nn.Module | None, layers: Sequence[str], model_
             raise ImageError(path, "it changed since the extraction (its SHA-256 differs), so its maps would not "
                                    "match; extract again")
         prepared = model_input.prepare(data)  # uint8 (C, H, W): what the model sees
-        view = to_pil(prepared.float().div(255)).convert("RGB")
+        view = to_pil(model_input.picture(prepared)).convert("RGB")
         if extractor is None:
             return view, None
         maps = extractor(model_input.normalise(prepared)[None])

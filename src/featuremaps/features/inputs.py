@@ -262,7 +262,15 @@ class ModelInput:
 
     def display(self, image: ImageSource) -> torch.Tensor:
         """What the model sees, before normalisation: float ``(C, H, W)`` in [0, 1]."""
-        return self.prepare(image).to(torch.float32).div_(255.0)
+        return self.picture(self.prepare(image))
+
+    @staticmethod
+    def picture(prepared: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(.., C, H, W)`` from :meth:`prepare` -> float in [0, 1] for pictures (the one place that
+        turns a prepared input into something to draw; prepare once, use it for the model and the picture)."""
+        if prepared.dtype != torch.uint8:
+            raise SettingsError(f"picture takes uint8 images (from prepare); got {prepared.dtype}")
+        return prepared.to(torch.float32).div_(255.0)
 
 
 

@@ -80,7 +80,7 @@ def prepared_batch(model: nn.Module, image: ImageSource, longer: int) -> tuple[t
         prepared = model_input.prepare(image)
     device = model_device(model)
     return (model_input.normalise(prepared)[None].to(device),
-            prepared[None].to(torch.float32).div_(255.0).to(device))
+            model_input.picture(prepared)[None].to(device))
 
 
 def merge_small_regions(mask: np.ndarray, min_pixels: int, *, max_rounds: int = 20) -> np.ndarray:

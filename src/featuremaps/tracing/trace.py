@@ -427,7 +427,7 @@ def lineage(
     else:
         prepared = info.input.prepare(image)
         batch = info.input.normalise(prepared)[None].to(model_device(model))
-        display = prepared.float().div(255.0)
+        display = info.input.picture(prepared)
     catalogue = catalogue_for(model, tuple(batch.shape[1:]))
     target, indices = _parse_target(unit, catalogue, info.name)
     target = _resolve_target(model, catalogue, target.name, batch)
