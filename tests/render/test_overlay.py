@@ -61,3 +61,28 @@ def test_overview_has_a_row_per_spatial_layer():
     assert full.height > small.height and full.width >= small.width  # the label column fits the longest label
     assert describe_layer(layers["pool2"]) == "pool2 (MaxPool2d) 10x13x13, stride 4, RF 16"
     assert describe_layer(layers["fc"]).endswith("sees the whole image")
+
+
+def test_an_overlay_places_each_unit_at_its_receptive_field_centre():
+    """Issue 23, item 2: overlays use the feature core's alignment, not a plain resize. A 5x5 conv with
+    stride 4 on 64 px: unit (0, 0) sees pixels 0..4, centre 2; a plain resize would put it at 1.6."""
+    import torch
+    from torch import nn
+
+    from featuremaps.features import list_layers
+    from featuremaps.render.overlay import placed_map
+
+    model = nn.Sequential(nn.Conv2d(3, 1, 5, stride=4))
+    layer = next(e for e in list_layers(model, (3, 64, 64)) if e.name == "0")
+    assert layer.output_shape[-2:] == (15, 15) and layer.start == (0.0, 0.0) and layer.jump == (4.0, 4.0)
+    assert tuple(layer.receptive_field) == (5.0, 5.0)  # unit (0, 0): pixels 0..4, centre 2
+    hot = torch.zeros(15, 15)
+    hot[0, 0] = 1.0
+    placed = placed_map(hot, layer, (64, 64))
+    assert placed[2, 2] == pytest.approx(1.0) and placed.max() == pytest.approx(1.0)
+    assert placed[6, 6] == pytest.approx(0.0)  # the next unit's centre
+    hot[0, 0], hot[7, 9] = 0.0, 1.0
+    assert placed_map(hot, layer, (64, 64))[2 + 4 * 7, 2 + 4 * 9] == pytest.approx(1.0)
+    # a map already at the picture's size (a Grad-CAM) is left as it is
+    cam = torch.rand(64, 64)
+    assert placed_map(cam, None, (64, 64)) == pytest.approx(cam.numpy(), abs=1e-6)

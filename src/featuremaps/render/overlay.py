@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from featuremaps.drawing import apply_colormap, colour_bar, font, format_number, lines_height, to_pil, wrap_text
 from featuremaps.errors import SettingsError
+from featuremaps.features import align_maps
 from featuremaps.features.catalogue import LayerInfo
 
 __all__ = ["rank_maps", "render_overlay", "render_receptive_field"]
@@ -46,11 +47,23 @@ def _unit_box(layer: LayerInfo, y: int, x: int, height: int, width: int) -> tupl
     return max(top, 0), max(left, 0), min(bottom, height - 1), min(right, width - 1)
 
 
+def placed_map(feature_map: torch.Tensor, layer: LayerInfo | None, size: tuple[int, int]) -> np.ndarray:
+    """``feature_map`` ``(h, w)`` on the picture's ``(H, W)`` pixels: each unit at its receptive field's
+    centre (:func:`~featuremaps.features.align_maps`) when ``layer`` (its catalogue entry) knows its field;
+    a map without one (or already at the picture's size, like a Grad-CAM) is resized (bilinear)."""
+    tensor = feature_map[None, None].float().cpu()
+    local = layer is not None and layer.jump is not None and layer.start is not None and \
+        layer.receptive_field is not None and tuple(layer.output_shape[-2:]) == tuple(feature_map.shape)
+    if local and layer is not None:
+        return align_maps(tensor, layer, size)[0, 0].numpy()
+    return F.interpolate(tensor, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
 def render_overlay(
     image: torch.Tensor, feature_map: torch.Tensor, *, alpha: float = 0.55, cmap: str = "inferno",
     layer: LayerInfo | None = None, title: str | None = None, scale_label: str = "map value",
 ) -> Image.Image:
-    """``feature_map`` ``(h, w)`` upsampled (bilinear) to ``image`` ``(C, H, W)``, colour-mapped, blended; under
+    """``feature_map`` ``(h, w)`` placed on ``image`` ``(C, H, W)`` (:func:`placed_map`), colour-mapped, blended; under
     it the title, what the box is, and a colour bar from the map's lowest to highest value (``scale_label``).
 
     With ``layer`` (its catalogue entry), the receptive field of the map's most active
@@ -61,8 +74,7 @@ def render_overlay(
     if feature_map.ndim != 2:
         raise SettingsError(f"feature_map must be (h, w); got {tuple(feature_map.shape)}")
     _, height, width = image.shape
-    resized = F.interpolate(feature_map[None, None].float().cpu(), size=(height, width), mode="bilinear",
-                            align_corners=False)[0, 0].numpy()
+    resized = placed_map(feature_map, layer, (height, width))
     low, high = float(feature_map.min()), float(feature_map.max())  # the map's own values, as the bar says
     colours = apply_colormap(resized, low, high, cmap).astype(np.float64)
     base = np.asarray(to_pil(image).convert("RGB"), dtype=np.float64)
