@@ -173,3 +173,25 @@ def test_a_head_on_imagenet_features_learns_from_two_images_per_class():
     info = model_info(result.model)
     score = evaluate(result.model, objects_dataset(90, 424242, 224, model_input=info.input))
     assert score.accuracy > 0.4, score.accuracy  # chance is 11%
+
+
+def test_one_pooling_vocabulary_for_heads_and_stores(tmp_path):
+    """Issue 23, item 2: heads and extraction stores say the same pool names; ``flatten`` was a head's name for
+    ``none`` (every position): refused with that hint, and an old checkpoint that recorded it still loads."""
+    import json
+
+    from featuremaps.batch import ExtractConfig
+    from featuremaps.features.pooling import POOLINGS
+
+    assert POOLINGS == ("avg", "max", "avgmax", "none")
+    with pytest.raises(SettingsError, match=r"got 'flatten' \(flatten is called none: every position kept\)"):
+        TrainConfig(dataset="shapes", backbone="tinyvgg", layer="pool2", pool="flatten")
+    with pytest.raises(SettingsError, match="pool must be one of avg, max, avgmax, none; got 'sum'"):
+        ExtractConfig(model="tinyvgg", layers=("pool2",), pool="sum")
+    result = train_classifier(TrainConfig(dataset="shapes", backbone="tinyvgg", layer="pool2", pool="none",
+                                          samples=80, epochs=1), tmp_path / "head")
+    assert result.record["head"]["pool"] == "none" and result.record["head"]["features"] == 10 * 13 * 13  # pool2 of tinyvgg (width 10): every position
+    record = json.loads((tmp_path / "head" / "featuremaps.json").read_text())
+    record["head"]["pool"] = "flatten"
+    (tmp_path / "head" / "featuremaps.json").write_text(json.dumps(record))
+    assert load_model(tmp_path / "head").pool == "none"

@@ -7,10 +7,12 @@ from typing import Any
 
 from featuremaps.errors import SettingsError
 from featuremaps.features.info import resolve_device
+from featuremaps.features.pooling import POOLINGS, check_pool
 
 __all__ = ["DECODES", "ENGINES", "POOLS", "PRECISIONS", "ExtractConfig", "ExtractSummary"]
 
-POOLS: tuple[str, ...] = ("avg", "max", "avgmax", "none")
+POOLS = POOLINGS
+"""The pooling vocabulary of the whole package (:mod:`featuremaps.features.pooling`)."""
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 ENGINES: tuple[str, ...] = ("local", "ray")
 DECODES: tuple[str, ...] = ("auto", "threads", "workers", "device")
@@ -59,8 +61,7 @@ class ExtractConfig:
     def __post_init__(self) -> None:
         if not self.layers:
             raise SettingsError("--layers is required (see 'featuremaps layers MODEL')")
-        if self.pool not in POOLS:
-            raise SettingsError(f"pool must be one of {', '.join(POOLS)}; got {self.pool!r}")
+        check_pool(self.pool)
         if self.precision not in PRECISIONS:
             raise SettingsError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
         if self.engine not in ENGINES:

@@ -92,7 +92,7 @@ def train_command(
     layer: Annotated[Optional[str], typer.Option(metavar="LAYER", help="Backbone layer whose maps feed the "
                                                  "head.")] = None,
     head: Annotated[str, typer.Option(metavar="linear|mlp", help="Head on the frozen maps.")] = "linear",
-    pool: Annotated[str, typer.Option(metavar="avg|max|avgmax|flatten", help="How maps become a vector.")] = "avg",
+    pool: Annotated[str, typer.Option(metavar="avg|max|avgmax|none", help="How maps become a vector (none: every position).")] = "avg",
     epochs: Annotated[int, typer.Option(metavar="N", help="Passes over the data.")] = 5,
     batch_size: Annotated[Optional[int], typer.Option(metavar="B", help="Images per step (default 64; 8 for "
                                                       "segmentation).")] = None,

@@ -18,28 +18,13 @@ from torch import nn
 from featuremaps.errors import CheckpointError, SettingsError
 from featuremaps.features import FeatureExtractor
 from featuremaps.features.info import attach
+from featuremaps.features.pooling import POOLINGS, check_pool, pool_maps
 from featuremaps.models.checkpoint import load_weights_into
 from featuremaps.models.registry import build_architecture, record_info, record_section
 
-__all__ = ["HEADS", "POOLINGS", "FeatureHead", "head_from_checkpoint", "make_head", "pool_maps"]
+__all__ = ["HEADS", "FeatureHead", "head_from_checkpoint", "make_head"]
 
-POOLINGS: tuple[str, ...] = ("avg", "max", "avgmax", "flatten")
 HEADS: tuple[str, ...] = ("linear", "mlp")
-
-
-def pool_maps(maps: torch.Tensor, pool: str) -> torch.Tensor:
-    """Maps ``(N, C, H, W)`` -> vectors ``(N, F)``: average, max, both (2C) or flattened (CHW)."""
-    if maps.ndim != 4:
-        return maps.flatten(1)
-    if pool == "avg":
-        return maps.mean(dim=(2, 3))
-    if pool == "max":
-        return maps.amax(dim=(2, 3))
-    if pool == "avgmax":
-        return torch.cat([maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))], dim=1)  # (N, 2C)
-    if pool == "flatten":
-        return maps.flatten(1)  # (N, C*H*W)
-    raise SettingsError(f"pool must be one of {', '.join(POOLINGS)}; got {pool!r}")
 
 
 def make_head(kind: str, features: int, classes: int, hidden: int = 256) -> nn.Sequential:
@@ -70,8 +55,7 @@ class FeatureHead(nn.Module):
     def __init__(self, backbone: nn.Module, layer: str, pool: str, head: nn.Module, features: int,
                  spec: dict[str, Any] | None = None) -> None:
         super().__init__()
-        if pool not in POOLINGS:
-            raise SettingsError(f"pool must be one of {', '.join(POOLINGS)}; got {pool!r}")
+        check_pool(pool)
         self.backbone = backbone
         self.head = head
         self.layer, self.pool = layer, pool
@@ -121,7 +105,9 @@ class FeatureHead(nn.Module):
 def head_from_checkpoint(path: Path, state: dict[str, torch.Tensor], record: dict[str, Any]) -> nn.Module:
     """Rebuild a :class:`FeatureHead` from its checkpoint (the loader for records with a ``head`` section)."""
     spec = record_section(path, record, "head", {"kind": tuple(HEADS), "features": int, "layer": str,
-                                                 "pool": tuple(POOLINGS), "backbone": dict})
+                                                 "pool": (*POOLINGS, "flatten"), "backbone": dict})
+    if spec["pool"] == "flatten":  # checkpoints written before the one vocabulary
+        spec = {**spec, "pool": "none"}
     info = record_info(path, record.get("model"))
     if not info.class_names:
         raise CheckpointError(f"{path}: invalid featuremaps record: model.class_names is empty")

@@ -28,9 +28,10 @@ from featuremaps.data.datasets import ArrayDataset, load_dataset, objects_datase
 from featuremaps.errors import LayerError, SettingsError, check_seed
 from featuremaps.features import FeatureExtractor
 from featuremaps.features.info import ModelInfo, attach, model_info, resolve_device
+from featuremaps.features.pooling import check_pool, pool_maps
 from featuremaps.models.registry import load_model
 from featuremaps.recognize.familiarity import fit_familiarity
-from featuremaps.recognize.head import HEADS, POOLINGS, FeatureHead, make_head, pool_maps
+from featuremaps.recognize.head import HEADS, FeatureHead, make_head
 from featuremaps.training import Progress, check_output, fit, write_checkpoint
 
 __all__ = ["TrainConfig", "TrainResult", "train_classifier"]
@@ -77,8 +78,7 @@ class TrainConfig:
                 raise SettingsError("a head on frozen maps needs --layer (see 'featuremaps layers BACKBONE')")
             if self.head not in HEADS:
                 raise SettingsError(f"head must be one of {', '.join(HEADS)}; got {self.head!r}")
-            if self.pool not in POOLINGS:
-                raise SettingsError(f"pool must be one of {', '.join(POOLINGS)}; got {self.pool!r}")
+            check_pool(self.pool)
         resolve_device(self.device)
         check_seed(self.seed)
 

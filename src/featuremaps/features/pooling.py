@@ -1,0 +1,37 @@
+"""How maps become vectors: one vocabulary for heads, extraction stores and everything else.
+
+``avg`` and ``max`` over the positions (``(N, C)``), ``avgmax`` both (``(N, 2C)``), ``none`` every
+position kept (a head flattens them, ``(N, C*H*W)``; a store keeps the maps).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from featuremaps.errors import SettingsError
+
+__all__ = ["POOLINGS", "check_pool", "pool_maps"]
+
+POOLINGS: tuple[str, ...] = ("avg", "max", "avgmax", "none")
+
+
+def check_pool(pool: str) -> str:
+    """``pool`` if it is one of :data:`POOLINGS`; a clear error otherwise."""
+    if pool not in POOLINGS:
+        hint = " (flatten is called none: every position kept)" if pool == "flatten" else ""
+        raise SettingsError(f"pool must be one of {', '.join(POOLINGS)}; got {pool!r}{hint}")
+    return pool
+
+
+def pool_maps(maps: torch.Tensor, pool: str) -> torch.Tensor:
+    """Maps ``(N, C, H, W)`` -> vectors ``(N, F)``: average, max, both (2C) or every position (CHW)."""
+    check_pool(pool)
+    if maps.ndim != 4:
+        return maps.flatten(1)
+    if pool == "avg":
+        return maps.mean(dim=(2, 3))
+    if pool == "max":
+        return maps.amax(dim=(2, 3))
+    if pool == "avgmax":
+        return torch.cat([maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))], dim=1)  # (N, 2C)
+    return maps.flatten(1)  # none: (N, C*H*W)
