@@ -96,7 +96,7 @@ def test_help_lists_every_subcommand(run_cli):
 
 def test_no_arguments_shows_help(run_cli):
     result = run_cli()
-    assert result.returncode == 0 and "Commands" in result.stdout
+    assert result.returncode == 0 and "Convolution:" in result.stdout and "Recognition:" in result.stdout
 
 
 def test_torch_and_cli_agree_on_gray_input(run_cli, tmp_path):
