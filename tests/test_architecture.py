@@ -107,3 +107,34 @@ def test_no_module_imports_another_modules_private_names():
                 private += [f"{path.relative_to(SRC)}:{line}: {module}.{n}" for n in names
                             if n.startswith("_") and not (n.startswith("__") and n.endswith("__"))]  # dunders are public
     assert not private, private
+
+
+def structure(root: Path = ROOT) -> dict[str, int]:
+    """Top-level units (modules and folders of the package), levels of the README's layer list, and import
+    edges (a module importing from another top-level unit; and unit to unit): ``python
+    tests/test_architecture.py [REPO]``."""
+    src = root / "src" / "featuremaps"
+    units = {p.stem for p in src.iterdir() if (p.suffix == ".py" and p.name != "__init__.py")
+             or (p.is_dir() and any(p.glob("*.py")))}
+    text = (root / "README.md").read_text()
+    block = re.search(r"<!-- layers -->\s*```\n(.*?)```\s*<!-- /layers -->", text, re.S)
+    edges, unit_edges = set(), set()
+    for path in src.rglob("*.py"):
+        parts = path.relative_to(src).with_suffix("").parts
+        own = parts[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                       else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            for module in modules:
+                other = _component(module) if module.startswith("featuremaps.") else ""
+                if other and other != own:
+                    edges.add(("/".join(parts), other))
+                    unit_edges.add((own, other))
+    return {"top-level units": len(units), "levels": len(block.group(1).strip().splitlines()) if block else 0,
+            "module-to-unit import edges": len(edges), "unit-to-unit import edges": len(unit_edges)}
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(structure(Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else ROOT))
