@@ -6,11 +6,16 @@ import re
 
 from PIL import Image
 
-from featuremaps.demo import build_demo
 
-
-def test_demo_writes_a_self_contained_report(tmp_path):
-    page = build_demo(tmp_path / "demo")
+def test_demo_command_writes_a_self_contained_report(run_cli, tmp_path):
+    """One run of ``featuremaps demo`` (a minute and a half): the page path on stdout, a line per section and
+    per picture on stderr, and a report whose every picture exists and whose text says what it shows."""
+    result = run_cli("demo", "-o", str(tmp_path / "d"), timeout=600)
+    assert result.returncode == 0, result.stderr
+    page = tmp_path / "d" / "index.html"
+    assert result.stdout.strip() == str(page.resolve())
+    assert "demo: 1/7 convolution..." in result.stderr and "demo: 7/7 segmentation..." in result.stderr
+    assert "demo:   made conv-diagram (" in result.stderr and "demo: wrote " in result.stderr
     html = page.read_text()
     sources = re.findall(r"src='([^']+)'", html)
     assert len(sources) >= 8
@@ -28,12 +33,3 @@ def test_demo_writes_a_self_contained_report(tmp_path):
     for phrase in ["stride 1, padding 0", "3x75x113", "3x300x451", "Depth 8", "sum of 27 products",
                    "3 x 4 x 3 = 36 frames"]:
         assert phrase in html
-
-
-def test_demo_command_prints_the_page_path(run_cli, tmp_path):
-    result = run_cli("demo", "-o", str(tmp_path / "d"), timeout=600)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == str((tmp_path / "d" / "index.html").resolve())
-    # a status line per section, so the minute it takes is never silent
-    assert "demo: 1/7 convolution..." in result.stderr and "demo: 7/7 segmentation..." in result.stderr
-    assert "demo: wrote " in result.stderr
