@@ -179,14 +179,15 @@ class _Writer:
         self.queue: queue.Queue[tuple[Assembled, dict[str, dict[str, torch.Tensor]] | None] | None] = \
             queue.Queue(maxsize=2)
         self.error: BaseException | None = None
+        self.stopping = False
         self.seconds = 0.0
         self.thread = threading.Thread(target=self._run, name="featuremaps-writer", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         while (job := self.queue.get()) is not None:
-            if self.error is not None:
-                continue  # drain after a failure; the main thread raises it
+            if self.error is not None or self.stopping:
+                continue  # drain after a failure (the main thread raises it) or an interruption
             started = time.perf_counter()
             try:
                 assembled, reduced = job
@@ -205,6 +206,13 @@ class _Writer:
         self.thread.join()
         self._raise()
         self.collector.close()
+
+    def stop(self, timeout: float = 120.0) -> None:
+        """After an interruption: finish the write under way (each is atomic), drop the rest, and wait, so
+        no half-written file is left when the run reports it was interrupted."""
+        self.stopping = True
+        self.queue.put(None)
+        self.thread.join(timeout)
 
     def _raise(self) -> None:
         if self.error is not None:
@@ -260,7 +268,7 @@ def run_local(sources: list[str], out: str | os.PathLike[str], config: ExtractCo
             if in_flight is not None:
                 writer.put(in_flight.assembled, in_flight.results())
         except BaseException:
-            writer.queue.put(None)  # let the writer finish what it holds; the store records the interruption
+            writer.stop()  # the write under way finishes; then the store records the interruption
             raise
         writer.close()
         stages["writing (in the background)"] = writer.seconds
