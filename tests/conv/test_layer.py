@@ -293,3 +293,34 @@ def test_transposed_layer_by_hand():
         ConvLayer(1, "sobel", transposed=True, padding_mode="reflect")
     with pytest.raises(SettingsError, match="transposed_weight is for a transposed layer"):
         ConvLayer(1, "sobel").transposed_weight()
+
+
+def test_transposed_padding_above_the_reach_crops_like_torch_on_random_settings():
+    """PyTorch accepts a transposed convolution whose padding exceeds dilation*(kernel-1): it crops the
+    zero-inserted input. 200 random settings PyTorch accepts, several above the reach: the same maps."""
+    rng = np.random.default_rng(23)
+    above = 0
+    for _ in range(200):
+        kernel, stride, dilation = (tuple(int(v) for v in rng.integers(1, 5, 2)) for _ in range(3))
+        padding = tuple(int(v) for v in rng.integers(0, 7, 2))
+        extra = tuple(int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation))
+        size = tuple(int(v) for v in rng.integers(1, 7, 2))
+        module = torch.nn.ConvTranspose2d(2, 3, kernel, stride=stride, padding=padding, output_padding=extra,
+                                          dilation=dilation)
+        x = torch.rand(1, 2, *size)
+        try:
+            with torch.no_grad():
+                expected = module(x)
+        except RuntimeError:  # torch refuses it too
+            expected = torch.zeros(0)
+        if expected.numel() == 0:  # no output left: a clear refusal
+            with pytest.raises(SettingsError, match="removes every (row|column) of the transposed output"):
+                ConvLayer.from_module(module)(x)
+            continue
+        above += any(p > d * (k - 1) for p, d, k in zip(padding, dilation, kernel))
+        layer = ConvLayer.from_module(module)
+        assert layer.output_shape(x.shape) == tuple(expected.shape)
+        assert torch.allclose(layer(x), expected, atol=1e-5), (kernel, stride, padding, dilation, extra, size)
+        step = layer.explain(x[0], filter=2, y=expected.shape[2] - 1, x=0)
+        assert step.total == pytest.approx(float(expected[0, 2, -1, 0]), abs=1e-5)
+    assert above >= 40

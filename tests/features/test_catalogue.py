@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+import torchvision
 from torch import nn
 
 from featuremaps.models import list_layers, load_model
@@ -219,3 +222,108 @@ def test_adaptive_pooling_uses_pytorchs_bins_vgg16_at_160():
         assert avgpool.region(unit, 0)[0::2] == (top, bottom)
     # an integer ratio stays one field for all units
     assert not {l.name: l for l in list_layers(load_model("vgg16"))}["avgpool"].uneven
+
+
+class _Op(nn.Module):
+    """One functional step of a random stack (its own module, so the catalogue lists it)."""
+
+    def __init__(self, kind: str, settings: dict, weight: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.kind, self.settings, self.weight = kind, settings, weight
+
+    def forward(self, x):
+        if self.kind == "conv":
+            return F.conv2d(x, self.weight, **self.settings)
+        if self.kind == "transposed":
+            return F.conv_transpose2d(x, self.weight, **self.settings)
+        if self.kind == "pool":
+            return F.avg_pool2d(x, **self.settings)
+        if self.kind == "pad":
+            return F.pad(x, **self.settings)
+        return F.interpolate(x, **self.settings)
+
+    def extra_repr(self) -> str:
+        return f"{self.kind} {self.settings}"
+
+
+def _random_op(rng: np.random.Generator, channels: int) -> _Op:
+    def ints(low: int, high: int) -> tuple[int, int]:
+        return int(rng.integers(low, high)), int(rng.integers(low, high))
+
+    weight = torch.from_numpy(rng.uniform(0.5, 1.0, (channels, channels, *ints(1, 5))).astype(np.float32))
+    kind = str(rng.choice(["conv", "transposed", "pool", "pad", "resize", "resize"]))
+    if kind == "conv":
+        return _Op(kind, {"stride": ints(1, 4), "padding": ints(0, 3), "dilation": ints(1, 3)}, weight)
+    if kind == "transposed":
+        stride, dilation = ints(1, 4), ints(1, 3)
+        extra = tuple(int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation))
+        return _Op(kind, {"stride": stride, "padding": ints(0, 6), "dilation": dilation, "output_padding": extra},
+                   weight.transpose(0, 1))
+    if kind == "pool":
+        kernel = ints(1, 4)
+        return _Op(kind, {"kernel_size": kernel, "stride": ints(1, 4), "ceil_mode": bool(rng.integers(2)),
+                          "padding": (int(rng.integers(0, kernel[0] // 2 + 1)), int(rng.integers(0, kernel[1] // 2 + 1)))})
+    if kind == "pad":
+        return _Op(kind, {"pad": tuple(int(v) for v in rng.integers(0, 3, 4)),
+                          "mode": str(rng.choice(["constant", "reflect", "replicate", "circular"]))})
+    mode = str(rng.choice(["nearest", "nearest-exact", "bilinear", "bicubic", "area", "bilinear-antialias"]))
+    settings: dict = {"mode": mode.split("-antialias")[0], "antialias": mode.endswith("antialias")}
+    if settings["mode"] in ("bilinear", "bicubic"):
+        settings["align_corners"] = bool(rng.integers(2))
+    if rng.integers(2):
+        settings["size"] = ints(3, 30)
+    else:
+        settings["scale_factor"] = tuple(float(v) for v in rng.choice([0.5, 0.4, 0.75, 1.3, 1.5, 2.0, 2.7, 3.0], 2))
+    return _Op("resize", settings)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_every_units_pixels_equal_its_gradient_support_on_random_stacks(seed):
+    """Random stacks of convolutions (stride, padding, dilation), average pooling (ceil mode), transposed
+    convolutions (padding up to above dilation*(kernel-1)), pads of every mode and resizes of every mode
+    (size or non-integer scale factors, align_corners both ways, antialias): for units at the corners, the
+    middle and random places of every layer, ``pixels`` is the bounding box of the gradient support
+    (positive weights: nothing cancels), or the unit is said to read only padding when nothing reaches it."""
+    rng = np.random.default_rng(seed)
+    size = (int(rng.integers(9, 26)), int(rng.integers(9, 26)))
+    x = torch.rand(1, 2, *size)
+    ops: list[_Op] = []
+    while len(ops) < 4:
+        op = _random_op(rng, 2)
+        try:
+            out = nn.Sequential(*ops, op)(x)
+        except (RuntimeError, ValueError):
+            continue
+        if out.shape[-1] >= 1 and out.shape[-2] >= 1 and max(out.shape[-2:]) <= 64:
+            ops.append(op)
+    model = nn.Sequential(*ops)
+    layers = list_layers(model, (2, *size))
+    x.requires_grad_(True)
+    checked = 0
+    for index, layer in enumerate(layers):
+        _, height, width = layer.output_shape
+        units = {(0, 0), (height - 1, width - 1), (height // 2, width // 2), (0, width - 1)}
+        units |= {(int(rng.integers(height)), int(rng.integers(width))) for _ in range(3)}
+        for y, xx in sorted(units):
+            x.grad = None
+            model[: index + 1](x)[0, :, y, xx].sum().backward()
+            rows, cols = torch.nonzero(x.grad[0].abs().sum(0), as_tuple=True)
+            if len(rows) == 0:
+                with pytest.raises(ValueError, match="sees only padding"):
+                    layer.pixels(y, xx)
+            else:
+                expected = (int(rows.min()), int(cols.min()), int(rows.max()), int(cols.max()))
+                assert layer.pixels(y, xx) == expected, (layer.name, model[: index + 1], (y, xx))
+            checked += 1
+    assert checked >= 4 * 2
+
+
+def test_pixels_leave_out_what_no_unit_reads_alexnet_at_300():
+    # conv1 (11, stride 4, padding 2) gives 74 columns; pool1 (3, stride 2) reads 73 of them: input
+    # columns 297-299 are read by no unit of pool1, so by nothing after it
+    layers = {l.name: l for l in list_layers(torchvision.models.alexnet(), (3, 300, 300))}
+    for name in ("features.2", "features.5", "features.12"):
+        last = layers[name].output_shape[-1] - 1
+        assert layers[name].pixels(last, last)[2:] == (296, 296)
+        assert layers[name].region(last, last)[3] >= 296  # the textbook field: padding included
+    assert layers["features.5"].region(16, 16)[3] == 304

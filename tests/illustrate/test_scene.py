@@ -7,12 +7,14 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from featuremaps import ConvLayer, SettingsError
 from featuremaps.illustrate import ConvScene, image_patch, random_grid
 from featuremaps.illustrate.scene import MAX_STEPS
+from featuremaps.render.animate import render_diagram
 
 
 def _scene(**options) -> ConvScene:
@@ -133,3 +135,20 @@ def test_transposed_scene_draws_the_zero_inserted_input_and_matches_the_layer():
     data = scene.to_dict()
     assert data["layer"]["transposed"] and data["layer"]["window_stride"] == [1, 1]
     assert sum(map(sum, data["padded"]["is_inserted"])) == 43
+
+
+def test_a_transposed_scene_with_padding_above_the_reach_is_cropped_and_says_so(tmp_path):
+    # kernel 3 (reach 2), padding 3: the zero-inserted 7x7 input loses a row and column on each side
+    layer = ConvLayer(1, "random_int", depth=1, stride=2, padding=3, transposed=True)
+    grid = random_grid(4, 4, 1, seed=5)
+    scene = ConvScene.from_layer(layer, grid)
+    expected = F.conv_transpose2d(grid[None], layer.transposed_weight(), stride=2, padding=3)[0]
+    assert scene.output_shape == tuple(expected.shape) == (1, 3, 3) and scene.padded.shape == (1, 5, 5)
+    assert torch.allclose(scene.maps, expected, atol=1e-5)
+    # the kept pixels (rows/cols 1 and 2 of the input, at frame rows 1 and 3) and nothing else are real
+    assert (~scene.is_padding).sum() == 4 and torch.equal(scene.padded[0][torch.from_numpy(~scene.is_padding)],
+                                                          grid[0, 1:3, 1:3].flatten())
+    svg = render_diagram(scene, svg=True)
+    assert "zeros inserted and cropped to 5x5" in svg
+    assert "padding 3 is above dilation*(kernel-1) = 2x2: the zero-inserted input loses 1 top, 1 bottom, 1 left, " \
+        "1 right (PyTorch crops it too)" in svg

@@ -16,7 +16,8 @@ way (Dumoulin & Visin, "A guide to convolution arithmetic", relationships 8-14):
 
 It equals a stride-1 convolution over the *zero-inserted* input: ``stride - 1`` zeros between
 neighbouring pixels, ``dilation * (kernel - 1) - pad`` zeros at each border (and
-``output_padding`` more after), with the filter flipped (:meth:`ConvGeometry.zero_inserted`).
+``output_padding`` more after), with the filter flipped (:meth:`ConvGeometry.zero_inserted`); a
+padding above ``dilation * (kernel - 1)`` crops the zero-inserted input instead, as PyTorch does.
 """
 
 from __future__ import annotations
@@ -195,12 +196,6 @@ class ConvGeometry:
             raise SettingsError("a transposed convolution takes padding as numbers ('same' is for a convolution: "
                                 "its output size is set by the stride instead)")
         for axis in (0, 1):
-            reach = geometry.dilation[axis] * (geometry.kernel_size[axis] - 1)
-            pad = max(geometry.padding.before(axis), geometry.padding.after(axis))
-            if pad > reach:
-                raise SettingsError(
-                    f"a transposed convolution's padding must be at most dilation*(kernel-1) = {reach} along "
-                    f"{_AXES[axis]}; got {pad} (it removes rows and columns from the output's border)")
             extra = geometry.output_padding[axis]
             if extra and extra >= max(geometry.stride[axis], geometry.dilation[axis]):
                 raise SettingsError(
@@ -226,7 +221,8 @@ class ConvGeometry:
     def zero_inserted(self, input_size: IntPair) -> tuple[IntPair, Padding]:
         """A transposed convolution as a stride-1 convolution: the size of the input with ``stride - 1`` zeros
         between neighbours, and the zero border around it (``dilation * (kernel - 1) - padding``, plus
-        ``output_padding`` after)."""
+        ``output_padding`` after). A padding above ``dilation * (kernel - 1)`` makes the border negative:
+        that many rows or columns of the zero-inserted input are cropped (PyTorch computes it so)."""
         if not self.transposed:
             raise SettingsError("zero_inserted is for a transposed convolution")
         padding = self.resolve_padding(input_size)
@@ -252,7 +248,7 @@ class ConvGeometry:
                 if sizes[axis] < 1:
                     raise SettingsError(
                         f"the padding {padding.before(axis)} + {padding.after(axis)} removes every "
-                        f"{_AXES[axis][:-1] if axis == 1 else 'row'} of the transposed output ({_AXES[axis]} "
+                        f"{'row' if axis == 0 else 'column'} of the transposed output ({_AXES[axis]} "
                         f"{sizes[axis]}); use less padding or a larger input")
             return (sizes[0], sizes[1])
         sizes = []

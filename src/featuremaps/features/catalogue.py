@@ -7,13 +7,16 @@ size runs under a ``TorchFunctionMode`` that follows every tensor through every 
 the field of its units: size, jump and start of the input region unit (0, 0) sees.
 
 - convolution and pooling (any padding, stride, dilation, ``ceil_mode``): composed exactly;
-  ``F.pad`` shifts the start; resizing divides the jump;
+  ``F.pad`` shifts the start;
 - operations whose units do not all see regions of one size one step apart (adaptive pooling
   with a non-integer ratio, which uses PyTorch's bins ``floor(i*in/out)`` to ``ceil((i+1)*in/out)``,
-  and transposed convolution with a stride, where an output unit takes 1 or more input units
-  depending on its position) switch that axis to an exact table: the first and last input pixel
-  of every unit, carried exactly through every later layer (``LayerInfo.region`` reads it;
-  ``receptive_field`` then gives the largest region and ``uneven`` is True);
+  transposed convolution with a stride, where an output unit takes 1 or more input units
+  depending on its position, and resizes that enlarge or use fractional steps: ``F.interpolate``
+  in every mode, whose taps are read off the resize itself) make the layer ``uneven``:
+  ``receptive_field`` then gives the largest region;
+- every unit's exact input pixels (``LayerInfo.pixels``, its gradient support's bounding box) are
+  carried alongside as a table per axis: they leave out padding, and the input pixels that no unit
+  of an earlier layer reads (a strided layer that drops the last rows);
 - operations that combine tensors of the same spatial size (residual additions,
   concatenation, multiplication, normalisation, activations) take the union of their
   inputs' fields: where branches make paths differ, the largest region wins (the catalogue
@@ -30,6 +33,7 @@ ReLU) has one entry per call: ``layer1.0.relu`` for the first, ``layer1.0.relu:1
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -47,16 +51,22 @@ __all__ = ["LayerInfo", "LayerList", "list_layers"]
 
 @dataclass(frozen=True)
 class _Field:
-    """Receptive field of the units of a tensor, per axis (height, width), in input pixels."""
+    """Receptive field of the units of a tensor, per axis (height, width), in input pixels.
+
+    ``size``, ``jump`` and ``start`` are the textbook field (unit ``i`` sees ``start + i * jump`` to
+    ``start + i * jump + size - 1``, padding included) while every unit's field has that form; once an
+    operation breaks it (``uneven``) they summarise ``spans`` (largest region, mean step, first start).
+    ``spans`` is always exact: the first and last input pixel each unit reads (``_EMPTY``: none).
+    """
 
     size: tuple[float, float]
     jump: tuple[float, float]
     start: tuple[float, float]
+    spans: tuple[_Spans, _Spans]
     merged: bool = False
     axes: tuple[int, int] = (2, 3)  # which tensor dimensions are height and width (NCHW: 2, 3)
     context: bool = False  # also gated by a global summary (squeeze-excitation)
-    # per axis, None (every unit: start + i * jump, size) or the exact (first, last) input pixel of each unit
-    table: tuple[_Spans | None, _Spans | None] = (None, None)
+    uneven: bool = False
 
     def moved(self, axes: tuple[int, int]) -> _Field:
         return replace(self, axes=axes)
@@ -64,30 +74,31 @@ class _Field:
 
 _Span = tuple[float, float]
 _Spans = tuple[_Span, ...]
-_EMPTY: _Span = (math.inf, -math.inf)  # a unit that sees only padding
+_EMPTY: _Span = (math.inf, -math.inf)  # a unit that reads no input pixel (only padding)
+_Sources = Callable[[int, int, int], Iterable[int]]  # (axis, output unit, input units) -> the input units it reads
 
 
-def _spans(field_: _Field, axis: int, count: int, side: int) -> _Spans:
-    """The (first, last) input pixel of each of ``count`` units along ``axis``, clipped to an input of ``side``."""
-    table = field_.table[axis]
-    if table is not None:
-        return table
-    spans = []
-    for unit in range(count):
-        first = field_.start[axis] + unit * field_.jump[axis]
-        last = first + field_.size[axis] - 1
-        first, last = max(math.floor(first), 0), min(math.ceil(last), side - 1)
-        spans.append((float(first), float(last)) if first <= last else _EMPTY)
-    return tuple(spans)
+def _identity(sides: tuple[int, int]) -> _Field:
+    spans = tuple(tuple((float(i), float(i)) for i in range(side)) for side in sides)
+    return _Field((1.0, 1.0), (1.0, 1.0), (0.0, 0.0), (spans[0], spans[1]))
 
 
-def _joined(spans: _Spans, units) -> _Span:
+def _joined(spans: _Spans, units: Iterable[int]) -> _Span:
     chosen = [spans[u] for u in units if 0 <= u < len(spans)]
     return (min((s[0] for s in chosen), default=math.inf), max((s[1] for s in chosen), default=-math.inf))
 
 
-def _tabled(field_: _Field, tables: list[_Spans]) -> _Field:
-    """A field whose two axes are exact tables; size, jump and start summarise them (largest, mean, first)."""
+def _mapped(field_: _Field, counts_out: tuple[int, int], sources: _Sources) -> tuple[_Spans, _Spans]:
+    """Exact spans after an operation: output unit ``o`` along ``axis`` joins the input units ``sources``."""
+    tables = []
+    for axis in (0, 1):
+        spans = field_.spans[axis]
+        tables.append(tuple(_joined(spans, sources(axis, unit, len(spans))) for unit in range(counts_out[axis])))
+    return tables[0], tables[1]
+
+
+def _tabled(field_: _Field, tables: tuple[_Spans, _Spans]) -> _Field:
+    """An uneven field: size, jump and start summarise the exact spans (largest, mean, first)."""
     size, jump, start = [], [], []
     for spans in tables:
         seen = [s for s in spans if s[0] <= s[1]]
@@ -95,11 +106,10 @@ def _tabled(field_: _Field, tables: list[_Spans]) -> _Field:
         start.append(seen[0][0] if seen else 0.0)
         jump.append((seen[-1][0] - seen[0][0]) / (len(seen) - 1) if len(seen) > 1 else 1.0)
     return replace(field_, size=(size[0], size[1]), jump=(jump[0], jump[1]), start=(start[0], start[1]),
-                   table=(tables[0], tables[1]))
+                   spans=tables, uneven=True)
 
 
 _GLOBAL = "global"
-_IDENTITY = _Field((1.0, 1.0), (1.0, 1.0), (0.0, 0.0))
 
 
 def _pair(value: Any, default: int) -> tuple[int, int]:
@@ -112,6 +122,7 @@ def _pair(value: Any, default: int) -> tuple[int, int]:
 
 
 def _window(field_: _Field, kernel, stride, before, dilation) -> _Field:
+    """The textbook field after a sliding window (the spans are set by the caller)."""
     size, jump, start = [], [], []
     for axis in (0, 1):
         extent = dilation[axis] * (kernel[axis] - 1) + 1
@@ -121,26 +132,17 @@ def _window(field_: _Field, kernel, stride, before, dilation) -> _Field:
     return replace(field_, size=(size[0], size[1]), jump=(jump[0], jump[1]), start=(start[0], start[1]))
 
 
-def _table_map(field_: _Field, counts_in: tuple[int, int], counts_out: tuple[int, int], sides: tuple[int, int],
-               sources) -> _Field:
-    """An exact table: output unit ``o`` along ``axis`` joins the input units ``sources(axis, o, n_in)``."""
-    tables = []
-    for axis in (0, 1):
-        spans = _spans(field_, axis, counts_in[axis], sides[axis])
-        tables.append(tuple(_joined(spans, sources(axis, unit, counts_in[axis])) for unit in range(counts_out[axis])))
-    return _tabled(field_, tables)
-
-
-def _union(fields: list[_Field], counts: tuple[int, int] = (0, 0), sides: tuple[int, int] = (0, 0)) -> _Field:
+def _union(fields: list[_Field]) -> _Field:
+    """Fields of tensors of one spatial size combined (residual sums, concatenation): each unit joins them."""
     if len(fields) == 1:
         return fields[0]
-    if any(t is not None for f in fields for t in f.table):
-        tables = []
-        for axis in (0, 1):
-            each = [_spans(f, axis, counts[axis], sides[axis]) for f in fields]
-            tables.append(tuple(_joined(column, range(len(column))) for column in zip(*each)))
-        merged = any(f.merged for f in fields) or len({f.table for f in fields}) > 1
-        return replace(_tabled(fields[0], tables), merged=merged, context=any(f.context for f in fields))
+    tables = tuple(tuple(_joined(column, range(len(column))) for column in zip(*(f.spans[axis] for f in fields)))
+                   for axis in (0, 1))
+    spans = (tables[0], tables[1])
+    context = any(f.context for f in fields)
+    if any(f.uneven for f in fields):
+        merged = any(f.merged for f in fields) or len({f.spans for f in fields}) > 1
+        return replace(_tabled(fields[0], spans), merged=merged, context=context)
     size, start, jump = [], [], []
     for axis in (0, 1):
         first = min(f.start[axis] for f in fields)
@@ -149,8 +151,56 @@ def _union(fields: list[_Field], counts: tuple[int, int] = (0, 0), sides: tuple[
         size.append(last - first + 1)
         jump.append(max(f.jump[axis] for f in fields))
     differ = len({(f.size, f.start, f.jump) for f in fields}) > 1
-    return _Field((size[0], size[1]), (jump[0], jump[1]), (start[0], start[1]),
-                  any(f.merged for f in fields) or differ, fields[0].axes, any(f.context for f in fields))
+    return _Field((size[0], size[1]), (jump[0], jump[1]), (start[0], start[1]), spans,
+                  any(f.merged for f in fields) or differ, fields[0].axes, context)
+
+
+def _resize_sources(args: tuple, kwargs: dict, source: torch.Tensor, out_size: tuple[int, int]) -> _Sources:
+    """The input units each output unit of ``F.interpolate`` reads, per axis: the non-zero weights of the
+    resize itself, found by resizing one-hot probes with the same settings (every mode, ``align_corners``,
+    ``scale_factor`` or ``size``, ``antialias``), so they are PyTorch's own, rounding included."""
+    size = _argument(args, kwargs, 1, "size", None)
+    scale = _argument(args, kwargs, 2, "scale_factor", None)
+    settings = {"mode": _argument(args, kwargs, 3, "mode", "nearest"),
+                "align_corners": _argument(args, kwargs, 4, "align_corners", None),
+                "recompute_scale_factor": _argument(args, kwargs, 5, "recompute_scale_factor", None),
+                "antialias": _argument(args, kwargs, 6, "antialias", False)}
+    dtype = source.dtype if source.dtype in (torch.float32, torch.float64) else torch.float32
+    read: list[list[list[int]]] = []
+    for axis in (0, 1):
+        count = int(source.shape[2 + axis])
+        # channel c: ones on line c across the other axis (2 wide: antialias misreads a 1-wide axis), kept as is
+        probe = torch.eye(count, dtype=dtype)[:, :, None].expand(count, count, 2)[None]
+        probe = probe if axis == 0 else probe.transpose(2, 3)
+        if size is not None:
+            target = (out_size[0], 2) if axis == 0 else (2, out_size[1])
+            out = F.interpolate(probe.contiguous(), size=target, **settings)
+        else:
+            factors = list(scale) if isinstance(scale, (list, tuple)) else [scale, scale]
+            factor = float(factors[axis] if len(factors) > axis else factors[0])
+            out = F.interpolate(probe.contiguous(), scale_factor=(factor, 1.0) if axis == 0 else (1.0, factor),
+                                **settings)
+        weights = out[0, :, :, 0] if axis == 0 else out[0, :, 0, :]  # (input units, output units)
+        if weights.shape[1] != out_size[axis]:
+            raise ValueError("the probe's resize does not match the traced one")
+        read.append([torch.nonzero(weights[:, unit]).flatten().tolist() for unit in range(out_size[axis])])
+    return lambda axis, unit, count: read[axis][unit]
+
+
+def _as_window(sources: _Sources, counts: tuple[int, int], out_size: tuple[int, int]):
+    """``(kernel, stride, before)`` per axis when output unit ``o`` reads input units ``o * stride - before``
+    to ``o * stride - before + kernel - 1`` on both axes (a resize by an integer factor down); else None."""
+    found = []
+    for axis in (0, 1):
+        units = [list(sources(axis, o, counts[axis])) for o in range(out_size[axis])]
+        if not units or any(not u or u != list(range(u[0], u[-1] + 1)) for u in units):
+            return None
+        kernel, first = len(units[0]), units[0][0]
+        stride = units[1][0] - first if len(units) > 1 else 1
+        if stride < 1 or any(len(u) != kernel or u[0] != first + o * stride for o, u in enumerate(units)):
+            return None
+        found.append((kernel, stride, -first))
+    return tuple(zip(*found))
 
 
 def _permutation(args: tuple, kwargs: dict) -> list[int]:
@@ -176,7 +226,7 @@ class _FieldTracer(TorchFunctionMode):
     def __init__(self, image: torch.Tensor) -> None:
         super().__init__()
         self._sides = (int(image.shape[-2]), int(image.shape[-1]))
-        self._fields: dict[int, tuple[torch.Tensor, _Field | str | None]] = {id(image): (image, _IDENTITY)}
+        self._fields: dict[int, tuple[torch.Tensor, _Field | str | None]] = {id(image): (image, _identity(self._sides))}
 
     def field_of(self, tensor: torch.Tensor) -> _Field | str | None:
         entry = self._fields.get(id(tensor))
@@ -233,8 +283,7 @@ class _FieldTracer(TorchFunctionMode):
             and all(result.shape[a] == t.shape[a] for a in f.axes)
         ]
         if same:
-            axes = same[0].axes
-            return _union(same, (result.shape[axes[0]], result.shape[axes[1]]), self._sides)
+            return _union(same)
         # A channel picked or added (x[:, 0], unsqueeze(1), a reduction over channels) keeps the grid: the
         # spatial axes stay the last two, of the same sizes (torchvision's transform_input does this).
         trailing = [
@@ -243,20 +292,36 @@ class _FieldTracer(TorchFunctionMode):
             and tuple(result.shape[-2:]) == tuple(t.shape[-2:])
         ]
         if trailing:
-            return _union(trailing, (result.shape[-2], result.shape[-1]), self._sides)
+            return _union(trailing)
         return _GLOBAL if result.ndim < max(t.ndim for t in inputs) else None
 
     def _spatial(self, func, args, kwargs, source, field_, result, inputs, fields) -> _Field | str | None:
-        name = getattr(func, "__name__", "")
+        """A spatial operation: the exact spans from the input units each output unit reads, and the
+        textbook field while it still describes every unit."""
         in_size = (int(source.shape[-2]), int(source.shape[-1]))
         out_size = (int(result.shape[-2]), int(result.shape[-1]))
-        tabled = any(t is not None for t in field_.table)
+        step = self._step(func, args, kwargs, source, in_size, out_size)
+        if step is None:
+            return self._generic(result, inputs, fields)  # elementwise, normalisation, residual add, concat
+        if step == _GLOBAL:
+            return _GLOBAL
+        sources, textbook = step
+        spans = _mapped(field_, out_size, sources)
+        if textbook is not None and not field_.uneven:
+            return replace(textbook(field_), spans=spans)
+        return _tabled(field_, spans)
 
-        def window(kernel, stride, before, dilation) -> _Field:
-            if not tabled:
-                return _window(field_, kernel, stride, before, dilation)
-            return _table_map(field_, in_size, out_size, self._sides, lambda a, o, n: range(
-                o * stride[a] - before[a], o * stride[a] - before[a] + dilation[a] * (kernel[a] - 1) + 1, dilation[a]))
+    def _step(self, func, args, kwargs, source, in_size, out_size):
+        """``(sources, textbook)`` of a spatial operation: which input units each output unit reads, and the
+        field's textbook update (None when its units do not all see regions of one size one step apart);
+        ``_GLOBAL``, or None for an operation that is not spatial."""
+        name = getattr(func, "__name__", "")
+
+        def window(kernel, stride, before, dilation):
+            def sources(a: int, o: int, n: int) -> range:
+                first = o * stride[a] - before[a]
+                return range(first, first + dilation[a] * (kernel[a] - 1) + 1, dilation[a])
+            return sources, lambda f: _window(f, kernel, stride, before, dilation)
 
         if func in (torch.conv2d, F.conv2d):
             weight = _argument(args, kwargs, 1, "weight", None)
@@ -270,16 +335,13 @@ class _FieldTracer(TorchFunctionMode):
                 before = (0, 0) if padding == "valid" else _pair(padding, 0)
             return window(kernel, stride, before, dilation)
         if func in _ADAPTIVE_POOLS:
-            if out_size == in_size:
-                return field_
-            if out_size == (1, 1):
+            if out_size == (1, 1) and in_size != (1, 1):
                 return _GLOBAL
-            if not tabled and all(i % o == 0 for i, o in zip(in_size, out_size)):
+            if all(i % o == 0 for i, o in zip(in_size, out_size)):
                 ratio = tuple(i // o for i, o in zip(in_size, out_size))
-                return _window(field_, ratio, ratio, (0, 0), (1, 1))
+                return window(ratio, ratio, (0, 0), (1, 1))
             # PyTorch's bins: unit o pools input units floor(o*in/out) .. ceil((o+1)*in/out) - 1
-            return _table_map(field_, in_size, out_size, self._sides,
-                              lambda a, o, n: range(o * n // out_size[a], -(-(o + 1) * n // out_size[a])))
+            return (lambda a, o, n: range(o * n // out_size[a], -(-(o + 1) * n // out_size[a]))), None
         if func in _POOLS:
             kernel = _pair(_argument(args, kwargs, 1, "kernel_size", 1), 1)
             stride = _pair(_argument(args, kwargs, 2, "stride", None) or kernel, 1)
@@ -290,9 +352,6 @@ class _FieldTracer(TorchFunctionMode):
         if func is F.pad or name == "pad":
             pad = list(_argument(args, kwargs, 1, "pad", ()))
             left, top = (pad[0] if len(pad) > 0 else 0), (pad[2] if len(pad) > 2 else 0)
-            if not tabled:
-                return replace(field_, start=(field_.start[0] - top * field_.jump[0],
-                                              field_.start[1] - left * field_.jump[1]))
             mode = _argument(args, kwargs, 2, "mode", "constant")
             before = (top, left)
 
@@ -308,36 +367,36 @@ class _FieldTracer(TorchFunctionMode):
                     j %= n
                 return range(j, j + 1)
 
-            return _table_map(field_, in_size, out_size, self._sides, padded)
+            shifted = None if mode != "constant" else (lambda f: replace(
+                f, start=(f.start[0] - top * f.jump[0], f.start[1] - left * f.jump[1])))
+            return padded, shifted
         if func is F.conv_transpose2d or name == "conv_transpose2d":
             weight = _argument(args, kwargs, 1, "weight", None)
             kernel = tuple(weight.shape[-2:])
             stride = _pair(_argument(args, kwargs, 3, "stride", 1), 1)
             padding = _pair(_argument(args, kwargs, 4, "padding", 0), 0)
             dilation = _pair(_argument(args, kwargs, 7, "dilation", 1), 1)
-            if stride == (1, 1) and not tabled:  # a convolution with the kernel flipped: one size for every unit
-                reach = tuple(dilation[a] * (kernel[a] - 1) for a in (0, 1))
-                return _window(field_, kernel, (1, 1), tuple(reach[a] - padding[a] for a in (0, 1)), dilation)
 
             # output unit o = i * stride - padding + k * dilation: it takes the input units i that divide exactly
             def scattered(a: int, o: int, n: int) -> list[int]:
                 offsets = (o + padding[a] - k * dilation[a] for k in range(kernel[a]))
                 return [q // stride[a] for q in offsets if q >= 0 and q % stride[a] == 0]
 
-            return _table_map(field_, in_size, out_size, self._sides, scattered)
-        if func is F.interpolate or name in ("interpolate", "upsample", "upsample_bilinear2d", "upsample_nearest2d"):
-            scale = tuple(o / i for o, i in zip(out_size, in_size))
-            if not tabled:
-                return replace(field_, jump=(field_.jump[0] / scale[0], field_.jump[1] / scale[1]))
-
-            def resized(a: int, o: int, n: int) -> range:  # the (at most two) source units a resized unit reads
-                centre = (o + 0.5) / scale[a] - 0.5
-                nearest = math.floor(o / scale[a])
-                first, last = min(math.floor(centre), nearest), max(math.floor(centre) + 1, nearest)
-                return range(max(first, 0), min(last, n - 1) + 1)
-
-            return _table_map(field_, in_size, out_size, self._sides, resized)
-        return self._generic(result, inputs, fields)  # elementwise, normalisation, residual add, concat
+            if stride != (1, 1):
+                return scattered, None
+            # a convolution with the kernel flipped: one size for every unit (padding above
+            # dilation * (kernel - 1) crops: the first window starts inside the input)
+            reach = tuple(dilation[a] * (kernel[a] - 1) for a in (0, 1))
+            return scattered, lambda f: _window(f, kernel, (1, 1), tuple(reach[a] - padding[a] for a in (0, 1)),
+                                                dilation)
+        if func is F.interpolate or name == "interpolate":
+            sources = _resize_sources(args, kwargs, source, out_size)
+            uniform = _as_window(sources, in_size, out_size)
+            if uniform is None:
+                return sources, None
+            kernel, stride, before = uniform
+            return sources, lambda f: _window(f, kernel, stride, before, (1, 1))
+        return None
 
 
 @dataclass(frozen=True)
@@ -362,10 +421,12 @@ class LayerInfo:
         global_context: True when the maps are also scaled by a summary of the whole
             image (squeeze-excitation); the receptive field given is the local one.
         parameters: number of parameters in the module (and its children).
-        spans: ``(rows, columns)``: the exact first and last input pixel of every unit, when units
-            see regions of different sizes (adaptive pooling with a non-integer ratio, strided
-            transposed convolution, or anything after them); then ``receptive_field`` is the
-            largest, ``jump`` the mean step and :meth:`region` reads the table.
+        spans: ``(rows, columns)``: the exact first and last input pixel every unit reads (``(inf, -inf)``
+            for a unit that reads only padding); None when global or unknown.
+        uneven: True when units see regions of different sizes or steps (adaptive pooling with a
+            non-integer ratio, a strided transposed convolution, an upsampling resize, or anything after
+            them); then ``receptive_field`` is the largest region, ``jump`` the mean step and
+            :meth:`region` reads ``spans``.
     """
 
     name: str
@@ -389,19 +450,17 @@ class LayerInfo:
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     spans: tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]] | None = field(
         default=None, compare=False, repr=False)
+    uneven: bool = False
 
     @property
     def is_spatial(self) -> bool:
         """True when the output is a stack of maps ``(C, H, W)``."""
         return len(self.output_shape) == 3
 
-    @property
-    def uneven(self) -> bool:
-        """True when units see regions of different sizes (see ``spans``)."""
-        return self.spans is not None
-
     def region(self, y: int, x: int) -> tuple[float, float, float, float]:
-        """Input box ``(top, left, bottom, right)`` (inclusive) seen by unit ``(y, x)``.
+        """Input box ``(top, left, bottom, right)`` (inclusive) of unit ``(y, x)``'s receptive field: the
+        textbook field, padding included (negative or past the input's end at the borders); for an uneven
+        layer, the exact :meth:`pixels`.
 
         Raises:
             ValueError: the layer has no local field, or (uneven layers) the unit is outside the map
@@ -409,17 +468,29 @@ class LayerInfo:
         """
         if self.jump is None or self.receptive_field is None or self.start is None:
             raise ValueError(f"layer {self.name} has no local receptive field")
-        if self.spans is not None:
-            rows, columns = self.spans
-            if not (0 <= y < len(rows) and 0 <= x < len(columns)):
-                raise ValueError(f"unit ({y}, {x}) is outside {self.name}'s {len(rows)}x{len(columns)} maps")
-            (top, bottom), (left, right) = rows[y], columns[x]
-            if top > bottom or left > right:
-                raise ValueError(f"unit ({y}, {x}) of {self.name} sees only padding, no input pixel")
-            return top, left, bottom, right
+        if self.uneven:
+            return self.pixels(y, x)
         top = self.start[0] + y * self.jump[0]
         left = self.start[1] + x * self.jump[1]
         return top, left, top + self.receptive_field[0] - 1, left + self.receptive_field[1] - 1
+
+    def pixels(self, y: int, x: int) -> tuple[float, float, float, float]:
+        """The input pixels unit ``(y, x)`` reads, as a box ``(top, left, bottom, right)`` (inclusive): the
+        receptive field without padding and without the input pixels that no unit of an earlier layer reads
+        (a strided layer that drops the last rows and columns), equal to the unit's gradient support.
+
+        Raises:
+            ValueError: no local field, the unit is outside the map, or it reads only padding.
+        """
+        if self.spans is None:
+            raise ValueError(f"layer {self.name} has no local receptive field")
+        rows, columns = self.spans
+        if not (0 <= y < len(rows) and 0 <= x < len(columns)):
+            raise ValueError(f"unit ({y}, {x}) is outside {self.name}'s {len(rows)}x{len(columns)} maps")
+        (top, bottom), (left, right) = rows[y], columns[x]
+        if top > bottom or left > right:
+            raise ValueError(f"unit ({y}, {x}) of {self.name} sees only padding, no input pixel")
+        return top, left, bottom, right
 
     def to_dict(self) -> dict[str, Any]:
         def plain(value: Any) -> Any:
@@ -530,8 +601,7 @@ def list_layers(model: nn.Module, input_size: tuple[int, ...] | None = None, *, 
             layers.append(LayerInfo(**common, jump=traced.jump, receptive_field=traced.size, start=traced.start,
                                     merged=traced.merged, global_context=traced.context,
                                     extra={"channels_last": traced.axes == (1, 2)},
-                                    spans=None if traced.table[0] is None or traced.table[1] is None
-                                    else (traced.table[0], traced.table[1])))
+                                    spans=traced.spans, uneven=traced.uneven))
         else:
             layers.append(LayerInfo(**common))
     return layers

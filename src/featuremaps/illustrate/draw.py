@@ -103,7 +103,7 @@ def layout_scene(scene: ConvScene) -> SceneLayout:
         inputs.append(GridBox(x + 2 * _BAND, y + _LABEL + _BAND, pad_h, pad_w, input_cell))
         y += _LABEL + _BAND + pad_h * input_cell + 8
     bottom = y
-    x += 2 * _BAND + max(pad_w * input_cell, 170) + _GAP
+    x += 2 * _BAND + max(pad_w * input_cell, 170, 7.6 * len(_input_title(scene)) - 2 * _BAND) + _GAP
     filters, y = [], _TOP + _LABEL
     filter_w = per_group * (kw * kernel_cell + 10)
     for _ in range(depth):
@@ -125,7 +125,7 @@ def layout_scene(scene: ConvScene) -> SceneLayout:
     bottom = max(bottom, y)
     width = int(x + max(out_w * output_cell, 150) + _MARGIN)
     return SceneLayout(
-        width=max(width, 760), height=int(bottom + 70), inputs=tuple(inputs), filters=tuple(filters),
+        width=max(width, 760), height=int(bottom + 70 + (36 if layer.transposed else 0)), inputs=tuple(inputs), filters=tuple(filters),
         products=tuple(products), outputs=tuple(outputs), footer=bottom + 16, numbers=numbers,
     )
 
@@ -184,20 +184,40 @@ def draw_scene(
     _draw_products(canvas, layout, current)
     _draw_outputs(scene, canvas, layout, current, done)
     canvas.text(_MARGIN, layout.footer, equation(current), size=15, colour=INK, css="equation")
-    canvas.text(
-        _MARGIN, layout.footer + 24,
-        f"window: padded rows {current.window[0]}..{current.window[2]}, cols {current.window[1]}..{current.window[3]}"
-        f" (y x {layer.window_stride[0]}, x x {layer.window_stride[1]}; taps every {layer.dilation[0]}x"
-        f"{layer.dilation[1]} cells){_transposed_note(layer)}",
-        size=12, colour=MUTED,
-    )
+    lines = [f"window: padded rows {current.window[0]}..{current.window[2]}, cols {current.window[1]}.."
+             f"{current.window[3]} (y x {layer.window_stride[0]}, x x {layer.window_stride[1]}; taps every "
+             f"{layer.dilation[0]}x{layer.dilation[1]} cells)", *_transposed_notes(scene)]
+    for k, line in enumerate(lines):
+        canvas.text(_MARGIN, layout.footer + 24 + 18 * k, line, size=12, colour=MUTED)
 
 
-def _transposed_note(layer) -> str:
+def _input_title(scene: ConvScene) -> str:
+    channels, height, width = scene.input.shape
+    _, pad_h, pad_w = scene.padded.shape
+    spread = "zeros inserted and " if scene.layer.transposed else ""
+    framed = "cropped" if _cropped(scene) else "padded"
+    return f"input {channels}x{height}x{width}, {spread}{framed} to {pad_h}x{pad_w}"
+
+
+def _cropped(scene: ConvScene) -> list[str]:
+    """The sides a transposed layer's padding above dilation*(kernel-1) crops (its border is negative)."""
+    pad = scene.padding
+    return [f"{-v} {side}" for v, side in ((pad.top, "top"), (pad.bottom, "bottom"), (pad.left, "left"),
+                                           (pad.right, "right")) if v < 0]
+
+
+def _transposed_notes(scene: ConvScene) -> list[str]:
+    layer = scene.layer
     if not layer.transposed:
-        return ""
-    return (f"; transposed: the window moves 1 cell over the input with {layer.stride[0] - 1}x{layer.stride[1] - 1} "
-            "zeros inserted between pixels")
+        return []
+    notes = [f"transposed: the window moves 1 cell over the input with {layer.stride[0] - 1}x{layer.stride[1] - 1} "
+             "zeros inserted between pixels"]
+    cropped = _cropped(scene)
+    if cropped:
+        reach = [d * (k - 1) for d, k in zip(layer.dilation, layer.kernel_size)]
+        notes.append(f"padding {layer.padding} is above dilation*(kernel-1) = {reach[0]}x{reach[1]}: the zero-inserted "
+                     f"input loses {', '.join(cropped)} (PyTorch crops it too)")
+    return notes
 
 
 def _draw_header(scene: ConvScene, canvas: Canvas, title: str | None) -> None:
@@ -243,9 +263,7 @@ def _draw_inputs(scene: ConvScene, canvas: Canvas, layout: SceneLayout, current:
     padded = scene.padded.numpy()
     first = layout.inputs[0]
     _, height, width = scene.input.shape
-    spread = "zeros inserted and " if scene.layer.transposed else ""
-    canvas.text(first.left - 2 * _BAND, _TOP, f"input {channels}x{height}x{width}, {spread}padded to {pad_h}x{pad_w}",
-                size=14, colour=INK)
+    canvas.text(first.left - 2 * _BAND, _TOP, _input_title(scene), size=14, colour=INK)
     names = ("R", "G", "B") if scene.kind == "image" and channels == 3 else None
     for c, grid in enumerate(layout.inputs):
         active = c in current.channels
@@ -319,7 +337,10 @@ def _outline_padding(scene: ConvScene, canvas: Canvas, grid: GridBox) -> None:
     _, height, width = scene.input.shape
     if scene.layer.transposed:
         height, width = scene.layer.geometry.zero_inserted((height, width))[0]
-    x, y, w, h = grid.span(pad.top, pad.left, pad.top + height - 1, pad.left + width - 1)
+    frame_h, frame_w = scene.padded.shape[1:]
+    top, left = max(pad.top, 0), max(pad.left, 0)  # a negative border: the input is cropped, drawn to the edge
+    bottom, right = min(pad.top + height, frame_h) - 1, min(pad.left + width, frame_w) - 1
+    x, y, w, h = grid.span(top, left, bottom, right)
     canvas.rect(grid.left, grid.top, grid.width, grid.height, outline=GRID_LINE, dashed=True)
     canvas.rect(x, y, w, h, outline=INK)
 

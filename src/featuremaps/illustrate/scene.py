@@ -83,11 +83,14 @@ class ConvScene:
         is_inserted = np.zeros(padded.shape[1:], dtype=bool)
         if layer.transposed:
             (sy, sx), (height, width) = layer.stride, layer.geometry.zero_inserted(size)[0]
-            source = np.full((*padded.shape[1:], 2), -1, dtype=np.int64)
+            frame_h, frame_w = padded.shape[1:]
+            source = np.full((frame_h, frame_w, 2), -1, dtype=np.int64)
             rows, cols = np.meshgrid(np.arange(size[0]), np.arange(size[1]), indexing="ij")
-            source[padding.top + rows * sy, padding.left + cols * sx] = np.stack([rows, cols], axis=-1)
-            is_inserted[padding.top : padding.top + height, padding.left : padding.left + width] = True
-            is_inserted[padding.top + rows * sy, padding.left + cols * sx] = False
+            at_y, at_x = padding.top + rows * sy, padding.left + cols * sx  # a negative border crops
+            kept = (at_y >= 0) & (at_y < frame_h) & (at_x >= 0) & (at_x < frame_w)
+            source[at_y[kept], at_x[kept]] = np.stack([rows[kept], cols[kept]], axis=-1)
+            is_inserted[max(padding.top, 0) : padding.top + height, max(padding.left, 0) : padding.left + width] = True
+            is_inserted[at_y[kept], at_x[kept]] = False
             is_padding = source[..., 0] < 0
         else:
             source = _padding_sources(size[0], size[1], padding, layer.padding_mode)

@@ -43,7 +43,7 @@ def rank_maps(maps: torch.Tensor) -> list[int]:
 
 
 def _unit_box(layer: LayerInfo, y: int, x: int, height: int, width: int) -> tuple[float, float, float, float]:
-    top, left, bottom, right = layer.region(y, x)
+    top, left, bottom, right = layer.pixels(y, x) if layer.spans is not None else layer.region(y, x)
     return max(top, 0), max(left, 0), min(bottom, height - 1), min(right, width - 1)
 
 
