@@ -277,9 +277,8 @@ def _recognition_section(report: Report) -> None:
     from featuremaps.data.shapes import draw_shape
     from featuremaps.models import load_model, model_info
     from featuremaps.recognize.evaluate import evaluate
-    from featuremaps.recognize.predict import CAM_SCALE, class_activation_map, predict
+    from featuremaps.recognize.predict import predict, recognize
     from featuremaps.render.confusion import render_confusion
-    from featuremaps.render.overlay import render_overlay
 
     section = report.section("Recognising objects from feature maps")
     photo_model = load_model("builtin:imagenet")
@@ -289,10 +288,8 @@ def _recognition_section(report: Report) -> None:
     section.table(["photo", "top 3"], [[photo, ", ".join(f"{label} {p:.0%}" for label, p in result.labels)]
                                        for photo, result in zip(photos, predict(photo_model, photos))])
     names = list(model_info(photo_model).class_names or [])
-    heat, layer, _ = class_activation_map(photo_model, photos[0], class_index=names.index("tabby"))
-    section.figure(render_overlay(model_info(photo_model).input.display(photos[0]), heat, alpha=0.5, cmap="jet",
-                                  scale_label=CAM_SCALE, title=f"tabby: where {layer} saw it"),
-                   "Grad-CAM of 'tabby' on the cat.", name="imagenet-cam")
+    tabby = recognize(photo_model, photos[:1], cam_class=names.index("tabby"))[0]
+    section.figure(tabby.overlay(), "Grad-CAM of 'tabby' on the cat.", name="imagenet-cam")
     try:
         model = load_model("builtin:shapes")
     except Exception as error:  # noqa: BLE001 - the demo still shows everything else
@@ -315,13 +312,11 @@ def _recognition_section(report: Report) -> None:
                64 + (44 if k % 2 == 0 else 20) * np.sin(-np.pi / 2 + k * np.pi / 5)) for k in range(10)]
     ImageDraw.Draw(canvas).polygon(points, fill=(220, 20, 20))
     images.append(np.asarray(canvas))
-    for k, (image, result) in enumerate(zip(images, predict(model, images))):
-        heat, layer, _ = class_activation_map(model, image)
-        guesses = ", ".join(f"{label} {p:.0%}" for label, p in result.labels)
-        picture = render_overlay(model_info(model).input.display(image), heat, alpha=0.45, cmap="jet", scale_label=CAM_SCALE,
-                                 title=f"{result.labels[0][0]} {result.labels[0][1]:.0%}")
+    for k, (image, found) in enumerate(zip(images, recognize(model, images))):
+        guesses = ", ".join(f"{label} {p:.0%}" for label, p in found.prediction.labels)
         size = "x".join(str(s) for s in image.shape[:2])
-        section.figure(picture, f"{size} image: {guesses}; CAM at {layer}", name=f"predict-{k}")
+        section.figure(found.overlay(alpha=0.45), f"{size} image: {guesses}; CAM at {found.cam_layer}",
+                       name=f"predict-{k}")
     scores = evaluate(model, shapes_dataset(1000, seed=424242, model_input=model_info(model).input))
     section.figure(render_confusion(scores.confusion, scores.class_names, title="builtin:shapes on 1000 new images"),
                    f"Accuracy {scores.accuracy:.1%} on 1000 images of an unseen seed.", name="confusion")

@@ -84,3 +84,34 @@ def test_class_activation_map_points_at_the_shape(shapes_model):
 def test_top_k_must_be_positive(shapes_model):
     with pytest.raises(SettingsError, match="top_k must be an int >= 1; got 0"):
         predict(shapes_model, ["sample:cat"], top_k=0)
+
+
+def test_recognize_decodes_each_image_once_and_runs_one_forward_pass_per_batch(monkeypatch):
+    from featuremaps.features.inputs import ModelInput
+    from featuremaps.recognize import recognize
+
+    model = load_model("tinyvgg")  # no familiarity statistics: the classifier is the only model that runs
+    images = [_star(64, (220, 20, 20), (255, 255, 255)), _star(80, (0, 0, 0), (200, 200, 200)),
+              _star(64, (20, 20, 220), (250, 250, 250), centre=(20, 20), radius=15)]
+    prepared = []
+    original = ModelInput.prepare
+    monkeypatch.setattr(ModelInput, "prepare", lambda self, image: prepared.append(1) or original(self, image))
+    calls = []
+    handle = model.register_forward_hook(lambda *args: calls.append(1))
+    found = recognize(model, images, top_k=2, batch_size=3)
+    handle.remove()
+    assert len(prepared) == 3 and len(calls) == 1
+    # the batch's rows are independent: each equals the image recognised alone
+    for image, item in zip(images, found):
+        alone = recognize(model, [image], top_k=2)[0]
+        assert [label for label, _ in item.prediction.labels] == [label for label, _ in alone.prediction.labels]
+        assert item.cam is not None and alone.cam is not None and item.cam.shape == (64, 64)
+        assert torch.allclose(item.cam, alone.cam, atol=1e-4) and float(item.cam.max()) == pytest.approx(1.0)
+        assert item.cam_class == item.prediction.class_index and item.cam_layer == default_cam_layer(model)
+    picture = found[0].overlay()
+    assert picture.size[0] > 64 and "untrained" in found[0].title()
+    # predict is recognize without the map
+    assert [p.labels for p in predict(model, images, top_k=2)] == [item.prediction.labels for item in found]
+    classes = len(model_info(model).class_names or []) or 10
+    with pytest.raises(SettingsError, match=f"cam_class must be in 0..{classes - 1}; got 99"):
+        recognize(model, images[:1], cam_class=99)

@@ -91,8 +91,7 @@ def predict_command(
 ) -> None:
     """Name the object in each image, with probabilities (and where the maps saw it, with --cam)."""
     from featuremaps.models import model_info
-    from featuremaps.recognize.predict import CAM_SCALE, class_activation_map, predict
-    from featuremaps.render.overlay import render_overlay
+    from featuremaps.recognize.predict import recognize
 
     images = _image_list(images)
     if cam is not None:
@@ -100,21 +99,13 @@ def predict_command(
     net = model_on(checkpoint, device)
     names = list(model_info(net).class_names or [])
     chosen = _class_index(cam_class, names) if cam_class is not None else None
-    results = predict(net, images, top_k=top_k, batch_size=batch_size)
-    rows = [result.to_dict() for result in results]
+    # one decode and one forward pass per image: the prediction and its Grad-CAM
+    found = recognize(net, images, top_k=top_k, batch_size=batch_size, cam=cam is not None, cam_class=chosen)
+    results = [item.prediction for item in found]
+    rows = [item.to_dict() for item in found]
     if cam is not None:
-        for image, result, row in zip(images, results, rows):
-            heat, layer, index = class_activation_map(net, image, class_index=chosen)
-            label, probability = result.labels[0]
-            title = (f"{label} {probability:.0%}: where {layer} saw it" if chosen is None else
-                     f"{names[index] if index < len(names) else index}: where {layer} saw it (the top class: "
-                     f"{label} {probability:.0%})")
-            if result.note:  # the picture says what the terminal says
-                title += f". {result.note}"
-            picture = render_overlay(model_info(net).input.display(image), heat, alpha=0.5, cmap="jet",
-                                     scale_label=CAM_SCALE, title=title + model_info(net).untrained_note)
-            row["cam"] = str(save_picture(picture, cam / _cam_name(image), overwrite=overwrite))
-            row["cam_class"] = {"label": names[index] if index < len(names) else str(index), "index": index}
+        for image, item, row in zip(images, found, rows):
+            row["cam"] = str(save_picture(item.overlay(), cam / _cam_name(image), overwrite=overwrite))
         _note_earlier(cam, [row["cam"] for row in rows])
     info = model_info(net)
     if as_json:

@@ -378,18 +378,15 @@ class Explorer:
 
     # --- recognition and segmentation ------------------------------------------------
     def predict(self, request: PredictRequest) -> PredictResponse:
-        from featuremaps.recognize.predict import CAM_SCALE, class_activation_map, predict
+        from featuremaps.recognize.predict import recognize
 
         model = self.model(request.model or self.model_list().recognition)
-        picture = to_pil(self.image(request.image))
-        result = predict(model, [picture], top_k=request.top_k)[0]
-        heat, layer, _ = class_activation_map(model, picture)
-        label, probability = result.labels[0]
+        found = recognize(model, [to_pil(self.image(request.image))], top_k=request.top_k)[0]
+        result = found.prediction
         info = model_info(model)
-        cam = render_overlay(info.input.display(picture), heat, alpha=0.5, cmap="jet", scale_label=CAM_SCALE,
-                             title=f"{label} {probability:.0%}")
         return PredictResponse(predictions=[Prediction(label=lab, probability=p) for lab, p in result.labels],
-                               cam=png_url(cam), cam_layer=layer, model=info.name, weights=info.weights_label,
+                               cam=png_url(found.overlay()), cam_layer=found.cam_layer, model=info.name,
+                               weights=info.weights_label,
                                classes=list(info.class_names or []), familiar=result.familiar, note=result.note)
 
     def segment(self, request: SegmentRequest) -> SegmentResponse:
