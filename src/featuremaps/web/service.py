@@ -385,7 +385,7 @@ class Explorer:
         result = found.prediction
         info = model_info(model)
         return PredictResponse(predictions=[Prediction(label=lab, probability=p) for lab, p in result.labels],
-                               cam=png_url(found.overlay()), cam_layer=found.cam_layer, model=info.name,
+                               cam=png_url(found.overlay()), cam_layer=found.cam_layer or "", model=info.name,
                                weights=info.weights_label,
                                classes=list(info.class_names or []), familiar=result.familiar, note=result.note)
 
