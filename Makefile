@@ -18,11 +18,11 @@ $(VENV)/.torch: | $(PY)
 	touch $@
 
 $(VENV)/.installed-demo: pyproject.toml $(VENV)/.torch
-	$(PIP) install --quiet -e ".[video,web]"
+	$(PIP) install --quiet -e ".[video,web,batch]"
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.torch
-	$(PIP) install --quiet -e ".[test,video,web,timm,ray]"
+	$(PIP) install --quiet -e ".[test,video,web,timm,ray,batch]"
 	touch $@
 
 install: $(VENV)/.installed-test

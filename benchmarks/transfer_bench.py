@@ -38,7 +38,7 @@ def _scratch(images: int, seed: int, steps: int = 600):
     from featuremaps.data.datasets import objects_dataset
     from featuremaps.features.info import attach
     from featuremaps.models import load_model, model_info
-    from featuremaps.training import fit
+    from featuremaps.recognize.training import fit
 
     model = load_model("tinyresnet", num_classes=9, seed=seed)
     info = model_info(model)

@@ -49,7 +49,7 @@ def test_public_names_are_exported_and_sorted():
 
 
 def test_lineage_is_the_function_and_its_package_still_imports():
-    from featuremaps.tracing import lineage
+    from featuremaps.analysis.lineage import lineage
 
     assert featuremaps.lineage is lineage
     assert callable(featuremaps.lineage)

@@ -109,6 +109,28 @@ def test_no_module_imports_another_modules_private_names():
     assert not private, private
 
 
+def test_the_readme_table_of_units_is_the_package():
+    """The README's architecture table names every top-level unit, and for each folder exactly its modules:
+    a newcomer who finds a concept there finds the file."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- units -->\s*(.*?)<!-- /units -->", text, re.S)
+    assert block, "the README's architecture section lost its table of units"
+    rows = {}
+    for line in block.group(1).strip().splitlines()[2:]:
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        rows[cells[0].strip("`")] = sorted(m.strip() for m in cells[2].split(",") if m.strip())
+    actual = {}
+    for path in SRC.iterdir():
+        if path.suffix == ".py":
+            actual[path.name] = []
+        elif path.is_dir() and not path.name.startswith("__"):
+            actual[f"{path.name}/"] = sorted(p.stem for p in path.glob("*.py") if p.name != "__init__.py")
+    assert set(rows) == set(actual), (f"in the package, not the table: {sorted(set(actual) - set(rows))}; "
+                                      f"in the table, not the package: {sorted(set(rows) - set(actual))}")
+    wrong = {unit: (rows[unit], modules) for unit, modules in actual.items() if rows[unit] != modules}
+    assert not wrong, f"the table's modules differ from the folders' (table, package): {wrong}"
+
+
 def structure(root: Path = ROOT) -> dict[str, int]:
     """Top-level units (modules and folders of the package), levels of the README's layer list, and import
     edges (a module importing from another top-level unit; and unit to unit): ``python

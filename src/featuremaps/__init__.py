@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from featuremaps.version import __version__ as __version__
 
 if TYPE_CHECKING:
+    from featuremaps.analysis.lineage import Lineage, lineage
     from featuremaps.conv import (
         ConvCost,
         ConvGeometry,
@@ -51,14 +52,14 @@ if TYPE_CHECKING:
     from featuremaps.recognize.predict import predict
     from featuremaps.render import render_grid, render_overlay, render_receptive_field, save_maps
     from featuremaps.render.convolve import ConvResult, convolve
-    from featuremaps.show import show
-    from featuremaps.tracing import Lineage, lineage, render_lineage
+    from featuremaps.render.lineage import render_lineage
+    from featuremaps.render.show import show
 
 _LAZY: dict[str, str] = {
     "ConvResult": "featuremaps.render.convolve",
     "convolve": "featuremaps.render.convolve",
     "predict": "featuremaps.recognize.predict",
-    "show": "featuremaps.show",
+    "show": "featuremaps.render.show",
     "CheckpointError": "featuremaps.errors",
     "ConvCost": "featuremaps.conv",
     "ConvGeometry": "featuremaps.conv",
@@ -70,7 +71,7 @@ _LAZY: dict[str, str] = {
     "ImageError": "featuremaps.errors",
     "LayerError": "featuremaps.errors",
     "LayerInfo": "featuremaps.models",
-    "Lineage": "featuremaps.tracing",
+    "Lineage": "featuremaps.analysis.lineage",
     "ModelError": "featuremaps.errors",
     "ModelInfo": "featuremaps.models",
     "ModelInput": "featuremaps.features.inputs",
@@ -81,7 +82,7 @@ _LAZY: dict[str, str] = {
     "conv2d": "featuremaps.conv",
     "conv_output_size": "featuremaps.conv",
     "extract": "featuremaps.extract",
-    "lineage": "featuremaps.tracing",
+    "lineage": "featuremaps.analysis.lineage",
     "list_layers": "featuremaps.models",
     "load_image": "featuremaps.images",
     "load_model": "featuremaps.models",
@@ -89,7 +90,7 @@ _LAZY: dict[str, str] = {
     "receptive_field": "featuremaps.conv",
     "register_checkpoint_loader": "featuremaps.models",
     "render_grid": "featuremaps.render",
-    "render_lineage": "featuremaps.tracing",
+    "render_lineage": "featuremaps.render.lineage",
     "render_overlay": "featuremaps.render",
     "render_receptive_field": "featuremaps.render",
     "samples": "featuremaps.images",

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from featuremaps import SettingsError, render_grid, save_maps
-from featuremaps.drawing import apply_colormap
+from featuremaps.render.drawing import apply_colormap
 
 
 def _tile_pixels(image, maps_shape, index, tile_size=128, columns=None):

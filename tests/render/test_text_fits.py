@@ -78,9 +78,9 @@ def test_confusion_and_segmentation(texts):
 
 def test_scene_and_receptive_field_diagrams(texts):
     from featuremaps.conv import ConvLayer
-    from featuremaps.illustrate.receptive import parse_stack, receptive_field_diagram
     from featuremaps.illustrate.scene import ConvScene, image_patch, random_grid
     from featuremaps.render.animate import render_diagram
+    from featuremaps.render.receptive_diagram import parse_stack, receptive_field_diagram
 
     for layer, grid, kind in [
         (ConvLayer(2, "random_int", depth=3, stride=2, padding=1, groups=1), random_grid(7, 5, 2), "grid"),
@@ -100,8 +100,8 @@ def test_overview_lineage_and_visualization(texts, tmp_path):
     from featuremaps import lineage, render_lineage
     from featuremaps.optvis import channel
     from featuremaps.optvis.optimize import visualize
-    from featuremaps.optvis.picture import render_visualization
-    from featuremaps.show import show
+    from featuremaps.render.show import show
+    from featuremaps.render.visualization import render_visualization
 
     model = load_model("tinyvgg")
     result = show(model, "sample:cat", tmp_path / "show", layers="conv1_1,conv2_2", max_maps=4)
@@ -120,10 +120,11 @@ def test_visualisations_with_patches_and_the_hierarchy_chart(texts, monkeypatch)
     from matplotlib.figure import Figure
     from PIL import Image
 
-    from featuremaps.hierarchy import Hierarchy, LayerProbe, render_hierarchy
+    from featuremaps.analysis.hierarchy import Hierarchy, LayerProbe
     from featuremaps.optvis import channel
     from featuremaps.optvis.optimize import visualize
-    from featuremaps.optvis.picture import render_with_patches
+    from featuremaps.render.hierarchy import render_hierarchy
+    from featuremaps.render.visualization import render_with_patches
 
     model = load_model("tinyvgg")
     result = visualize(model, [channel("conv2_2", 0), channel("conv2_2", 1)], steps=2, size=32)

@@ -34,12 +34,12 @@ import torch
 from PIL import Image, ImageDraw
 
 from featuremaps.batch.store import Store
-from featuremaps.drawing import apply_colormap, font, to_pil
 from featuremaps.errors import FeatureMapsError, ImageError, LayerError, SettingsError
 from featuremaps.features import FeatureExtractor, sample_maps
 from featuremaps.features.inputs import ModelInput
 from featuremaps.files import check_outputs, encode_picture, safe_name, write_output
 from featuremaps.images import read_image_file
+from featuremaps.render.drawing import apply_colormap, font, to_pil
 
 __all__ = ["PATCH", "SITE_LAYERS", "SPRITE_CHANNELS", "build_microscope", "read_patches", "site_layers"]
 

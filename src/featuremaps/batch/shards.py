@@ -203,7 +203,11 @@ class ShardCollector:
 def open_maps(store: Store, layers: list[LayerInfo], images: int, half: bool) -> Callable[[str, int, Any], None]:
     """The writer of full maps (``--pool none``): one Zarr v3 array per layer, one chunk per image."""
     import numpy as np
-    import zarr  # only with pool none
+
+    from featuremaps.batch import require
+
+    require("zarr", "--pool none (full maps are stored as Zarr arrays)")
+    import zarr
 
     arrays = {}
     for entry in layers:

@@ -34,11 +34,12 @@ def hierarchy_command(
     """Per layer: receptive field, held-out accuracy of linear probes on the pooled maps (object
     class, part presence), and how many channels detect a part or a whole object; with the
     untrained architecture as the control."""
+    from featuremaps.analysis.hierarchy import hierarchy, localization
     from featuremaps.errors import SettingsError
     from featuremaps.features.info import model_device
     from featuremaps.files import check_outputs, save_picture
-    from featuremaps.hierarchy import hierarchy, localization, render_hierarchy
     from featuremaps.models import model_info, untrained_like
+    from featuremaps.render.hierarchy import render_hierarchy
 
     if output.suffix.lower() != ".png":  # checked before minutes of probing
         raise SettingsError(f"-o must name a .png file; got {str(output)!r}")

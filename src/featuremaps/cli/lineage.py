@@ -32,9 +32,10 @@ def lineage_command(
     """Split a unit's value into the contributions of the maps it is built from, and follow the
     strongest back several layers (exact for convolutions, batch norm, ReLU, pooling, residual
     sums and concatenation; gradient x input, marked approximate, through anything else)."""
+    from featuremaps.analysis.lineage import lineage
     from featuremaps.errors import SettingsError
     from featuremaps.files import check_outputs, save_picture
-    from featuremaps.tracing import lineage, render_lineage
+    from featuremaps.render.lineage import render_lineage
 
     if output.suffix.lower() != ".png":
         raise SettingsError(f"-o must name a .png file; got {str(output)!r}")
@@ -44,8 +45,8 @@ def lineage_command(
     result = lineage(net, image, unit, levels=levels, top=top, stations=chosen)
     found: dict[tuple[str, int], str] = {}
     if roles:
+        from featuremaps.analysis.hierarchy import channel_roles
         from featuremaps.cli._progress import StepBars
-        from featuremaps.hierarchy import channel_roles
 
         with StepBars("lineage --roles") as bars:
             found = channel_roles(net, sorted({node.layer for node in result.nodes if node.layer != "input"}),

@@ -29,7 +29,7 @@ def receptive_field_command(
 ) -> None:
     """Show which input pixels one unit of a stack of layers sees, layer by layer."""
     from featuremaps.files import check_outputs, save_picture
-    from featuremaps.illustrate.receptive import field_levels, parse_stack, receptive_field_diagram
+    from featuremaps.render.receptive_diagram import field_levels, parse_stack, receptive_field_diagram
 
     if output is not None:
         if output.suffix.lower() not in (".png", ".svg"):

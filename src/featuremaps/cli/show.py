@@ -43,7 +43,7 @@ def show_command(
     """Draw the feature maps of every chosen layer of a model for one image (PNGs + index.html)."""
     from featuremaps.files import describe_earlier
     from featuremaps.models import model_info
-    from featuremaps.show import parse_unit, show
+    from featuremaps.render.show import parse_unit, show
 
     net = model_on(model, device, weights=weights)
     overlay_spec = None

@@ -16,7 +16,7 @@ from featuremaps.cli._progress import stderr as _stderr
 from featuremaps.errors import SEED_MAX, SettingsError
 
 if TYPE_CHECKING:
-    from featuremaps.training import Progress as TrainingProgress
+    from featuremaps.recognize.training import Progress as TrainingProgress
 
 
 class _EpochBars:
@@ -41,7 +41,7 @@ class _EpochBars:
             self.bar.stop()
 
     def update(self, progress: TrainingProgress) -> None:
-        """Show one :class:`~featuremaps.training.Progress` report."""
+        """Show one :class:`~featuremaps.recognize.training.Progress` report."""
         if not self.started:
             self.bar.start()
             self.started = True

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 from featuremaps.data.objects import OBJECT_CLASSES, PART_KINDS, draw_object
 from featuremaps.data.shapes import SHAPE_CLASSES, draw_shape
-from featuremaps.drawing import label_problem
 from featuremaps.errors import DatasetError, ImageError
+from featuremaps.features.info import label_problem
 from featuremaps.features.inputs import ModelInput
 from featuremaps.images import IMAGE_SUFFIXES
 

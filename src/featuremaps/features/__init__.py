@@ -16,11 +16,11 @@ Where models come from (names, weights, checkpoints) is :mod:`featuremaps.models
 
 from featuremaps.features.align import align_maps, sample_maps
 from featuremaps.features.catalogue import LayerInfo, LayerList, list_layers
-from featuremaps.features.extractor import METHODS, FeatureExtractor
+from featuremaps.features.extractor import INPUT, METHODS, FeatureExtractor
 from featuremaps.features.info import ModelInfo, attach, model_device, model_info
 from featuremaps.features.inputs import ModelInput
 from featuremaps.features.selection import LayerSelection, catalogue_for, default_layers, find_layer, select_layers
 
-__all__ = ["METHODS", "FeatureExtractor", "LayerInfo", "LayerList", "LayerSelection", "ModelInfo", "ModelInput",
+__all__ = ["INPUT", "METHODS", "FeatureExtractor", "LayerInfo", "LayerList", "LayerSelection", "ModelInfo", "ModelInput",
            "align_maps", "attach", "catalogue_for", "default_layers", "find_layer", "list_layers", "model_device",
            "model_info", "sample_maps", "select_layers"]

@@ -34,7 +34,11 @@ from featuremaps.features.hooks import StopForward, first_tensor, model_lock, mo
 from featuremaps.features.info import base_module, model_info
 from featuremaps.features.selection import LayerSelection, catalogue_for, select_layers
 
-__all__ = ["METHODS", "FeatureExtractor", "Method"]
+__all__ = ["INPUT", "METHODS", "FeatureExtractor", "Method"]
+
+INPUT = "input"
+"""The model input's name among :meth:`FeatureExtractor.cut`'s leaves (and in a lineage: its channels are the
+image's R, G, B)."""
 
 Method = Literal["auto", "graph", "hooks"]
 METHODS: tuple[str, ...] = ("auto", "graph", "hooks")
@@ -134,7 +138,7 @@ class FeatureExtractor:
             raise SettingsError(f"cut layers must be among the selected layers; not selected: {', '.join(unknown)}")
         with torch.enable_grad():
             source = batch.detach().requires_grad_(True)
-            leaves = {"input": source}
+            leaves = {INPUT: source}
             outputs, _ = self._run_hooks(source, with_output=False, cut=frozenset(at), leaves=leaves)
         return outputs, leaves
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import re
 import threading
+import unicodedata
 import warnings
 import weakref
 from collections.abc import Mapping
@@ -20,15 +21,29 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from featuremaps.drawing import label_problem
 from featuremaps.errors import SettingsError
 from featuremaps.features.inputs import ModelInput
 
-__all__ = ["ModelInfo", "UnknownInputWarning", "attach", "base_module", "model_device", "model_info", "resolve_device", "structure_key"]
+__all__ = ["ModelInfo", "UnknownInputWarning", "attach", "base_module", "label_problem", "model_device", "model_info",
+           "resolve_device", "structure_key"]
 
 _NAME = re.compile(r"[A-Za-z0-9_.:+\-]{1,200}")
 _ATTRIBUTE = "featuremaps_info"
 M = TypeVar("M", bound=nn.Module)
+
+
+
+def label_problem(label: str) -> str | None:
+    """None for a class name fit to print, else what is wrong: a control character (a newline, an escape
+    sequence) or an invisible format character (a right-to-left mark or override) would change what a
+    terminal or a page shows around it."""
+    for char in label:
+        category = unicodedata.category(char)
+        if category in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"):
+            kind = "a control character" if category == "Cc" else "an invisible format or direction character" \
+                if category == "Cf" else "a line separator" if category in ("Zl", "Zp") else "an unassigned character"
+            return f"holds {kind} (U+{ord(char):04X}); class names are printed, so they must be plain text"
+    return None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from featuremaps.optvis.objectives import Objective
-from featuremaps.optvis.picture import render_visualization
+from featuremaps.render.visualization import render_visualization
 
 __all__ = ["Visualization"]
 

@@ -32,7 +32,7 @@ from featuremaps.features.pooling import check_pool, pool_maps
 from featuremaps.models.registry import load_model
 from featuremaps.recognize.familiarity import fit_familiarity
 from featuremaps.recognize.head import HEADS, FeatureHead, make_head
-from featuremaps.training import Progress, check_output, fit, write_checkpoint
+from featuremaps.recognize.training import Progress, check_output, fit, write_checkpoint
 
 __all__ = ["TrainConfig", "TrainResult", "train_classifier"]
 

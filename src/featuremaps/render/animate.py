@@ -18,11 +18,11 @@ from typing import Literal, overload
 import numpy as np
 from PIL import Image
 
-from featuremaps.drawing import RasterCanvas, SvgCanvas
 from featuremaps.errors import SettingsError
 from featuremaps.files import check_outputs, encode_picture, save_picture, write_output
-from featuremaps.illustrate.draw import SceneLayout, draw_scene, layout_scene
 from featuremaps.illustrate.scene import ConvScene
+from featuremaps.render.diagram import SceneLayout, draw_scene, layout_scene
+from featuremaps.render.drawing import RasterCanvas, SvgCanvas
 
 __all__ = ["SCENE_FORMATS", "diagram_steps", "render_diagram", "render_frames", "save_scene"]
 

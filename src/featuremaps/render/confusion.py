@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from featuremaps.drawing import apply_colormap, draw_lines, font, lines_height, text_size, wrap_text
+from featuremaps.render.drawing import apply_colormap, draw_lines, font, lines_height, text_size, wrap_text
 
 __all__ = ["render_confusion"]
 

@@ -11,8 +11,8 @@ from PIL import Image
 
 from featuremaps.conv.geometry import output_size_formula
 from featuremaps.conv.layer import ConvLayer, ConvStep
-from featuremaps.drawing import png_bytes, png_data_url
 from featuremaps.images import ImageSource, load_image
+from featuremaps.render.drawing import png_bytes, png_data_url
 from featuremaps.render.grid import render_grid
 
 __all__ = ["ConvResult", "convolve"]

@@ -11,7 +11,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from featuremaps.drawing import (
+from featuremaps.errors import SettingsError
+from featuremaps.files import write_output
+from featuremaps.render.drawing import (
     apply_colormap,
     colour_bar,
     draw_lines,
@@ -21,8 +23,6 @@ from featuremaps.drawing import (
     text_size,
     wrap_text,
 )
-from featuremaps.errors import SettingsError
-from featuremaps.files import write_output
 
 __all__ = ["Normalization", "check_tiles", "render_grid", "save_maps"]
 

@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from featuremaps.drawing import apply_colormap, colour_bar, font, format_number, lines_height, to_pil, wrap_text
 from featuremaps.errors import SettingsError
 from featuremaps.features import align_maps
 from featuremaps.features.catalogue import LayerInfo
+from featuremaps.render.drawing import apply_colormap, colour_bar, font, format_number, lines_height, to_pil, wrap_text
 
 __all__ = ["rank_maps", "render_overlay", "render_receptive_field"]
 

@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from PIL import Image, ImageDraw
 
-from featuremaps.drawing import apply_colormap, colour_bar, draw_lines, font, lines_height, to_pil, wrap_text
 from featuremaps.features.catalogue import LayerInfo
+from featuremaps.render.drawing import apply_colormap, colour_bar, draw_lines, font, lines_height, to_pil, wrap_text
 from featuremaps.render.overlay import rank_maps
 
 __all__ = ["describe_layer", "render_overview", "spatial_maps"]

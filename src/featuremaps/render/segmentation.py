@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from featuremaps.drawing import draw_lines, font, lines_height, to_pil, wrap_text
 from featuremaps.errors import SettingsError
 from featuremaps.files import save_picture
+from featuremaps.render.drawing import draw_lines, font, lines_height, to_pil, wrap_text
 
 __all__ = ["PALETTE", "render_segmentation", "save_index_mask"]
 

@@ -24,6 +24,7 @@ from featuremaps.errors import DatasetError, SettingsError, check_seed
 from featuremaps.features.info import ModelInfo, attach, model_device, model_info, resolve_device
 from featuremaps.features.inputs import ModelInput
 from featuremaps.models.registry import load_model
+from featuremaps.recognize.training import Progress, check_output, fit, write_checkpoint
 from featuremaps.segment.data import MaskDataset, mask_folder, scenes_dataset
 from featuremaps.segment.head import PixelHead
 from featuremaps.segment.hypercolumns import default_segmentation_layers
@@ -34,7 +35,6 @@ from featuremaps.segment.metrics import (
     score_masks,
     scores_from_confusion,
 )
-from featuremaps.training import Progress, check_output, fit, write_checkpoint
 
 __all__ = ["SegmentTrainConfig", "SegmentTrainResult", "evaluate_clusters", "evaluate_segmenter", "train_segmenter"]
 

@@ -22,7 +22,6 @@ from PIL import Image
 from featuremaps.conv import ConvLayer
 from featuremaps.conv.filters import bank_depth, bank_is_sizeable, bank_names
 from featuremaps.conv.geometry import output_size_formula
-from featuremaps.drawing import apply_colormap, to_pil
 from featuremaps.errors import FeatureMapsError, ImageError, SettingsError
 from featuremaps.features import catalogue_for, find_layer
 from featuremaps.features.catalogue import LayerInfo
@@ -32,8 +31,9 @@ from featuremaps.illustrate.scene import SceneKind
 from featuremaps.images import MAX_PIXELS, image_size, load_image, sample_path, samples
 from featuremaps.models import available_models, load_model
 from featuremaps.models.skeleton import load_skeleton, parameter_count
+from featuremaps.render.drawing import apply_colormap, to_pil
 from featuremaps.render.overlay import rank_maps, render_overlay
-from featuremaps.show import ImageMaps, image_maps
+from featuremaps.render.show import ImageMaps, image_maps
 from featuremaps.web.limits import LOOPBACK_HOSTS, LRUCache
 from featuremaps.web.schemas import (
     CONV_LIMITS,
@@ -310,7 +310,8 @@ class Explorer:
 
     def lineage(self, request: LineageRequest) -> LineageResponse:
         """The map's strongest input maps and their shares (and theirs, with more levels)."""
-        from featuremaps.tracing import lineage, receptive_crop
+        from featuremaps.analysis.lineage import lineage
+        from featuremaps.render.lineage import receptive_crop
 
         model = self.model(request.model)
         # one layer by its exact name (never a pattern, a type or a unit spec such as conv2_2:1)

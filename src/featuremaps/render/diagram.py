@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from featuremaps.conv.layer import ConvStep
-from featuremaps.drawing import Canvas, Colour, apply_colormap
 from featuremaps.illustrate.scene import ConvScene
+from featuremaps.render.drawing import Canvas, Colour, apply_colormap
 
 __all__ = ["WINDOW", "GridBox", "SceneLayout", "draw_scene", "layout_scene"]
 

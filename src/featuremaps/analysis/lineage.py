@@ -45,10 +45,10 @@ from torch.overrides import TorchFunctionMode
 from featuremaps.errors import LayerError, SettingsError
 from featuremaps.features import FeatureExtractor, catalogue_for, select_layers
 from featuremaps.features.catalogue import LayerInfo
+from featuremaps.features.extractor import INPUT
 from featuremaps.features.hooks import model_lock, tensors_in
 from featuremaps.features.info import model_device, model_info
 from featuremaps.images import ImageSource
-from featuremaps.tracing.names import INPUT
 
 __all__ = ["Lineage", "LineageEdge", "LineageNode", "default_stations", "lineage"]
 
@@ -186,8 +186,8 @@ class Lineage:
 
     def _repr_png_(self) -> bytes:
         """In Jupyter: the lineage tree as :func:`~featuremaps.render_lineage` draws it."""
-        from featuremaps.drawing import png_bytes
-        from featuremaps.tracing.picture import render_lineage
+        from featuremaps.render.drawing import png_bytes
+        from featuremaps.render.lineage import render_lineage
 
         return png_bytes(render_lineage(self))
 

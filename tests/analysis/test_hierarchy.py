@@ -10,9 +10,10 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from featuremaps import load_model
+from featuremaps.analysis.hierarchy import _auc, hierarchy, part_sharers
 from featuremaps.errors import SettingsError
-from featuremaps.hierarchy import _auc, hierarchy, part_sharers, render_hierarchy
 from featuremaps.models import untrained_like
+from featuremaps.render.hierarchy import render_hierarchy
 
 
 def test_auc_matches_scikit_learn() -> None:
@@ -83,7 +84,7 @@ def test_cli_writes_chart_and_json(run_cli, tmp_path) -> None:
 def test_parts_before_wholes_position_by_position() -> None:
     """builtin:objects' maps against the part and object masks: channels that mark parts appear at a lower
     stage than channels that mark whole objects; the untrained control marks neither."""
-    from featuremaps.hierarchy import localization
+    from featuremaps.analysis.hierarchy import localization
 
     trained = localization(load_model("builtin:objects"), samples=60)
     rows = {row.layer: row for row in trained.layers}

@@ -8,7 +8,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from featuremaps.drawing import draw_lines, font, format_number, lines_height, text_size, to_pil, wrap_text
+from featuremaps.render.drawing import draw_lines, font, format_number, lines_height, text_size, to_pil, wrap_text
 
 __all__ = ["render_visualization", "render_with_patches"]
 

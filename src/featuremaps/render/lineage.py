@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from featuremaps.drawing import (
+from featuremaps.features.extractor import INPUT
+from featuremaps.render.drawing import (
     apply_colormap,
     draw_lines,
     font,
@@ -25,9 +26,8 @@ from featuremaps.drawing import (
     to_pil,
     wrap_text,
 )
-from featuremaps.tracing.names import INPUT
 
-# A featuremaps.tracing.trace.Lineage and its nodes; not imported, because a Lineage draws itself with this
+# A featuremaps.analysis.lineage.Lineage and its nodes; not imported, because a Lineage draws itself with this
 # module (its _repr_png_), so the tracer imports the picture and not the other way round.
 Lineage = Any
 LineageNode = Any
@@ -93,7 +93,7 @@ def render_lineage(result: Lineage, *, title: str | None = None,
     """The lineage tree as an image (see the module docstring).
 
     Args:
-        roles: ``(layer, channel) -> what it detects`` (e.g. from :mod:`featuremaps.hierarchy`),
+        roles: ``(layer, channel) -> what it detects`` (e.g. from :mod:`featuremaps.analysis.hierarchy`),
             printed on the cards.
     """
     levels: dict[int, list[LineageNode]] = {}

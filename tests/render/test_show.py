@@ -7,7 +7,7 @@ from PIL import Image
 
 from featuremaps.features import default_layers
 from featuremaps.models import list_layers, load_model
-from featuremaps.show import show
+from featuremaps.render.show import show
 
 
 def test_show_writes_a_picture_per_layer_and_an_index(tmp_path):

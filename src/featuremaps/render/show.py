@@ -15,13 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from featuremaps.drawing import to_pil
 from featuremaps.errors import LayerError, SettingsError
 from featuremaps.features import FeatureExtractor, LayerSelection, catalogue_for, default_layers, select_layers
 from featuremaps.features.catalogue import LayerInfo
 from featuremaps.features.info import model_device, model_info
 from featuremaps.files import check_outputs, save_picture
 from featuremaps.images import ImageSource
+from featuremaps.render.drawing import to_pil
 from featuremaps.render.grid import check_tiles, render_grid
 from featuremaps.render.overlay import rank_maps, render_overlay, render_receptive_field
 from featuremaps.render.overview import describe_layer, render_overview, spatial_maps

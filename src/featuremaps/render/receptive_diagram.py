@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from featuremaps.conv.geometry import ConvGeometry, IntPair, ReceptiveField, receptive_field, to_pair
-from featuremaps.drawing import RasterCanvas, SvgCanvas
 from featuremaps.errors import SettingsError
+from featuremaps.render.drawing import RasterCanvas, SvgCanvas
 
 __all__ = ["FieldLevel", "field_levels", "parse_stack", "receptive_field_diagram"]
 

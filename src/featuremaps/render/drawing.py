@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import html
 import math
-import unicodedata
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -29,7 +28,7 @@ from featuremaps.errors import SettingsError
 from featuremaps.files import save_picture
 
 __all__ = ["Canvas", "Colour", "RasterCanvas", "SvgCanvas", "apply_colormap", "colour_bar", "draw_lines", "font",
-           "format_number", "label_problem", "lines_height", "png_bytes", "png_data_url", "text_size", "to_pil", "wrap_text"]
+           "format_number", "lines_height", "png_bytes", "png_data_url", "text_size", "to_pil", "wrap_text"]
 
 
 @lru_cache(maxsize=16)
@@ -310,16 +309,3 @@ class SvgCanvas:
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         return save_picture(self.markup(), path, overwrite=overwrite)
-
-
-def label_problem(label: str) -> str | None:
-    """None for a class name fit to print, else what is wrong: a control character (a newline, an escape
-    sequence) or an invisible format character (a right-to-left mark or override) would change what a
-    terminal or a page shows around it."""
-    for char in label:
-        category = unicodedata.category(char)
-        if category in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"):
-            kind = "a control character" if category == "Cc" else "an invisible format or direction character" \
-                if category == "Cf" else "a line separator" if category in ("Zl", "Zp") else "an unassigned character"
-            return f"holds {kind} (U+{ord(char):04X}); class names are printed, so they must be plain text"
-    return None

@@ -11,8 +11,8 @@ from PIL import Image
 
 from featuremaps import ConvLayer
 from featuremaps.illustrate import ConvScene, image_patch, random_grid
-from featuremaps.illustrate.draw import WINDOW, _number, layout_scene
 from featuremaps.render.animate import render_diagram, render_frames, save_scene
+from featuremaps.render.diagram import WINDOW, _number, layout_scene
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -61,8 +61,8 @@ def test_frames_fill_the_maps_one_cell_at_a_time():
     scene = _issue_scene()
     svg_cells = []
     for done in (0, 5, len(scene) - 1):
-        from featuremaps.drawing import SvgCanvas
-        from featuremaps.illustrate.draw import draw_scene
+        from featuremaps.render.diagram import draw_scene
+        from featuremaps.render.drawing import SvgCanvas
 
         layout = layout_scene(scene)
         canvas = SvgCanvas(layout.width, layout.height)
@@ -136,7 +136,7 @@ def test_image_scenes_print_the_pixels_under_the_window():
 
 @pytest.mark.parametrize("seed", range(6))
 def test_the_equation_adds_up_as_printed(seed):
-    from featuremaps.illustrate.draw import equation
+    from featuremaps.render.diagram import equation
 
     layer = ConvLayer(3, "random", depth=2, padding=1, bias=[0.123456, -0.3], seed=seed)
     scene = ConvScene.from_layer(layer, image_patch("sample:coffee", 5, 5), kind="image")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from featuremaps import SettingsError
-from featuremaps.illustrate.receptive import field_levels, parse_stack, receptive_field_diagram
+from featuremaps.render.receptive_diagram import field_levels, parse_stack, receptive_field_diagram
 
 
 def test_the_issue_stack_by_hand():

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from featuremaps import extract, load_model
+from featuremaps.analysis.lineage import Lineage, default_stations, lineage
 from featuremaps.errors import LayerError, SettingsError
 from featuremaps.features.catalogue import list_layers
-from featuremaps.tracing import Lineage, default_stations, lineage
 
 TOLERANCE = 1e-4
 

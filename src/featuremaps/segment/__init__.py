@@ -1,0 +1,1 @@
+"""Segmentation from feature maps: hypercolumns clustered (k-means) or a pixel head trained on them."""
