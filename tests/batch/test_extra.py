@@ -39,8 +39,9 @@ def test_everything_else_runs_without_pyarrow_and_zarr(tmp_path):
 
 @pytest.mark.parametrize("module", ["pyarrow", "zarr"])
 def test_the_batch_extra_declares_them(module):
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
     assert not any(dep.startswith(module) for dep in project["dependencies"])
