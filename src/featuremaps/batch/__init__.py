@@ -23,8 +23,8 @@ def require(module: str, for_what: str) -> None:
 
 require("pyarrow", "dataset extraction (its store's tables)")
 
-from featuremaps.batch.config import ExtractConfig, ExtractSummary
-from featuremaps.batch.run import run_extract
-from featuremaps.batch.store import Store
+from featuremaps.batch.config import ExtractConfig, ExtractSummary  # noqa: E402 - after the check that names the missing extra
+from featuremaps.batch.run import run_extract  # noqa: E402 - after the check that names the missing extra
+from featuremaps.batch.store import Store  # noqa: E402 - after the check that names the missing extra
 
 __all__ = ["BATCH_EXTRA", "ExtractConfig", "ExtractSummary", "Store", "require", "run_extract"]
