@@ -98,7 +98,6 @@ def _calibrate_segmenter(net: Any, checkpoint: Path, dataset: Optional[str], sam
                          false_alarms: float, as_json: bool) -> None:
     """calibrate for a trained segmentation head: the reference network's stages (its own layers are
     its backbone's), fitted on generated scenes or on half of a masks folder (the other half thresholds)."""
-    import torch
 
     from featuremaps.data.datasets import photo_crops
     from featuremaps.models import model_info
@@ -124,12 +123,7 @@ def _calibrate_segmenter(net: Any, checkpoint: Path, dataset: Optional[str], sam
         fit, threshold_set = scenes_dataset(samples, seed, size), scenes_dataset(max(samples // 2, 10), seed + 1, size)
         familiar = scenes_dataset(samples, seed + 2, size)
     elif Path(dataset).is_dir():
-        everything = mask_folder(dataset, size)
-        order = torch.randperm(len(everything), generator=torch.Generator().manual_seed(seed))
-        half = len(everything) // 2
-        fit = type(everything)(everything.images[order[:half]], everything.masks[order[:half]], everything.class_names)
-        threshold_set = type(everything)(everything.images[order[half:]], everything.masks[order[half:]],
-                                         everything.class_names)
+        fit, threshold_set = mask_folder(dataset, size).halves(seed)
     else:
         raise SettingsError(f"--dataset must be shapes (generated scenes) or a masks folder (images/ and masks/) for "
                             f"a segmentation head; {dataset!r} is neither")

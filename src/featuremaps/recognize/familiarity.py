@@ -215,10 +215,11 @@ def familiarity_for(model: nn.Module) -> Familiarity | None:
         return _CACHE[key]
 
 
-def unfamiliar_note(score: float, threshold: float) -> str:
-    """What predict and segment say of an image whose unfamiliarity ``score`` is above ``threshold``."""
+def unfamiliar_note(score: float, threshold: float, *, what: str = "the labels mean") -> str:
+    """What predict (``what="the label means"``) and segment say of an image whose unfamiliarity ``score`` is
+    above ``threshold``."""
     return (f"unfamiliar image: its maps are unlike the training data's (score {score:.1f} > {threshold:.1f}, a "
-            "threshold 5% of held-out images exceed); the labels mean little")
+            f"threshold 5% of held-out images exceed); {what} little")
 
 
 @dataclass(frozen=True)

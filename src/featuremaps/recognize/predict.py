@@ -53,7 +53,7 @@ class Prediction:
     def note(self) -> str:
         """Empty, or why the prediction is marked unfamiliar."""
         if self.familiar is False:
-            return unfamiliar_note(self.unfamiliarity or 0.0, self.threshold or 0.0).replace("labels mean", "label means")
+            return unfamiliar_note(self.unfamiliarity or 0.0, self.threshold or 0.0, what="the label means")
         return ""
 
 

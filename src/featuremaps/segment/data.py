@@ -42,6 +42,13 @@ class MaskDataset:
     def __len__(self) -> int:
         return int(self.masks.shape[0])
 
+    def halves(self, seed: int) -> tuple[MaskDataset, MaskDataset]:
+        """Two disjoint random halves (the first gets the smaller one when the count is odd)."""
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        parts = order[: len(self) // 2], order[len(self) // 2:]
+        return (MaskDataset(self.images[parts[0]], self.masks[parts[0]], self.class_names, dict(self.description)),
+                MaskDataset(self.images[parts[1]], self.masks[parts[1]], self.class_names, dict(self.description)))
+
 
 def scenes_dataset(count: int, seed: int, size: int = 128) -> MaskDataset:
     """``count`` scenes of 1 to 4 shapes from ``seed``; masks hold class index + 1, 0 = background."""
