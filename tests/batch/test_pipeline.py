@@ -13,6 +13,8 @@ from featuremaps.batch.sources import list_sources
 from featuremaps.batch.topk import TopK
 from featuremaps.errors import SettingsError
 from featuremaps.extract import extract
+
+from .conftest import write_photos
 from featuremaps.models import load_model
 
 LAYERS = ("layer1", "layer3")
@@ -148,3 +150,17 @@ def test_bad_sources_and_settings(tmp_path):
         ExtractConfig(model="resnet18", layers=("layer1",), precision="fp16")
     with pytest.raises(SettingsError, match=r"layers fc have no feature maps"):
         run_extract([str(tmp_path / "x.jpg")], tmp_path / "s", ExtractConfig(model="resnet18", layers=("fc",)))
+
+
+@pytest.mark.parametrize("pool, size", [("avg", 32), ("avgmax", 64)])
+def test_a_shard_of_only_unreadable_images_keeps_the_vector_size(tmp_path, pool, size):
+    # found on the Ray cluster: the last shard held only a broken file, its empty table had vectors of 1,
+    # and reading the layer's features failed on the mismatch
+    folder = tmp_path / "photos"
+    write_photos(folder, 4, seed=2)
+    for name in ("zz_a.jpg", "zz_b.jpg"):
+        (folder / name).write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    run_extract(folder, tmp_path / "store", ExtractConfig(model="builtin:shapes", layers=("conv1_2",), pool=pool,
+                                                          shard_size=4, batch_size=2, workers=0))
+    table = Store(tmp_path / "store").features("conv1_2")
+    assert table.num_rows == 4 and table.schema.field("vector").type.list_size == size

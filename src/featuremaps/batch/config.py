@@ -92,6 +92,7 @@ class ExtractSummary:
     layers: list[str] = field(default_factory=list)
     seconds_by_stage: dict[str, float] = field(default_factory=dict)
     shards_redone: list[dict[str, Any]] = field(default_factory=list)
+    nodes: list[dict[str, Any]] = field(default_factory=list)  # Ray engine: rows and seconds per node
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,20 +1,30 @@
-"""The same extraction on Ray Data, for a cluster (``pip install 'featuremaps[ray]'``).
+"""The same extraction on Ray Data, spread over a cluster (``pip install 'featuremaps[ray]'``).
 
-Plan: ``from_items`` (index, path) -> ``map_batches(read)`` as CPU tasks that read, hash and
-check each file and decode it (or keep a JPEG's bytes for the device) with featuremaps' own
-:func:`~featuremaps.batch.decode.read_item` (not ``read_images``, which fails on mixed sizes
-and on decompression bombs) -> ``map_batches(FeatureActor)`` on an actor pool (one GPU per
-actor when the cluster has GPUs) that decodes the deferred JPEGs on its device and runs the
-truncated graph with the reductions inside (:func:`~featuremaps.batch.forward.device_forward`,
-the local engine's own) -> the driver streams the results and writes the same store, shard by
-shard, with the same resume rules. Point it at a cluster with ``--ray-address ray://HEAD:10001``
-(or ``auto``).
+Plan: ``from_items`` (index, path) -> read tasks (``--workers`` of them per forward actor, anywhere in the
+cluster) that read, hash and check each file and decode it (or keep a JPEG's bytes for the device) with
+featuremaps' own :func:`~featuremaps.batch.decode.read_item` (not ``read_images``, which fails on mixed sizes
+and on decompression bombs); with ``--workers 0`` each actor reads its own batches -> an actor pool with one
+actor per CPU of the cluster (per GPU when it has GPUs) that decodes the deferred JPEGs on its device and runs
+the truncated graph with the reductions inside (:func:`~featuremaps.batch.forward.device_forward`, the local
+engine's own) -> the driver streams the results and writes the same store, shard by shard, with the same
+resume rules. Every result row says which node computed it: the summary counts rows and seconds per node.
+
+Faults: a lost worker node's tasks are retried on the others (the store is the same); a lost head (the
+cluster's control plane) ends the run within seconds with the manifest ``failed`` and what was done, and
+``--resume`` continues on a new cluster. Ray's own log lines go to stderr, never into ``--json``.
+
+Point it at a cluster with ``--ray-address HEAD:6379`` (or ``auto`` on a node of the cluster); without an
+address a local Ray starts on this machine, on the loopback interface only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -51,11 +61,15 @@ _ITEM_KEYS = ("index", "path", "reason", "width", "height", "sha256")
 def _decode_batch(batch: dict[str, np.ndarray], model_input: dict[str, Any], defer_jpeg: bool) -> dict[str, Any]:
     """Ray task: read, hash and check each file (:func:`~featuremaps.batch.decode.read_item`); decoded
     images come back as uint8 arrays, deferred JPEGs as their bytes, unreadable files with the reason."""
+    started = time.perf_counter()
     frame = ModelInput.from_dict(model_input)
     items = [read_item(int(index), str(path), frame, defer_jpeg=defer_jpeg)
              for index, path in zip(batch["index"], batch["path"])]
     blank = np.zeros(frame.shape, np.uint8)
+    rows = len(items)
     return {
+        "read_node": np.asarray([_node_id()] * rows, dtype=object),
+        "read_seconds": np.full(rows, (time.perf_counter() - started) / max(rows, 1)),
         **{key: np.asarray([item.get(key, "" if key in ("reason", "sha256") else 0) for item in items],
                            dtype=object if key in ("path", "reason", "sha256") else None) for key in _ITEM_KEYS},
         "deferred": np.asarray(["jpeg" in item for item in items]),
@@ -63,6 +77,12 @@ def _decode_batch(batch: dict[str, np.ndarray], model_input: dict[str, Any], def
         "jpeg": np.asarray([item["jpeg"].numpy().tobytes() if "jpeg" in item else b"" for item in items],
                            dtype=object),
     }
+
+
+def _node_id() -> str:
+    import ray
+
+    return str(ray.get_runtime_context().get_node_id())
 
 
 def _items(batch: dict[str, Any]) -> list[dict[str, Any]]:
@@ -87,7 +107,10 @@ class FeatureActor:
     """Ray actor: holds the model; decodes deferred JPEGs on its device, runs the truncated graph with
     the reductions inside, and returns per-image summaries (the local engine's very functions)."""
 
-    def __init__(self, model: str, weights: str | None, layers: Sequence[str], config: dict[str, Any]) -> None:
+    def __init__(self, model: str, weights: str | None, layers: Sequence[str], config: dict[str, Any],
+                 read: dict[str, Any] | None = None) -> None:
+        self.read = read  # with --workers 0: the actor reads and decodes its own batches
+        self.node = _node_id()
         self.config = ExtractConfig(**config)
         self.device = torch.device(self.config.device)
         self.model = load_model(model, weights=weights).to(self.device).to(memory_format=torch.channels_last)
@@ -97,6 +120,9 @@ class FeatureActor:
         self.shapes = {entry.name: tuple(entry.output_shape) for entry in self.layers}
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        if self.read is not None:
+            batch = _decode_batch(batch, **self.read)
+        started = time.perf_counter()
         assembled = assemble(_items(batch), self.model_input, self.device)
         bad = {index: reason for index, _, reason in assembled.bad}
         order = [int(index) for index in batch["index"]]
@@ -104,8 +130,11 @@ class FeatureActor:
         out: dict[str, Any] = {"index": batch["index"], "path": batch["path"],
                                "ok": np.asarray([index in good_rows for index in order]),
                                "reason": np.asarray([bad.get(index, "") for index in order], dtype=object),
-                               "width": batch["width"], "height": batch["height"], "sha256": batch["sha256"]}
+                               "width": batch["width"], "height": batch["height"], "sha256": batch["sha256"],
+                               "read_node": batch["read_node"], "read_seconds": batch["read_seconds"],
+                               "node": np.asarray([self.node] * len(order), dtype=object)}
         if assembled.batch is None:
+            out["forward_seconds"] = np.full(len(order), (time.perf_counter() - started) / max(len(order), 1))
             return out
         x = assembled.batch.contiguous(memory_format=torch.channels_last)
         with autocast_for(self.config, self.device):
@@ -122,6 +151,7 @@ class FeatureActor:
                 full[present] = value[rows[present]]
                 out[f"{name}|{key}"] = full
             out[f"{name}|positions"] = np.full(len(order), part["positions"])
+        out["forward_seconds"] = np.full(len(order), (time.perf_counter() - started) / max(len(order), 1))
         return out
 
 
@@ -145,11 +175,134 @@ def _split(batch: dict[str, Any], layers: Sequence[str]) -> tuple[list[dict[str,
     return good, summaries, bad
 
 
+class _Nodes:
+    """Rows and seconds per Ray node (keyed by node id: on one machine every node has the same address)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, float]] = {}
+
+    def add(self, batch: dict[str, Any]) -> None:
+        for node, seconds in zip(batch["node"], batch["forward_seconds"]):
+            entry = self.rows.setdefault(str(node), {"rows": 0, "rows read": 0, "forward s": 0.0, "read s": 0.0})
+            entry["rows"] += 1
+            entry["forward s"] += float(seconds)
+        for node, seconds in zip(batch["read_node"], batch["read_seconds"]):
+            entry = self.rows.setdefault(str(node), {"rows": 0, "rows read": 0, "forward s": 0.0, "read s": 0.0})
+            entry["rows read"] += 1
+            entry["read s"] += float(seconds)
+
+    def summary(self, addresses: dict[str, str]) -> list[dict[str, Any]]:
+        return [{"node": node, "address": addresses.get(node, "?"), "rows": int(entry["rows"]),
+                 "rows_read": int(entry["rows read"]),
+                 "seconds_by_stage": {"read and decode": round(entry["read s"], 3),
+                                      "forward": round(entry["forward s"], 3)}}
+                for node, entry in sorted(self.rows.items())]
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Any:
+    """Ray's processes and threads write to this process's stdout (lines such as "Raylet is terminated"): while
+    Ray runs, file descriptor 1 points at stderr, so that stdout carries only featuremaps' own output."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no usable stdout: nothing to protect
+        yield
+        return
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+class _HeadWatch:
+    """Watches the cluster's head (its GCS port) from a thread. When it stops answering for ``patience``
+    seconds, the run cannot go on (Ray would retry for a minute, then end the process with no word): the
+    watcher waits for a shard being written, records the manifest ``failed`` with what was done, says so in
+    one line and exits with status 1."""
+
+    def __init__(self, address: str, store: Store, manifest: Any, lock: threading.Lock, done: Callable[[], str],
+                 patience: float = 8.0) -> None:
+        host, _, port = address.rpartition(":")
+        self.host, self.port = host or "127.0.0.1", int(port)
+        self.store, self.manifest, self.lock, self.done, self.patience = store, manifest, lock, done, patience
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._watch, name="featuremaps-ray-head-watch", daemon=True)
+
+    def __enter__(self) -> _HeadWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=1.0):
+                return True
+        except OSError:
+            return False
+
+    def _watch(self) -> None:
+        silent_since: float | None = None
+        while not self.stopped.wait(1.0):
+            if self._answers():
+                silent_since = None
+                continue
+            silent_since = silent_since or time.monotonic()
+            if time.monotonic() - silent_since < self.patience or self.stopped.is_set():
+                continue
+            with self.lock:  # a shard being written is finished first
+                if self.stopped.is_set():
+                    return
+                done = self.done()
+                self.manifest.status = "failed"
+                self.manifest.summary = {"error": f"the Ray cluster was lost: its head at {self.host}:{self.port} "
+                                                  f"stopped answering", "done": done,
+                                         "resume": "start a cluster, then run the same command with --resume"}
+                self.store.write_manifest(self.manifest)
+                os.write(2, (f"featuremaps: error: the Ray cluster was lost (its head at {self.host}:{self.port} "
+                             f"stopped answering for {self.patience:.0f} s); {done} are in {self.store.root}: "
+                             "run the same command with --resume to continue\n").encode())
+                os._exit(1)  # Ray's client would wait a minute, then end the process itself
+
+
+def _connect(config: ExtractConfig) -> bool:
+    """Start or join Ray; True when this call started it (and must shut it down)."""
+    import ray
+
+    address = config.ray_address
+    if address is not None and address.startswith("ray://"):
+        raise SettingsError(
+            f"--ray-address {address}: Ray Client (ray://) is not supported; run featuremaps on a node of the "
+            "cluster (ssh, or 'ray job submit') with --ray-address auto, or give the head's HEAD:6379")
+    if ray.is_initialized():
+        return False
+    logging.getLogger("ray").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    if address is None:  # a private Ray on this machine: every server on the loopback interface
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        ray.init(num_cpus=max(2, config.workers + 1), include_dashboard=False, log_to_driver=False,
+                 _node_ip_address="127.0.0.1")
+    else:
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise SettingsError(f"--ray-address {address}: no Ray cluster answers there "
+                                f"({' '.join(str(error).split())[:300]})") from None
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    return True
+
+
 def run_ray(sources: list[str], out: str | os.PathLike[str], config: ExtractConfig, *, resume: bool = False,
             on_progress: Callable[[int, int], None] | None = None) -> ExtractSummary:
     """:func:`featuremaps.batch.run_extract` on Ray Data (see the module docstring); ``sources`` are absolute."""
     try:
         import ray
+        import ray.data  # noqa: F401 - Ray Data is what runs the plan
     except ImportError:
         raise SettingsError("the ray engine needs the ray extra: pip install 'featuremaps[ray]'") from None
     started = time.perf_counter()
@@ -163,48 +316,64 @@ def run_ray(sources: list[str], out: str | os.PathLike[str], config: ExtractConf
     indices, expected = shard_plan(todo, config.shard_size, len(sources))
     zarr_write = open_maps(store, layers, len(sources), config.precision != "fp32") if config.pool == "none" else None
     collector = ShardCollector(store, manifest, expected, config, zarr_write)
-    logging.getLogger("ray").setLevel(logging.WARNING)
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        resources: dict[str, Any] = {} if config.ray_address else {"num_cpus": max(2, config.workers + 1)}
-        ray.init(address=config.ray_address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
-                 **resources)
-    try:
-        cuda = config.device.startswith("cuda")
-        gpus = int(ray.cluster_resources().get("GPU", 0)) if cuda else 0
-        actors = max(1, gpus) if cuda else 1
-        dataset: Any = ray.data.from_items([{"index": i, "path": sources[i]} for i in indices])
-        dataset = dataset.map_batches(_decode_batch, batch_size=config.batch_size, batch_format="numpy",
-                                      fn_kwargs={"model_input": info.input.to_dict(),
-                                                 "defer_jpeg": config.decode_on_device})
-        dataset = dataset.map_batches(
-            FeatureActor, batch_size=config.batch_size, batch_format="numpy", concurrency=actors,
-            num_gpus=1 if cuda else 0,
-            fn_constructor_kwargs={"model": config.model, "weights": config.weights,
-                                   "layers": [e.name for e in layers],
-                                   "config": {**asdict(config), "device": "cuda" if cuda else "cpu",
-                                              "engine": "local", "compile": config.compile}},
-        )
-        done = 0
-        names = [e.name for e in layers]
-        with store.running(manifest):
-            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-                good, summaries, bad = _split(batch, names)
-                collector.add(good, summaries if good else None, bad)
-                done += len(good) + len(bad)
-                if on_progress is not None:
-                    on_progress(done, len(indices))
-            collector.close()
-    finally:
-        if started_ray:
-            ray.shutdown()
+    nodes = _Nodes()
+    stages = {"setup": 0.0, "waiting for results": 0.0, "writing": 0.0}
+    names = [e.name for e in layers]
+    with _stdout_to_stderr():
+        started_ray = _connect(config)
+        try:
+            stages["setup"] = time.perf_counter() - started
+            cuda = config.device.startswith("cuda")
+            resources = ray.cluster_resources()
+            actors = max(1, int(resources.get("GPU", 0))) if cuda else max(1, int(resources.get("CPU", 1)))
+            read = {"model_input": info.input.to_dict(), "defer_jpeg": config.decode_on_device}
+            dataset: Any = ray.data.from_items([{"index": i, "path": sources[i]} for i in indices])
+            if config.workers:  # read tasks beside the actors, anywhere in the cluster
+                dataset = dataset.map_batches(_decode_batch, batch_size=config.batch_size, batch_format="numpy",
+                                              fn_kwargs=read, num_cpus=0,
+                                              compute=ray.data.TaskPoolStrategy(size=config.workers * actors))
+            dataset = dataset.map_batches(
+                FeatureActor, batch_size=config.batch_size, batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=actors),
+                num_gpus=1 if cuda else 0, num_cpus=0 if cuda else 1,
+                fn_constructor_kwargs={"model": config.model, "weights": config.weights, "layers": names,
+                                       "config": {**asdict(config), "device": "cuda" if cuda else "cpu",
+                                                  "engine": "local", "compile": config.compile},
+                                       "read": None if config.workers else read},
+            )
+            done = 0
+            lock = threading.Lock()
+            head = ray.get_runtime_context().gcs_address
+
+            def written() -> str:
+                finished = manifest.shards - len(todo) + collector.written
+                return f"{finished} of {manifest.shards} shards"
+
+            with store.running(manifest), _HeadWatch(head, store, manifest, lock, written):
+                clock = time.perf_counter()
+                for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                    now = time.perf_counter()
+                    stages["waiting for results"] += now - clock
+                    good, summaries, bad = _split(batch, names)
+                    with lock:
+                        collector.add(good, summaries if good else None, bad)
+                    nodes.add(batch)
+                    done += len(good) + len(bad)
+                    if on_progress is not None:
+                        on_progress(done, len(indices))
+                    clock = time.perf_counter()
+                    stages["writing"] += clock - now
+                collector.close()
+            addresses = {str(n["NodeID"]): str(n.get("NodeManagerAddress", "?")) for n in ray.nodes()}
+        finally:
+            if started_ray:
+                ray.shutdown()
     seconds = time.perf_counter() - started
     errors = store_errors(store, manifest)
     summary = ExtractSummary(str(store.root), len(sources), len(sources) - errors, errors, manifest.shards,
                              manifest.shards - len(todo), round(seconds, 3),
                              round(len(indices) / seconds, 2) if seconds else 0.0, layers=names,
-                             shards_redone=redone_shards(store))
+                             seconds_by_stage={k: round(v, 3) for k, v in stages.items()},
+                             shards_redone=redone_shards(store), nodes=nodes.summary(addresses))
     store.finalise(manifest, summary.to_dict())
     return summary

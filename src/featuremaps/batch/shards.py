@@ -172,6 +172,7 @@ class ShardCollector:
         self.store, self.manifest, self.expected, self.config = store, manifest, expected, config
         self.zarr_write = zarr_write
         self.builders: dict[int, ShardBuilder] = {}
+        self.written = 0  # shards written by this collector
 
     def _builder(self, index: int) -> ShardBuilder:
         shard = index // self.config.shard_size
@@ -193,7 +194,8 @@ class ShardCollector:
                 self._builder(good[rows[0]]["index"]).add([good[k] for k in rows], part, self.zarr_write)
         for shard in [s for s, b in self.builders.items() if b.seen == self.expected[s]]:
             self.store.write_shard(self.builders.pop(shard).result(), half=self.config.precision != "fp32",
-                                   pooled=self.config.pool != "none")
+                                   pool=self.config.pool)
+            self.written += 1
 
     def close(self) -> None:
         if self.builders:

@@ -25,6 +25,10 @@ class ChannelStats:
     maximum: np.ndarray
     positive: np.ndarray
 
+    @property
+    def channels(self) -> int:
+        return int(self.count.shape[0])
+
     @classmethod
     def empty(cls, channels: int) -> ChannelStats:
         return cls(np.zeros(channels), np.zeros(channels), np.zeros(channels), np.full(channels, -np.inf),

@@ -48,6 +48,7 @@ import torch
 from featuremaps.batch.stats import ChannelStats
 from featuremaps.batch.topk import TopK
 from featuremaps.errors import SettingsError
+from featuremaps.features.pooling import pooled_size
 from featuremaps.files import atomic_write, parse_json, read_regular_file, safe_name
 
 __all__ = ["STORE_VERSION", "Manifest", "ShardResult", "Store"]
@@ -305,8 +306,9 @@ class Store:
                                 "extract again into a new --out") from None
 
     # --- shards ----------------------------------------------------------------------
-    def write_shard(self, result: ShardResult, *, half: bool, pooled: bool) -> None:
-        """Write a shard's parts and features, then its ``.done`` marker."""
+    def write_shard(self, result: ShardResult, *, half: bool, pool: str) -> None:
+        """Write a shard's parts and features, then its ``.done`` marker (a shard whose every image was
+        unreadable still has each layer's vector size: its empty tables join the others')."""
         arrays: dict[str, np.ndarray] = {}
         for layer, stats in result.stats.items():
             arrays.update(stats.to_arrays(layer))
@@ -318,9 +320,10 @@ class Store:
                            "path": pa.array([e[1] for e in result.errors], pa.string()),
                            "reason": pa.array([e[2] for e in result.errors], pa.string())})
         _write_table(errors, self.part_path(result.shard, "errors.parquet"))
-        for layer in result.stats:
+        for layer, stats in result.stats.items():
             rows = [row for row in result.rows if row["layer"] == layer]
-            _write_table(_features_table(rows, half=half, pooled=pooled), self.features_path(result.shard, layer))
+            size = pooled_size(stats.channels, pool)
+            _write_table(_features_table(rows, half=half, size=size), self.features_path(result.shard, layer))
         checksums = {path.relative_to(self.root).as_posix(): _sha256(path)
                      for path in self.shard_files(result.shard, result.stats)}
         marker = json.dumps({"rows": len(result.rows), "sha256": checksums}, indent=1)
@@ -453,19 +456,18 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
         np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
 
 
-def _features_table(rows: list[dict[str, Any]], *, half: bool, pooled: bool) -> pa.Table:
+def _features_table(rows: list[dict[str, Any]], *, half: bool, size: int) -> pa.Table:
+    """A shard's rows of one layer; ``size``: the pooled vector's length (0: full maps, kept in Zarr)."""
     columns: dict[str, Any] = {
         "index": pa.array([r["index"] for r in rows], pa.int64()),
         "path": pa.array([r["path"] for r in rows], pa.string()),
         "layer": pa.array([r["layer"] for r in rows], pa.string()),
     }
-    if pooled:
+    if size:
         dtype = np.float16 if half else np.float32
-        size = len(rows[0]["vector"]) if rows else 0
         flat = np.concatenate([np.asarray(r["vector"], dtype=dtype) for r in rows]) if rows else np.zeros(0, dtype)
         values = pa.array(flat, pa.float16() if half else pa.float32())
-        columns["vector"] = pa.FixedSizeListArray.from_arrays(values, size) if rows else pa.array(
-            [], pa.list_(pa.float16() if half else pa.float32(), max(size, 1)))
+        columns["vector"] = pa.FixedSizeListArray.from_arrays(values, size)
     columns.update({
         "width": pa.array([r["width"] for r in rows], pa.int32()),
         "height": pa.array([r["height"] for r in rows], pa.int32()),

@@ -26,8 +26,10 @@ def extract_command(
     pool: Annotated[str, typer.Option(metavar="avg|max|avgmax|none", help="Pooling of each map into a vector; none "
                                       "keeps the full maps in Zarr.")] = "avg",
     batch_size: Annotated[int, typer.Option(metavar="B", help="Images per forward.")] = 32,
-    workers: Annotated[int, typer.Option(metavar="N", help="Worker processes that read files for --decode "
-                                         "workers (which they decode) or device.")] = 1,
+    workers: Annotated[int, typer.Option(metavar="N", help="Processes that read files beside each forward "
+                                         "pass, for --decode workers (which they decode) or device; on --engine "
+                                         "ray, N read tasks per forward actor anywhere in the cluster (0: each "
+                                         "actor reads its own).")] = 1,
     device: Annotated[str, typer.Option(metavar="cpu|cuda", help="Where the model runs.")] = "cpu",
     precision: Annotated[str, typer.Option(metavar="fp32|bf16|fp16", help="Compute precision (bf16/fp16 store "
                                            "float16 vectors).")] = "fp32",
@@ -39,8 +41,9 @@ def extract_command(
                                         "threads between forward passes (auto on the CPU), worker processes beside "
                                         "it, or JPEGs in batches on the device (auto on a GPU).")] = "auto",
     engine: Annotated[str, typer.Option(metavar="local|ray", help="Run here, or on Ray Data.")] = "local",
-    ray_address: Annotated[Optional[str], typer.Option(metavar="ADDR", help="Ray cluster (ray://HEAD:10001 or "
-                                                       "auto); default: a local Ray.")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(metavar="ADDR", help="Ray cluster to run on: HEAD:6379, "
+                                                       "or auto on a node of it (one forward actor per CPU, or "
+                                                       "GPU); default: a local Ray on this machine.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a killed or interrupted run.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:

@@ -10,7 +10,7 @@ import torch
 
 from featuremaps.errors import SettingsError
 
-__all__ = ["POOLINGS", "check_pool", "pool_maps"]
+__all__ = ["POOLINGS", "check_pool", "pool_maps", "pooled_size"]
 
 POOLINGS: tuple[str, ...] = ("avg", "max", "avgmax", "none")
 
@@ -21,6 +21,11 @@ def check_pool(pool: str) -> str:
         hint = " (flatten is called none: every position kept)" if pool == "flatten" else ""
         raise SettingsError(f"pool must be one of {', '.join(POOLINGS)}; got {pool!r}{hint}")
     return pool
+
+
+def pooled_size(channels: int, pool: str) -> int:
+    """Length of one image's pooled vector for maps of ``channels`` channels (0 for ``none``)."""
+    return {"avg": channels, "max": channels, "avgmax": 2 * channels}.get(check_pool(pool), 0)
 
 
 def pool_maps(maps: torch.Tensor, pool: str) -> torch.Tensor:

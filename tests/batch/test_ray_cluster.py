@@ -1,0 +1,148 @@
+"""The Ray engine on a real three-node cluster (head + 2 workers, 1 CPU each, all on 127.0.0.1): the work is
+spread over every node, a lost worker node changes nothing in the store, a lost head ends the run within 30 s
+with featuremaps' own error and a ``failed`` manifest, and ``--resume`` on a new cluster finishes it exactly.
+Every cluster is checked to be on the loopback interface before any work is sent to it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from featuremaps.batch import ExtractConfig, Store, run_extract
+
+from .conftest import write_photos
+from .ray_loopback import LoopbackCluster
+
+pytestmark = pytest.mark.timeout(900)
+
+SETTINGS = {"model": "resnet18", "layers": ("layer1", "layer4"), "batch_size": 4, "shard_size": 8, "top_k": 2}
+IMAGES = 96
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cluster")
+    folder = root / "photos"
+    write_photos(folder, IMAGES, size=(96, 72), seed=11)
+    (folder / "zz_bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    run_extract(folder, root / "local", ExtractConfig(**SETTINGS, workers=0))
+    return folder, Store(root / "local"), root
+
+
+def _cluster(root: Path) -> LoopbackCluster:
+    cluster = LoopbackCluster(root, nodes=3, cpus=1)
+    try:
+        cluster.start()
+    except (RuntimeError, subprocess.TimeoutExpired) as error:
+        cluster.stop()
+        pytest.skip(f"Ray cannot start a loopback cluster on this machine: {error}")
+    problems = cluster.check_loopback()
+    if problems:  # never send work to a cluster reachable from elsewhere
+        cluster.stop()
+        pytest.fail("the test cluster is not on the loopback interface only: " + "; ".join(problems))
+    return cluster
+
+
+def _extract(cluster: LoopbackCluster, folder: Path, out: Path, *extra: str) -> subprocess.Popen:
+    command = [str(Path(sys.executable).with_name("featuremaps")), "extract", str(folder), "--out", str(out),
+               "--model", SETTINGS["model"], "--layers", ",".join(SETTINGS["layers"]),
+               "--batch-size", str(SETTINGS["batch_size"]), "--shard-size", str(SETTINGS["shard_size"]),
+               "--top-k", str(SETTINGS["top_k"]), "--engine", "ray", "--ray-address", cluster.address, "--json",
+               *extra]
+    return subprocess.Popen(command, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_shards(out: Path, process: subprocess.Popen, count: int, timeout: float = 300) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = len(list((out / "parts").glob("*.done"))) if (out / "parts").is_dir() else 0
+        if done >= count:
+            return done
+        assert process.poll() is None, f"the run ended before {count} shards: {process.communicate()}"
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {count} shards after {timeout} s")
+
+
+def _assert_same_store(local: Store, other: Store) -> None:
+    assert local.sources() == other.sources()
+    for layer in SETTINGS["layers"]:
+        a, b = local.features(layer), other.features(layer)
+        assert a.column("index").to_pylist() == b.column("index").to_pylist()
+        np.testing.assert_allclose(np.stack(a.column("vector").to_numpy(zero_copy_only=False)),
+                                   np.stack(b.column("vector").to_numpy(zero_copy_only=False)), rtol=1e-5, atol=1e-6)
+    assert local.table("errors").equals(other.table("errors"))
+    a, b = local.table("topk"), other.table("topk")
+    for column in ("layer", "channel", "rank", "index", "path", "y", "x"):
+        assert a.column(column).to_pylist() == b.column(column).to_pylist(), column
+    np.testing.assert_allclose(a.column("value").to_numpy(), b.column("value").to_numpy(), rtol=1e-5, atol=1e-6)
+    a, b = local.table("stats").to_pylist(), other.table("stats").to_pylist()
+    assert [(r["layer"], r["channel"]) for r in a] == [(r["layer"], r["channel"]) for r in b]
+    np.testing.assert_allclose([r["mean"] for r in a], [r["mean"] for r in b], rtol=1e-5, atol=1e-6)
+
+
+def test_a_lost_worker_node_changes_nothing_in_the_store(require, data, tmp_path):
+    require("ray")
+    folder, local, _ = data
+    cluster = _cluster(tmp_path)
+    try:
+        out = tmp_path / "store"
+        run = _extract(cluster, folder, out)
+        done = _wait_for_shards(out, run, 1)
+        total = -(-(IMAGES + 1) // SETTINGS["shard_size"])
+        assert done < total, "the run finished before a node could be lost"
+        cluster.kill(2)
+        stdout, stderr = run.communicate(timeout=600)
+        assert run.returncode == 0, stderr[-3000:]
+        summary = json.loads(stdout)  # Ray's lines about the lost node went to stderr, not into the JSON
+        assert summary["readable"] == IMAGES and summary["errors"] == 1
+        assert sum(node["rows"] for node in summary["nodes"]) >= IMAGES + 1
+        assert all(node["address"] == "127.0.0.1" for node in summary["nodes"])
+        assert summary["seconds_by_stage"]["waiting for results"] > 0
+        _assert_same_store(local, Store(out))
+        assert cluster.processes(2) == [], "processes of the lost node were left behind"
+    finally:
+        cluster.stop()
+
+
+def test_a_lost_head_ends_the_run_with_its_own_error_and_resume_finishes_it(require, data, tmp_path):
+    require("ray")
+    folder, local, _ = data
+    out = tmp_path / "store"
+    first = _cluster(tmp_path / "first")
+    try:
+        run = _extract(first, folder, out)
+        _wait_for_shards(out, run, 1)
+        lost = time.monotonic()
+        first.kill(0)
+        stdout, stderr = run.communicate(timeout=120)
+        seconds = time.monotonic() - lost
+    finally:
+        first.stop()
+    assert run.returncode == 1 and seconds < 30, (run.returncode, seconds, stderr[-3000:])
+    assert stdout == ""
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("featuremaps: error: the Ray cluster was lost (its head at 127.0.0.1:")
+    assert "run the same command with --resume to continue" in last
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and "the Ray cluster was lost" in manifest["summary"]["error"]
+    assert manifest["summary"]["done"].endswith(f"of {-(-(IMAGES + 1) // SETTINGS['shard_size'])} shards")
+
+    second = _cluster(tmp_path / "second")
+    try:
+        stdout, stderr = _extract(second, folder, out, "--resume").communicate(timeout=600)
+    finally:
+        second.stop()
+    summary = json.loads(stdout)
+    assert summary["shards_skipped"] >= 1, summary
+    computed = {node["node"]: node["rows"] for node in summary["nodes"]}
+    assert len(computed) == 3 and all(rows > 0 for rows in computed.values()), summary["nodes"]
+    _assert_same_store(local, Store(out))
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+    assert os.environ.get("RAY_ADDRESS") is None
