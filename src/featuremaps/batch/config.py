@@ -72,6 +72,14 @@ class ExtractConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise SettingsError(f"{name} must be an int >= {low}; got {value!r}")
+        if self.ray_address is not None:
+            if self.engine != "ray":
+                raise SettingsError("--ray-address is for --engine ray")
+            if self.ray_address.startswith("ray://"):
+                raise SettingsError(
+                    f"--ray-address {self.ray_address}: Ray Client (ray://) is not supported, because the driver "
+                    "writes the store and must see the nodes' files; run featuremaps on a node of the cluster "
+                    "(ssh, or 'ray job submit -- featuremaps extract ...') with --ray-address auto or HEAD:6379")
         resolve_device(self.device)
         if self.precision == "fp16" and self.device == "cpu":
             raise SettingsError("fp16 needs a CUDA device; on the CPU use bf16 or fp32")

@@ -274,11 +274,7 @@ def _connect(config: ExtractConfig) -> bool:
     """Start or join Ray; True when this call started it (and must shut it down)."""
     import ray
 
-    address = config.ray_address
-    if address is not None and address.startswith("ray://"):
-        raise SettingsError(
-            f"--ray-address {address}: Ray Client (ray://) is not supported; run featuremaps on a node of the "
-            "cluster (ssh, or 'ray job submit') with --ray-address auto, or give the head's HEAD:6379")
+    address = config.ray_address  # ExtractConfig refuses ray:// (Ray Client)
     if ray.is_initialized():
         return False
     logging.getLogger("ray").setLevel(logging.WARNING)
