@@ -13,9 +13,9 @@ from featuremaps.batch.sources import list_sources
 from featuremaps.batch.topk import TopK
 from featuremaps.errors import SettingsError
 from featuremaps.extract import extract
+from featuremaps.models import load_model
 
 from .conftest import write_photos
-from featuremaps.models import load_model
 
 LAYERS = ("layer1", "layer3")
 
