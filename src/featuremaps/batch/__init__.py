@@ -4,22 +4,7 @@ Its storage libraries (pyarrow for the tables, zarr for full maps) come with the
 (``pip install 'featuremaps[batch]'``; ``make`` installs it): the rest of featuremaps runs without them.
 """
 
-import importlib.util
-
-from featuremaps.errors import FeatureMapsError
-
-BATCH_EXTRA = "pip install 'featuremaps[batch]'"
-
-
-def require(module: str, for_what: str) -> None:
-    """Raise a :class:`FeatureMapsError` that says what to install when ``module`` is missing."""
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        raise FeatureMapsError(f"{for_what} needs {module}, which is not installed: {BATCH_EXTRA}")
-
+from featuremaps.batch.config import BATCH_EXTRA, require
 
 require("pyarrow", "dataset extraction (its store's tables)")
 

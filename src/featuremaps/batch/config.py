@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from featuremaps.errors import SettingsError
+from featuremaps.errors import FeatureMapsError, SettingsError
 from featuremaps.features.info import resolve_device
 from featuremaps.features.pooling import POOLINGS, check_pool
 
-__all__ = ["DECODES", "ENGINES", "POOLS", "PRECISIONS", "ExtractConfig", "ExtractSummary"]
+__all__ = ["BATCH_EXTRA", "DECODES", "ENGINES", "POOLS", "PRECISIONS", "ExtractConfig", "ExtractSummary", "require"]
+
+BATCH_EXTRA = "pip install 'featuremaps[batch]'"
+
+
+def require(module: str, for_what: str) -> None:
+    """Raise a :class:`FeatureMapsError` that says what to install when ``module`` is missing."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise FeatureMapsError(f"{for_what} needs {module}, which is not installed: {BATCH_EXTRA}")
+
 
 POOLS = POOLINGS
 """The pooling vocabulary of the whole package (:mod:`featuremaps.features.pooling`)."""

@@ -206,7 +206,7 @@ def open_maps(store: Store, layers: list[LayerInfo], images: int, half: bool) ->
     """The writer of full maps (``--pool none``): one Zarr v3 array per layer, one chunk per image."""
     import numpy as np
 
-    from featuremaps.batch import require
+    from featuremaps.batch.config import require
 
     require("zarr", "--pool none (full maps are stored as Zarr arrays)")
     import zarr
