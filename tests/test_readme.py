@@ -1,7 +1,8 @@
 """Every command of the README's command blocks runs as written, top to bottom, in an empty folder.
 
 The blocks are the README's ``bash`` blocks and the ``$`` lines of its ``console`` blocks (the
-``text`` block is the command synopsis, with placeholders). Two kinds of line are not run here:
+``text`` block is the command synopsis, with placeholders; ``shell`` blocks are for other machines, such as
+the nodes of a Ray cluster, and are not run). Two kinds of line are not run here:
 ``make ...`` (``make test`` is this suite; ``make demo`` is ``tests/test_demo.py``) and, unless
 ``FEATUREMAPS_README_LONG=1`` (``make readme-check``), the commands listed in ``LONG``, which take
 minutes each on a 2-core machine. ``featuremaps serve`` lines are started, asked ``/api/health``
@@ -48,6 +49,8 @@ def test_the_readme_has_the_blocks_this_test_runs():
     commands = readme_commands(README.read_text())
     assert len(commands) >= 25
     assert not any("IMAGE" in c or "[--" in c for c in commands), "a synopsis line would be run: fence it as text"
+    assert not any(c.startswith("ray ") or "HEAD" in c for c in commands), \
+        "a cluster command would start Ray on this machine's network: fence it as shell"
     for command in LONG:
         assert command in commands, f"LONG names a command the README no longer has: {command}"
 
