@@ -70,11 +70,16 @@ class LoopbackCluster:
         self._ray("--head", f"--port={self.port}", f"--temp-dir={self.temp}", "--include-dashboard=false")
         self.sessions.append(self._new_session(before))
         for _ in range(self.count - 1):
-            before = {p.pid for p in psutil.process_iter()}
-            self._ray(f"--address={self.address}")
-            self.sessions.append(self._new_session(before))
+            self.add_node()
         self.wait_for_nodes(self.count)
         return self
+
+    def add_node(self) -> int:
+        """Start one more worker node (:meth:`wait_for_nodes` waits for it to join); its index."""
+        before = {p.pid for p in psutil.process_iter()}
+        self._ray(f"--address={self.address}")
+        self.sessions.append(self._new_session(before))
+        return len(self.sessions) - 1
 
     @staticmethod
     def _new_session(before: set[int]) -> int:

@@ -281,8 +281,8 @@ def _connect(config: ExtractConfig) -> bool:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     if address is None:  # a private Ray on this machine: every server on the loopback interface
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        ray.init(num_cpus=max(2, config.workers + 1), include_dashboard=False, log_to_driver=False,
-                 _node_ip_address="127.0.0.1")
+        ray.init(address="local", num_cpus=max(2, config.workers + 1), include_dashboard=False,
+                 log_to_driver=False, _node_ip_address="127.0.0.1")
     else:
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
@@ -334,7 +334,8 @@ def run_ray(sources: list[str], out: str | os.PathLike[str], config: ExtractConf
                 num_gpus=1 if cuda else 0, num_cpus=0 if cuda else 1,
                 fn_constructor_kwargs={"model": config.model, "weights": config.weights, "layers": names,
                                        "config": {**asdict(config), "device": "cuda" if cuda else "cpu",
-                                                  "engine": "local", "compile": config.compile},
+                                                  "engine": "local", "ray_address": None,
+                                                  "compile": config.compile},
                                        "read": None if config.workers else read},
             )
             done = 0
