@@ -39,6 +39,8 @@ def test_ray_engine_writes_the_same_store(stores, require, decode):
     summary = run_extract(folder, root / f"ray-{decode}", config)
     remote = Store(root / f"ray-{decode}")
     assert summary.errors == 1 and summary.readable == 14
+    # a private Ray: its node on the loopback interface (never the machine's address); both actors worked
+    assert [node["address"] for node in summary.nodes] == ["127.0.0.1"] and summary.nodes[0]["rows"] == 15
     for layer in ("layer1", "layer4"):
         a, b = local.features(layer), remote.features(layer)
         assert a.column("index").to_pylist() == b.column("index").to_pylist()

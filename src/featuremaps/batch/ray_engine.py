@@ -270,6 +270,34 @@ class _HeadWatch:
                 os._exit(1)  # Ray's client would wait a minute, then end the process itself
 
 
+_LOOPBACK_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def _loopback_only(private: bool) -> Any:
+    """For a private Ray (no ``--ray-address``): every Ray server binds 127.0.0.1 and the node reports it.
+    Ray does so when ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, which its processes read from the environment and
+    this process read when it imported Ray: both are set for the run and put back after it (a later run that
+    joins a real cluster must announce a reachable address)."""
+    if not private:
+        yield
+        return
+    constants: Any = sys.modules.get("ray._private.ray_constants")  # imported with ray by run_ray
+    saved = os.environ.get(_LOOPBACK_VARIABLE), getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    os.environ[_LOOPBACK_VARIABLE] = "0"
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if saved[0] is None:
+            os.environ.pop(_LOOPBACK_VARIABLE, None)
+        else:
+            os.environ[_LOOPBACK_VARIABLE] = saved[0]
+        if constants is not None and saved[1] is not None:
+            constants.ENABLE_RAY_CLUSTER = saved[1]
+
+
 def _connect(config: ExtractConfig) -> bool:
     """Start or join Ray; True when this call started it (and must shut it down)."""
     import ray
@@ -279,8 +307,7 @@ def _connect(config: ExtractConfig) -> bool:
         return False
     logging.getLogger("ray").setLevel(logging.WARNING)
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    if address is None:  # a private Ray on this machine: every server on the loopback interface
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if address is None:  # a private Ray on this machine, on the loopback interface (_loopback_only)
         ray.init(address="local", num_cpus=max(2, config.workers + 1), include_dashboard=False,
                  log_to_driver=False, _node_ip_address="127.0.0.1")
     else:
@@ -296,6 +323,7 @@ def _connect(config: ExtractConfig) -> bool:
 def run_ray(sources: list[str], out: str | os.PathLike[str], config: ExtractConfig, *, resume: bool = False,
             on_progress: Callable[[int, int], None] | None = None) -> ExtractSummary:
     """:func:`featuremaps.batch.run_extract` on Ray Data (see the module docstring); ``sources`` are absolute."""
+    private = config.ray_address is None
     try:
         import ray
         import ray.data  # noqa: F401 - Ray Data is what runs the plan
@@ -315,7 +343,7 @@ def run_ray(sources: list[str], out: str | os.PathLike[str], config: ExtractConf
     nodes = _Nodes()
     stages = {"setup": 0.0, "waiting for results": 0.0, "writing": 0.0}
     names = [e.name for e in layers]
-    with _stdout_to_stderr():
+    with _stdout_to_stderr(), _loopback_only(private):
         started_ray = _connect(config)
         try:
             stages["setup"] = time.perf_counter() - started

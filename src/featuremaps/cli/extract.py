@@ -69,3 +69,7 @@ def extract_command(
         _stderr.print(f"shard {redone['shard']} was done again: {redone['reason']}", markup=False, highlight=False)
     typer.echo(f"{summary.images} images: {summary.readable} read, {summary.errors} errors (see errors.parquet); "
                f"{summary.images_per_second:.1f} images/s overall{skipped}; store {summary.store}")
+    for node in summary.nodes:  # the Ray engine: who did the work
+        stages = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in node["seconds_by_stage"].items())
+        typer.echo(f"  node {node['node'][:12]} ({node['address']}): {node['rows']} images computed, "
+                   f"{node['rows_read']} read; {stages}")
