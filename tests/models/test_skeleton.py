@@ -53,3 +53,16 @@ def test_the_switch_is_per_thread():
     thread.join(30)
     assert is_skeleton(built["skeleton"]) and not is_skeleton(built["real"])
     assert torch.isfinite(built["real"](torch.rand(1, 3, 64, 64))).all()
+
+
+def test_the_imagenet_skeleton_reads_no_weights_and_warns_nothing(monkeypatch):
+    # it used to read the 17 MB file and copy it into meta tensors: a no-op, with one warning per tensor
+    import warnings
+
+    from featuremaps.models import imagenet
+
+    monkeypatch.setattr(imagenet, "_weights", lambda: pytest.fail("a skeleton read the weights"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = load_skeleton("builtin:imagenet")
+    assert is_skeleton(model)

@@ -33,6 +33,7 @@ from torch import nn
 from featuremaps.errors import CheckpointError, ModelError
 from featuremaps.features.inputs import ModelInput
 from featuremaps.files import FileRefused, read_regular_file
+from featuremaps.models.skeleton import is_skeleton
 
 __all__ = ["ARCHITECTURE", "IMAGENET_CLASSES", "IMAGENET_INPUT", "PACKAGE", "WEIGHTS_SHA256", "imagenet_model",
            "imagenet_weights_path"]
@@ -105,8 +106,10 @@ def imagenet_model() -> nn.Module:
         ModelError: the weights' package (or timm) is not installed.
         CheckpointError: the weights file was changed, or does not fit the architecture.
     """
-    state = _weights()
     model = _architecture()
+    if is_skeleton(model):  # built without weights for its catalogue (models.skeleton): nothing to load
+        return model.eval()
+    state = _weights()
     names = list(model.state_dict())
     if len(names) != len(state):
         raise CheckpointError(f"{PACKAGE}: {len(state)} tensors; {ARCHITECTURE} has {len(names)}")
