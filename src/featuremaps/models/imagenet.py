@@ -33,7 +33,6 @@ from torch import nn
 from featuremaps.errors import CheckpointError, ModelError
 from featuremaps.features.inputs import ModelInput
 from featuremaps.files import FileRefused, read_regular_file
-from featuremaps.models.skeleton import is_skeleton
 
 __all__ = ["ARCHITECTURE", "IMAGENET_CLASSES", "IMAGENET_INPUT", "PACKAGE", "WEIGHTS_SHA256", "imagenet_model",
            "imagenet_weights_path"]
@@ -107,7 +106,7 @@ def imagenet_model() -> nn.Module:
         CheckpointError: the weights file was changed, or does not fit the architecture.
     """
     model = _architecture()
-    if is_skeleton(model):  # built without weights for its catalogue (models.skeleton): nothing to load
+    if any(tensor.is_meta for tensor in model.parameters()):  # a skeleton (models.skeleton): nothing to load
         return model.eval()
     state = _weights()
     names = list(model.state_dict())
