@@ -268,5 +268,6 @@ def class_activation_map(
         found = recognize(model, [image], top_k=1, cam_class=class_index, cam_layer=layer)[0]
     except SettingsError as error:  # name this function's argument
         raise SettingsError(str(error).replace("cam_class", "class_index", 1)) from None
-    assert found.cam is not None and found.cam_layer is not None and found.cam_class is not None
+    if found.cam is None or found.cam_layer is None or found.cam_class is None:  # recognize(cam=True) sets them
+        raise LayerError(f"no class activation map for {found.prediction.source}")
     return found.cam, found.cam_layer, found.cam_class
