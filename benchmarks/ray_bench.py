@@ -13,8 +13,8 @@ machines would add (see the README's cluster section).
 
 Usage::
 
-    python benchmarks/ray_bench.py                       # 300 images, 3 nodes x 1 CPU, resnet18
-    python benchmarks/ray_bench.py --images 600 --nodes 3 --cpus 1
+    python benchmarks/ray_bench.py                       # 1,200 images, 3 nodes x 1 CPU, resnet18
+    python benchmarks/ray_bench.py --images 300 --nodes 3 --cpus 1
 """
 
 from __future__ import annotations
@@ -49,13 +49,14 @@ def _extract(folder: Path, out: Path, args: argparse.Namespace, env: dict, *extr
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--images", type=int, default=1200)
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--cpus", type=int, default=1)
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--layers", default="layer2,layer4")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=0, help="--workers of the Ray run (read tasks per actor)")
+    parser.add_argument("--decode", default="auto", help="--decode of both runs (auto: between forward passes; "
+                        "workers: DataLoader processes locally, one reader actor per forward actor on Ray)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="featuremaps-ray-bench-") as temp:
         root = Path(temp)
@@ -66,15 +67,15 @@ def main() -> None:
             problems = cluster.check_loopback()
             if problems:
                 raise SystemExit("the cluster is not on the loopback interface only: " + "; ".join(problems))
-            local_s, local = _extract(folder, root / "local", args, cluster.env)
-            ray_s, remote = _extract(folder, root / "ray", args, cluster.env, "--engine", "ray", "--ray-address",
-                                     cluster.address, "--workers", str(args.workers))
+            local_s, local = _extract(folder, root / "local", args, cluster.env, "--decode", args.decode)
+            ray_s, remote = _extract(folder, root / "ray", args, cluster.env, "--decode", args.decode,
+                                     "--engine", "ray", "--ray-address", cluster.address)
         finally:
             cluster.stop()
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
         "images": args.images, "model": args.model, "layers": args.layers, "batch_size": args.batch_size,
-        "cluster": f"{args.nodes} nodes x {args.cpus} CPU on 127.0.0.1", "ray_workers": args.workers,
+        "cluster": f"{args.nodes} nodes x {args.cpus} CPU on 127.0.0.1", "decode": args.decode,
         "local_images_per_s": round(args.images / local_s, 1), "ray_images_per_s": round(args.images / ray_s, 1),
         "ratio_ray_over_local": round(local_s / ray_s, 2),
         "ray_nodes": remote["nodes"], "ray_seconds_by_stage": remote["seconds_by_stage"],

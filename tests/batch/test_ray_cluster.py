@@ -54,7 +54,7 @@ def _extract(cluster: LoopbackCluster, folder: Path, out: Path, *extra: str) -> 
                "--model", SETTINGS["model"], "--layers", ",".join(SETTINGS["layers"]),
                "--batch-size", str(SETTINGS["batch_size"]), "--shard-size", str(SETTINGS["shard_size"]),
                "--top-k", str(SETTINGS["top_k"]), "--engine", "ray", "--ray-address", cluster.address, "--json",
-               *(extra or ("--workers", "0"))]
+               *extra]
     return subprocess.Popen(command, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -135,7 +135,7 @@ def test_lost_nodes_on_a_three_node_cluster(require, data, tmp_path):
     # 3. --resume on a new cluster
     second = _cluster(tmp_path / "second")
     try:
-        stdout, stderr = _extract(second, folder, out, "--resume", "--workers", "0").communicate(timeout=600)
+        stdout, stderr = _extract(second, folder, out, "--resume").communicate(timeout=600)
     finally:
         second.stop()
     summary = json.loads(stdout)

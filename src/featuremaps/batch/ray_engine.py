@@ -1,20 +1,24 @@
-"""The same extraction on Ray Data, spread over a cluster (``pip install 'featuremaps[ray]'``).
+"""The same extraction on a Ray cluster (``pip install 'featuremaps[ray]'``), on Ray's actors and tasks.
 
-Plan: ``from_items`` (index, path) -> read tasks (``--workers`` of them per forward actor, anywhere in the
-cluster) that read, hash and check each file and decode it (or keep a JPEG's bytes for the device) with
-featuremaps' own :func:`~featuremaps.batch.decode.read_item` (not ``read_images``, which fails on mixed sizes
-and on decompression bombs); with ``--workers 0`` each actor reads its own batches -> an actor pool with one
-actor per CPU of the cluster (per GPU when it has GPUs) that decodes the deferred JPEGs on its device and runs
-the truncated graph with the reductions inside (:func:`~featuremaps.batch.forward.device_forward`, the local
-engine's own) -> the driver streams the results and writes the same store, shard by shard, with the same
-resume rules. Every result row says which node computed it: the summary counts rows and seconds per node.
+Plan: right after connecting, one forward actor per CPU of the cluster (per GPU when it has GPUs) starts
+(Python, torch, the model) while the driver plans the job. The driver cuts the images to do into batches and
+keeps each actor two batches ahead, so an actor that finishes takes the next batch at once and the nodes end
+together. Each actor reads its own batches (as the local engine's threads do on a CPU); with ``--decode
+workers`` or ``device``, ``--workers N`` reader actors per forward actor, spread over the cluster, read them
+ahead of it (and the actor is kept N + 1 batches ahead). Reading is featuremaps' own
+:func:`~featuremaps.batch.decode.read_item` (hash, header checks, decode or a JPEG's bytes for the device);
+the actor decodes deferred JPEGs on its device and runs the truncated graph with the reductions inside
+(:func:`~featuremaps.batch.forward.device_forward`, the local engine's own); only per-image summaries come
+back, and the driver writes the same store, shard by shard, with the same resume rules. Every result row says
+which node read and computed it: the summary counts rows and seconds per node.
 
-Faults: a lost worker node's tasks are retried on the others (the store is the same); a lost head (the
-cluster's control plane) ends the run within seconds with the manifest ``failed`` and what was done, and
-``--resume`` continues on a new cluster. Ray's own log lines go to stderr, never into ``--json``.
+Faults: a lost node's actors (forward or reader) are dropped and their batches go to the others, so
+the store is the same; a lost head (the cluster's control plane) ends the run within seconds with the
+manifest ``failed`` and what was done, and ``--resume`` continues on a new cluster. Ray's own log lines go to
+stderr, never into ``--json``.
 
 Point it at a cluster with ``--ray-address HEAD:6379`` (or ``auto`` on a node of the cluster); without an
-address a local Ray starts on this machine, on the loopback interface only.
+address a private Ray starts on this machine, on the loopback interface only.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ _ITEM_KEYS = ("index", "path", "reason", "width", "height", "sha256")
 
 
 def _decode_batch(batch: dict[str, np.ndarray], model_input: dict[str, Any], defer_jpeg: bool) -> dict[str, Any]:
-    """Ray task: read, hash and check each file (:func:`~featuremaps.batch.decode.read_item`); decoded
+    """Read, hash and check each file (:func:`~featuremaps.batch.decode.read_item`); decoded
     images come back as uint8 arrays, deferred JPEGs as their bytes, unreadable files with the reason."""
     started = time.perf_counter()
     frame = ModelInput.from_dict(model_input)
@@ -77,6 +81,23 @@ def _decode_batch(batch: dict[str, np.ndarray], model_input: dict[str, Any], def
         "jpeg": np.asarray([item["jpeg"].numpy().tobytes() if "jpeg" in item else b"" for item in items],
                            dtype=object),
     }
+
+
+class ReadActor:
+    """Ray actor (``--decode workers`` or ``device``): reads batches ahead of the forward actors, as the local
+    engine's worker processes do. A process that lives for the run (a task per batch would start a process,
+    and import torch, again and again); one thread, as it takes no CPU of Ray's."""
+
+    OPTIONS: dict[str, Any] = {"max_restarts": 0, "max_task_retries": 0, "num_cpus": 0,
+                               "scheduling_strategy": "SPREAD"}
+
+    def __init__(self, model_input: dict[str, Any], defer_jpeg: bool) -> None:
+        torch.set_num_threads(1)
+        self.model_input, self.defer_jpeg = model_input, defer_jpeg
+
+    def read(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        """:func:`_decode_batch` of one batch."""
+        return _decode_batch(batch, self.model_input, self.defer_jpeg)
 
 
 def _node_id() -> str:
@@ -107,6 +128,9 @@ class FeatureActor:
     """Ray actor: holds the model; decodes deferred JPEGs on its device, runs the truncated graph with
     the reductions inside, and returns per-image summaries (the local engine's very functions)."""
 
+    # Ray's actor options for it: a lost actor is not restarted (its batches go to the others)
+    OPTIONS: dict[str, Any] = {"max_restarts": 0, "max_task_retries": 0}
+
     def __init__(self, model: str, weights: str | None, layers: Sequence[str], config: dict[str, Any],
                  read: dict[str, Any] | None = None) -> None:
         self.read = read  # with --workers 0: the actor reads and decodes its own batches
@@ -119,7 +143,13 @@ class FeatureActor:
         self.model_input = model_info(self.model).input
         self.shapes = {entry.name: tuple(entry.output_shape) for entry in self.layers}
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+    def node_id(self) -> str:
+        """The Ray node this actor runs on (answers once the actor has started)."""
+        return self.node
+
+    def compute(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """A batch of ``index``/``path`` (read here) or of read items (from :func:`_decode_batch`) -> one row
+        per image: its summaries by ``layer|key``, ``ok``/``reason``, and which node read and computed it."""
         if self.read is not None:
             batch = _decode_batch(batch, **self.read)
         started = time.perf_counter()
@@ -306,9 +336,8 @@ def _connect(config: ExtractConfig) -> bool:
     if ray.is_initialized():
         return False
     logging.getLogger("ray").setLevel(logging.WARNING)
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
     if address is None:  # a private Ray on this machine, on the loopback interface (_loopback_only)
-        ray.init(address="local", num_cpus=max(2, config.workers + 1), include_dashboard=False,
+        ray.init(address="local", include_dashboard=False,
                  log_to_driver=False, _node_ip_address="127.0.0.1")
     else:
         try:
@@ -316,24 +345,101 @@ def _connect(config: ExtractConfig) -> bool:
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise SettingsError(f"--ray-address {address}: no Ray cluster answers there "
                                 f"({' '.join(str(error).split())[:300]})") from None
-    ray.data.DataContext.get_current().enable_progress_bars = False
     return True
+
+
+def _last_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1][:500] if lines else type(error).__name__
+
+
+class _Dispatcher:
+    """Keeps every live forward actor ``ahead`` batches ahead and hands out the rest as results come back.
+
+    A batch whose forward or read actor is lost (its node died) goes back to the queue, and that actor is
+    dropped. The run fails only when every forward actor (or every reader) is lost, when an actor cannot start
+    (its error is shown), or when one batch failed three times.
+    """
+
+    def __init__(self, actors: list[Any], readers: list[Any], batches: list[np.ndarray], sources: list[str],
+                 ahead: int) -> None:
+        self.actors, self.readers = dict(enumerate(actors)), dict(enumerate(readers))
+        self.todo = list(reversed(batches))  # popped from the end: first batches first
+        self.sources, self.ahead = sources, ahead
+        self.pending: dict[Any, tuple[int, np.ndarray]] = {}
+        self.load = dict.fromkeys(self.actors, 0)
+        self.failures: dict[int, int] = {}
+        self.sent = 0
+
+    def _send(self, actor: int, batch: np.ndarray) -> None:
+        items: Any = {"index": batch, "path": np.asarray([self.sources[i] for i in batch], dtype=object)}
+        if self.readers:  # round robin: a reader's batches pass to any forward actor
+            readers = sorted(self.readers)
+            items = self.readers[readers[self.sent % len(readers)]].read.remote(items)
+        self.sent += 1
+        self.pending[self.actors[actor].compute.remote(items)] = (actor, batch)
+        self.load[actor] += 1
+
+    def _fill(self) -> None:
+        for actor in sorted(self.actors, key=lambda a: self.load[a]):
+            while self.todo and self.load[actor] < self.ahead:
+                self._send(actor, self.todo.pop())
+
+    def results(self) -> Any:
+        """Yields each finished batch's result rows (in the order they finish)."""
+        import ray
+        from ray.exceptions import ObjectLostError, RayActorError, WorkerCrashedError
+
+        self._fill()
+        while self.pending:
+            ready, _ = ray.wait(list(self.pending), num_returns=1)
+            actor, batch = self.pending.pop(ready[0])
+            self.load[actor] -= 1
+            try:
+                result = ray.get(ready[0])
+            except RayActorError as error:  # an actor is gone: its node died, or it could not start
+                if error.actor_init_failed:
+                    raise SettingsError(f"a Ray actor could not start: {_last_line(error)}") from None
+                self._drop(error.actor_id)
+                self._retry(batch, error)
+            except (ObjectLostError, WorkerCrashedError) as error:  # a read batch or a process was lost
+                self._retry(batch, error)
+            else:
+                yield result
+            self._fill()
+
+    def _drop(self, actor_id: str | None) -> None:
+        for pool, what in ((self.actors, "forward actor"), (self.readers, "reader")):
+            for key, handle in list(pool.items()):
+                if handle._actor_id.hex() == actor_id:
+                    del pool[key]
+                    if not pool:
+                        raise RuntimeError(f"every {what} of the run was lost (their nodes died)")
+
+    def _retry(self, batch: np.ndarray, error: BaseException) -> None:
+        key = int(batch[0])
+        self.failures[key] = self.failures.get(key, 0) + 1
+        if self.failures[key] > 3:
+            raise RuntimeError(f"a batch failed {self.failures[key]} times on the cluster: {_last_line(error)}")
+        self.todo.append(batch)
 
 
 def run_ray(sources: list[str], out: str | os.PathLike[str], config: ExtractConfig, *, resume: bool = False,
             on_progress: Callable[[int, int], None] | None = None) -> ExtractSummary:
-    """:func:`featuremaps.batch.run_extract` on Ray Data (see the module docstring); ``sources`` are absolute."""
+    """:func:`featuremaps.batch.run_extract` on a Ray cluster (see the module docstring); ``sources`` are
+    absolute."""
     private = config.ray_address is None
     try:
         import ray
-        import ray.data  # noqa: F401 - Ray Data is what runs the plan
     except ImportError:
         raise SettingsError("the ray engine needs the ray extra: pip install 'featuremaps[ray]'") from None
     started = time.perf_counter()
-    model = load_model(config.model, weights=config.weights)
+    model = load_model(config.model, weights=config.weights)  # a wrong model, layer or store fails before Ray starts
     info = model_info(model)
     layers = layer_table(model, config.layers)
     del model
+    names = [entry.name for entry in layers]
+    read = {"model_input": info.input.to_dict(), "defer_jpeg": config.decode_on_device}
     store = Store(out)
     manifest = make_manifest(config, info, layers, sources)
     todo = store.open(manifest, sources, resume=resume)
@@ -342,30 +448,27 @@ def run_ray(sources: list[str], out: str | os.PathLike[str], config: ExtractConf
     collector = ShardCollector(store, manifest, expected, config, zarr_write)
     nodes = _Nodes()
     stages = {"setup": 0.0, "waiting for results": 0.0, "writing": 0.0}
-    names = [e.name for e in layers]
+    cuda = config.device.startswith("cuda")
+    # readers beside the actors as the local engine's worker processes: for --decode workers or device
+    readers_per_actor = config.workers if config.decode_place in ("workers", "device") else 0
     with _stdout_to_stderr(), _loopback_only(private):
         started_ray = _connect(config)
         try:
-            stages["setup"] = time.perf_counter() - started
-            cuda = config.device.startswith("cuda")
             resources = ray.cluster_resources()
-            actors = max(1, int(resources.get("GPU", 0))) if cuda else max(1, int(resources.get("CPU", 1)))
-            read = {"model_input": info.input.to_dict(), "defer_jpeg": config.decode_on_device}
-            dataset: Any = ray.data.from_items([{"index": i, "path": sources[i]} for i in indices])
-            if config.workers:  # read tasks beside the actors, anywhere in the cluster
-                dataset = dataset.map_batches(_decode_batch, batch_size=config.batch_size, batch_format="numpy",
-                                              fn_kwargs=read, num_cpus=0,
-                                              compute=ray.data.TaskPoolStrategy(size=config.workers * actors))
-            dataset = dataset.map_batches(
-                FeatureActor, batch_size=config.batch_size, batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=actors),
-                num_gpus=1 if cuda else 0, num_cpus=0 if cuda else 1,
-                fn_constructor_kwargs={"model": config.model, "weights": config.weights, "layers": names,
-                                       "config": {**asdict(config), "device": "cuda" if cuda else "cpu",
-                                                  "engine": "local", "ray_address": None,
-                                                  "compile": config.compile},
-                                       "read": None if config.workers else read},
-            )
+            count = max(1, int(resources.get("GPU", 0))) if cuda else max(1, int(resources.get("CPU", 1)))
+            actor_class = ray.remote(FeatureActor).options(
+                **FeatureActor.OPTIONS, num_gpus=1 if cuda else 0, num_cpus=0 if cuda else 1)
+            actor_config = {**asdict(config), "device": "cuda" if cuda else "cpu", "engine": "local",
+                            "ray_address": None, "compile": config.compile}
+            actors = [actor_class.remote(model=config.model, weights=config.weights, layers=names,
+                                         config=actor_config, read=None if readers_per_actor else read)
+                      for _ in range(count)]
+            order = np.asarray(indices, dtype=np.int64)
+            batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+            reader_class = ray.remote(ReadActor).options(**ReadActor.OPTIONS)
+            readers = [reader_class.remote(**read) for _ in range(count * readers_per_actor)]
+            dispatcher = _Dispatcher(actors, readers, batches, sources, max(2, readers_per_actor + 1))
+            stages["setup"] = time.perf_counter() - started
             done = 0
             lock = threading.Lock()
             head = ray.get_runtime_context().gcs_address
@@ -376,7 +479,7 @@ def run_ray(sources: list[str], out: str | os.PathLike[str], config: ExtractConf
 
             with store.running(manifest), _HeadWatch(head, store, manifest, lock, written):
                 clock = time.perf_counter()
-                for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                for batch in dispatcher.results():
                     now = time.perf_counter()
                     stages["waiting for results"] += now - clock
                     good, summaries, bad = _split(batch, names)

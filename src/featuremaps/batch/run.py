@@ -1,4 +1,4 @@
-"""``run_extract``: one dataset extraction, on the local engine or on Ray Data."""
+"""``run_extract``: one dataset extraction, on the local engine or on a Ray cluster."""
 
 from __future__ import annotations
 

@@ -28,8 +28,7 @@ def extract_command(
     batch_size: Annotated[int, typer.Option(metavar="B", help="Images per forward.")] = 32,
     workers: Annotated[int, typer.Option(metavar="N", help="Processes that read files beside each forward "
                                          "pass, for --decode workers (which they decode) or device; on --engine "
-                                         "ray, N read tasks per forward actor anywhere in the cluster (0: each "
-                                         "actor reads its own).")] = 1,
+                                         "ray, N reader processes per forward actor, spread over the cluster.")] = 1,
     device: Annotated[str, typer.Option(metavar="cpu|cuda", help="Where the model runs.")] = "cpu",
     precision: Annotated[str, typer.Option(metavar="fp32|bf16|fp16", help="Compute precision (bf16/fp16 store "
                                            "float16 vectors).")] = "fp32",
@@ -40,7 +39,7 @@ def extract_command(
     decode: Annotated[str, typer.Option(metavar="auto|threads|workers|device", help="Where images are decoded: "
                                         "threads between forward passes (auto on the CPU), worker processes beside "
                                         "it, or JPEGs in batches on the device (auto on a GPU).")] = "auto",
-    engine: Annotated[str, typer.Option(metavar="local|ray", help="Run here, or on Ray Data.")] = "local",
+    engine: Annotated[str, typer.Option(metavar="local|ray", help="Run here, or on a Ray cluster.")] = "local",
     ray_address: Annotated[Optional[str], typer.Option(metavar="ADDR", help="Ray cluster to run on: HEAD:6379, "
                                                        "or auto on a node of it (one forward actor per CPU, or "
                                                        "GPU); default: a local Ray on this machine.")] = None,
@@ -54,9 +53,9 @@ def extract_command(
                            batch_size=batch_size, workers=workers, device=device, precision=precision, top_k=top_k,
                            shard_size=shard_size, compile=compile, engine=engine, ray_address=ray_address,
                            decode=decode)
-    if workers != 1 and config.engine != "ray" and config.decode_place == "threads":
+    if workers != 1 and config.decode_place == "threads":
         _stderr.print(f"note: --workers {workers} is for --decode workers (processes that decode beside the forward "
-                      "pass); here images are decoded by threads between forward passes (the default on a CPU, "
+                      "pass); here images are decoded between forward passes (the default on a CPU, "
                       f"faster on a few cores): add --decode workers to use {workers} processes",
                       markup=False, highlight=False)
     with CountBar("extract", "img") as bar:

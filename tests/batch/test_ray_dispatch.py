@@ -1,0 +1,99 @@
+"""The Ray engine's dispatcher on a private Ray (127.0.0.1 only): a lost actor's batches go to the others, each
+batch comes back once, and an actor that cannot start stops the run with its own error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from featuremaps.errors import SettingsError
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def ray_on_loopback():
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+    from featuremaps.batch.ray_engine import _loopback_only
+
+    with _loopback_only(True):
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 _node_ip_address="127.0.0.1")
+        try:
+            addresses = {node["NodeManagerAddress"] for node in ray.nodes()}
+            if addresses != {"127.0.0.1"}:  # never send work to a Ray reachable from elsewhere
+                pytest.fail(f"the private Ray is not on the loopback interface: {addresses}")
+            yield ray
+        finally:
+            ray.shutdown()
+
+
+def _batches(count: int, size: int) -> list[np.ndarray]:
+    order = np.arange(count * size, dtype=np.int64)
+    return [order[i:i + size] for i in range(0, len(order), size)]
+
+
+def test_a_lost_actor_s_batches_go_to_the_others(ray_on_loopback):
+    from featuremaps.batch.ray_engine import _Dispatcher
+
+    ray = ray_on_loopback
+
+    class Echo:  # defined here: Ray ships it by value
+        def compute(self, batch):
+            import time
+
+            time.sleep(0.05)
+            return {"index": batch["index"], "path": batch["path"]}
+
+    echo = ray.remote(Echo).options(num_cpus=1, max_restarts=0, max_task_retries=0)
+    actors = [echo.remote() for _ in range(2)]
+    batches = _batches(24, 2)
+    sources = [f"/photos/{i}.jpg" for i in range(48)]
+    dispatcher = _Dispatcher(actors, [], batches, sources, ahead=2)
+    seen: list[int] = []
+    for number, result in enumerate(dispatcher.results()):
+        assert [sources[i] for i in result["index"]] == list(result["path"])
+        seen += [int(i) for i in result["index"]]
+        if number == 3:
+            ray.kill(actors[0])  # as when its node dies: its queued batches fail with ActorDiedError
+    assert sorted(seen) == list(range(48)), "a batch was lost or came back twice"
+    assert list(dispatcher.actors.values()) == [actors[1]]
+
+
+def test_an_actor_that_cannot_start_stops_the_run_with_its_error(ray_on_loopback):
+    from featuremaps.batch.ray_engine import _Dispatcher
+
+    ray = ray_on_loopback
+
+    class Broken:
+        def __init__(self):
+            raise FileNotFoundError("weights file /models/mine.safetensors not found on this node")
+
+        def compute(self, batch):
+            return batch
+
+    broken = ray.remote(Broken).options(num_cpus=1, max_restarts=0, max_task_retries=0)
+    dispatcher = _Dispatcher([broken.remote()], [], _batches(3, 2), [f"/p/{i}.jpg" for i in range(6)], ahead=2)
+    with pytest.raises(SettingsError, match=r"a Ray actor could not start: .*mine\.safetensors not found"):
+        list(dispatcher.results())
+
+
+def test_losing_every_actor_is_an_error(ray_on_loopback):
+    from featuremaps.batch.ray_engine import _Dispatcher
+
+    ray = ray_on_loopback
+
+    class Slow:
+        def compute(self, batch):
+            import time
+
+            time.sleep(0.2)
+            return {"index": batch["index"]}
+
+    actor = ray.remote(Slow).options(num_cpus=1, max_restarts=0, max_task_retries=0).remote()
+    dispatcher = _Dispatcher([actor], [], _batches(10, 1), [f"/p/{i}.jpg" for i in range(10)], ahead=2)
+    results = dispatcher.results()
+    next(results)
+    ray.kill(actor)
+    with pytest.raises(RuntimeError, match="every forward actor of the run was lost"):
+        list(results)
