@@ -212,14 +212,12 @@ class _Nodes:
         self.rows: dict[str, dict[str, float]] = {}
 
     def add(self, batch: dict[str, Any]) -> None:
-        for node, seconds in zip(batch["node"], batch["forward_seconds"]):
-            entry = self.rows.setdefault(str(node), {"rows": 0, "rows read": 0, "forward s": 0.0, "read s": 0.0})
-            entry["rows"] += 1
-            entry["forward s"] += float(seconds)
-        for node, seconds in zip(batch["read_node"], batch["read_seconds"]):
-            entry = self.rows.setdefault(str(node), {"rows": 0, "rows read": 0, "forward s": 0.0, "read s": 0.0})
-            entry["rows read"] += 1
-            entry["read s"] += float(seconds)
+        for node_key, seconds_key, rows, stage in (("node", "forward_seconds", "rows", "forward s"),
+                                                   ("read_node", "read_seconds", "rows read", "read s")):
+            for node, seconds in zip(batch[node_key], batch[seconds_key]):
+                entry = self.rows.setdefault(str(node), {"rows": 0, "rows read": 0, "forward s": 0.0, "read s": 0.0})
+                entry[rows] += 1
+                entry[stage] += float(seconds)
 
     def summary(self, addresses: dict[str, str]) -> list[dict[str, Any]]:
         return [{"node": node, "address": addresses.get(node, "?"), "rows": int(entry["rows"]),
@@ -260,6 +258,7 @@ class _HeadWatch:
         self.host, self.port = host or "127.0.0.1", int(port)
         self.store, self.manifest, self.lock, self.done, self.patience = store, manifest, lock, done, patience
         self.stopped = threading.Event()
+        self.silent = threading.Event()  # set while the head does not answer: no new work is sent out
         self.thread = threading.Thread(target=self._watch, name="featuremaps-ray-head-watch", daemon=True)
 
     def __enter__(self) -> _HeadWatch:
@@ -281,7 +280,9 @@ class _HeadWatch:
         while not self.stopped.wait(1.0):
             if self._answers():
                 silent_since = None
+                self.silent.clear()
                 continue
+            self.silent.set()
             silent_since = silent_since or time.monotonic()
             if time.monotonic() - silent_since < self.patience or self.stopped.is_set():
                 continue
@@ -370,6 +371,7 @@ class _Dispatcher:
         self.load = dict.fromkeys(self.actors, 0)
         self.failures: dict[int, int] = {}
         self.sent = 0
+        self.paused: Callable[[], bool] = lambda: False
 
     def _send(self, actor: int, batch: np.ndarray) -> None:
         items: Any = {"index": batch, "path": np.asarray([self.sources[i] for i in batch], dtype=object)}
@@ -381,18 +383,27 @@ class _Dispatcher:
         self.load[actor] += 1
 
     def _fill(self) -> None:
-        for actor in sorted(self.actors, key=lambda a: self.load[a]):
-            while self.todo and self.load[actor] < self.ahead:
-                self._send(actor, self.todo.pop())
+        """One batch at a time to the least loaded actor, so that a short run is spread over every actor;
+        nothing while the cluster's head is silent (a lost head ends the run: work sent then is lost)."""
+        while self.todo and self.actors and not self.paused():
+            actor = min(self.actors, key=lambda a: self.load[a])
+            if self.load[actor] >= self.ahead:
+                return
+            self._send(actor, self.todo.pop())
 
     def results(self) -> Any:
         """Yields each finished batch's result rows (in the order they finish)."""
         import ray
         from ray.exceptions import ObjectLostError, RayActorError, WorkerCrashedError
 
-        self._fill()
-        while self.pending:
-            ready, _ = ray.wait(list(self.pending), num_returns=1)
+        while self.pending or self.todo:
+            self._fill()
+            if not self.pending:  # the head is silent: wait (the head watch ends the run if it stays so)
+                time.sleep(0.2)
+                continue
+            ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=1.0)
+            if not ready:
+                continue
             actor, batch = self.pending.pop(ready[0])
             self.load[actor] -= 1
             try:
@@ -406,7 +417,6 @@ class _Dispatcher:
                 self._retry(batch, error)
             else:
                 yield result
-            self._fill()
 
     def _drop(self, actor_id: str | None) -> None:
         for pool, what in ((self.actors, "forward actor"), (self.readers, "reader")):
@@ -477,7 +487,8 @@ def run_ray(sources: list[str], out: str | os.PathLike[str], config: ExtractConf
                 finished = manifest.shards - len(todo) + collector.written
                 return f"{finished} of {manifest.shards} shards"
 
-            with store.running(manifest), _HeadWatch(head, store, manifest, lock, written):
+            with store.running(manifest), _HeadWatch(head, store, manifest, lock, written) as watch:
+                dispatcher.paused = watch.silent.is_set
                 clock = time.perf_counter()
                 for batch in dispatcher.results():
                     now = time.perf_counter()
