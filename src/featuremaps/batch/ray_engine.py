@@ -13,8 +13,8 @@ back, and the driver writes the same store, shard by shard, with the same resume
 which node read and computed it: the summary counts rows and seconds per node.
 
 Faults: a lost node's actors (forward or reader) are dropped and their batches go to the others, so
-the store is the same; a lost head (the cluster's control plane) ends the run within seconds with the
-manifest ``failed`` and what was done, and ``--resume`` continues on a new cluster. Ray's own log lines go to
+the store is the same; while the head (the cluster's control plane) does not answer no new batch is sent,
+and a lost head ends the run within seconds with the manifest ``failed`` and what was done, and ``--resume`` continues on a new cluster. Ray's own log lines go to
 stderr, never into ``--json``.
 
 Point it at a cluster with ``--ray-address HEAD:6379`` (or ``auto`` on a node of the cluster); without an
