@@ -30,7 +30,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -391,7 +391,7 @@ class _Dispatcher:
                 return
             self._send(actor, self.todo.pop())
 
-    def results(self) -> Any:
+    def results(self) -> Iterator[dict[str, Any]]:
         """Yields each finished batch's result rows (in the order they finish)."""
         import ray
         from ray.exceptions import ObjectLostError, RayActorError, WorkerCrashedError
@@ -461,6 +461,8 @@ def run_ray(sources: list[str], out: str | os.PathLike[str], config: ExtractConf
     cuda = config.device.startswith("cuda")
     # readers beside the actors as the local engine's worker processes: for --decode workers or device
     readers_per_actor = config.workers if config.decode_place in ("workers", "device") else 0
+    actors: list[Any] = []
+    readers: list[Any] = []
     with _stdout_to_stderr(), _loopback_only(private):
         started_ray = _connect(config)
         try:
@@ -505,6 +507,9 @@ def run_ray(sources: list[str], out: str | os.PathLike[str], config: ExtractConf
                 collector.close()
             addresses = {str(n["NodeID"]): str(n.get("NodeManagerAddress", "?")) for n in ray.nodes()}
         finally:
+            for handle in [*actors, *readers]:  # the cluster's CPUs are free for the next job at once
+                with contextlib.suppress(Exception):
+                    ray.kill(handle)
             if started_ray:
                 ray.shutdown()
     seconds = time.perf_counter() - started
