@@ -31,9 +31,10 @@ def stores(tmp_path_factory):
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("decode", ["workers", "device"])
-def test_ray_engine_writes_the_same_store(stores, require, decode):
+def test_ray_engine_writes_the_same_store(stores, require, decode, tmp_path, monkeypatch):
     require("ray")
     folder, local, root = stores
+    monkeypatch.setenv("HOME", str(tmp_path))  # where Ray would leave an auth token
     config = ExtractConfig(model="resnet18", layers=("layer1", "layer4"), batch_size=4, shard_size=6, top_k=2,
                            workers=1, engine="ray", decode=decode)
     summary = run_extract(folder, root / f"ray-{decode}", config)
@@ -41,6 +42,7 @@ def test_ray_engine_writes_the_same_store(stores, require, decode):
     assert summary.errors == 1 and summary.readable == 14
     # a private Ray: its node on the loopback interface (never the machine's address); both actors worked
     assert [node["address"] for node in summary.nodes] == ["127.0.0.1"] and summary.nodes[0]["rows"] == 15
+    assert not (tmp_path / ".ray").exists(), "the private Ray left a file in the user's home (~/.ray/auth_token)"
     for layer in ("layer1", "layer4"):
         a, b = local.features(layer), remote.features(layer)
         assert a.column("index").to_pylist() == b.column("index").to_pylist()

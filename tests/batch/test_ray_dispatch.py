@@ -14,9 +14,9 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.fixture(scope="module")
 def ray_on_loopback():
     ray = pytest.importorskip("ray", reason="the ray extra is not installed")
-    from featuremaps.batch.ray_engine import _loopback_only
+    from featuremaps.batch.ray_engine import _private_ray
 
-    with _loopback_only(True):
+    with _private_ray(True):
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
                  _node_ip_address="127.0.0.1")
         try:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import socket
 import sys
 import threading
@@ -302,31 +303,41 @@ class _HeadWatch:
 
 
 _LOOPBACK_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+_RUN_TOKEN = secrets.token_hex(32)  # this process's private Rays: token auth, with no file written
 
 
 @contextlib.contextmanager
-def _loopback_only(private: bool) -> Any:
-    """For a private Ray (no ``--ray-address``): every Ray server binds 127.0.0.1 and the node reports it.
-    Ray does so when ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, which its processes read from the environment and
-    this process read when it imported Ray: both are set for the run and put back after it (a later run that
-    joins a real cluster must announce a reachable address)."""
+def _private_ray(private: bool) -> Any:
+    """For a private Ray (no ``--ray-address``), two settings that Ray's processes read from the environment,
+    set for the run and put back after it:
+
+    - every Ray server binds 127.0.0.1 and the node reports it: Ray does so when
+      ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, which this process also read when it imported Ray (that value is
+      set and put back too: a later run that joins a real cluster must announce a reachable address);
+    - token authentication (other users of this machine cannot send it work) with a token held in the
+      environment: left to itself, Ray writes a new ``~/.ray/auth_token``, which stays after the run and keeps
+      this machine from joining a cluster that has another token.
+    """
     if not private:
         yield
         return
     constants: Any = sys.modules.get("ray._private.ray_constants")  # imported with ray by run_ray
-    saved = os.environ.get(_LOOPBACK_VARIABLE), getattr(constants, "ENABLE_RAY_CLUSTER", None)
-    os.environ[_LOOPBACK_VARIABLE] = "0"
+    variables = {_LOOPBACK_VARIABLE: "0", "RAY_AUTH_TOKEN": _RUN_TOKEN}  # Ray turns token mode on itself
+    saved = {name: os.environ.get(name) for name in variables}
+    saved_constant = getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    os.environ.update(variables)
     if constants is not None:
         constants.ENABLE_RAY_CLUSTER = False
     try:
         yield
     finally:
-        if saved[0] is None:
-            os.environ.pop(_LOOPBACK_VARIABLE, None)
-        else:
-            os.environ[_LOOPBACK_VARIABLE] = saved[0]
-        if constants is not None and saved[1] is not None:
-            constants.ENABLE_RAY_CLUSTER = saved[1]
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if constants is not None and saved_constant is not None:
+            constants.ENABLE_RAY_CLUSTER = saved_constant
 
 
 def _connect(config: ExtractConfig) -> bool:
@@ -337,7 +348,7 @@ def _connect(config: ExtractConfig) -> bool:
     if ray.is_initialized():
         return False
     logging.getLogger("ray").setLevel(logging.WARNING)
-    if address is None:  # a private Ray on this machine, on the loopback interface (_loopback_only)
+    if address is None:  # a private Ray on this machine, on the loopback interface (_private_ray)
         ray.init(address="local", include_dashboard=False,
                  log_to_driver=False, _node_ip_address="127.0.0.1")
     else:
@@ -463,7 +474,7 @@ def run_ray(sources: list[str], out: str | os.PathLike[str], config: ExtractConf
     readers_per_actor = config.workers if config.decode_place in ("workers", "device") else 0
     actors: list[Any] = []
     readers: list[Any] = []
-    with _stdout_to_stderr(), _loopback_only(private):
+    with _stdout_to_stderr(), _private_ray(private):
         started_ray = _connect(config)
         try:
             resources = ray.cluster_resources()
