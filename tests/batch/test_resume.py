@@ -28,8 +28,8 @@ def _contents(store: Store) -> dict[str, object]:
         result[f"{layer}.index"] = table.column("index").to_pylist()
         result[f"{layer}.vector"] = np.stack(table.column("vector").to_numpy(zero_copy_only=False))
         result[f"{layer}.sha"] = table.column("sha256").to_pylist()
-    result["stats"] = store.table("stats").to_pandas()
-    result["topk"] = store.table("topk").to_pandas()
+    result["stats"] = store.table("stats")
+    result["topk"] = store.table("topk")
     result["errors"] = store.table("errors").column("path").to_pylist()
     return result
 
