@@ -1,4 +1,4 @@
-"""The same extraction on a Ray cluster (``pip install 'featuremaps[ray]'``), on Ray's actors and tasks.
+"""The same extraction on a Ray cluster (``pip install 'featuremaps[ray]'``), on Ray actors.
 
 Plan: right after connecting, one forward actor per CPU of the cluster (per GPU when it has GPUs) starts
 (Python, torch, the model) while the driver plans the job. The driver cuts the images to do into batches and
