@@ -1,7 +1,7 @@
 """The same extraction on a Ray cluster (``pip install 'featuremaps[ray]'``), on Ray actors.
 
-Plan: right after connecting, one forward actor per CPU of the cluster (per GPU when it has GPUs) starts
-(Python, torch, the model) while the driver plans the job. The driver cuts the images to do into batches and
+Plan: the driver checks the model, the layers and the store, connects, and at once starts one forward actor
+per CPU of the cluster (per GPU when it has GPUs): Python, torch, the model. The driver cuts the images to do into batches and
 keeps each actor two batches ahead, so an actor that finishes takes the next batch at once and the nodes end
 together. Each actor reads its own batches (as the local engine's threads do on a CPU); with ``--decode
 workers`` or ``device``, ``--workers N`` reader actors per forward actor, spread over the cluster, read them
@@ -12,10 +12,10 @@ the actor decodes deferred JPEGs on its device and runs the truncated graph with
 back, and the driver writes the same store, shard by shard, with the same resume rules. Every result row says
 which node read and computed it: the summary counts rows and seconds per node.
 
-Faults: a lost node's actors (forward or reader) are dropped and their batches go to the others, so
-the store is the same; while the head (the cluster's control plane) does not answer no new batch is sent,
-and a lost head ends the run within seconds with the manifest ``failed`` and what was done, and ``--resume`` continues on a new cluster. Ray's own log lines go to
-stderr, never into ``--json``.
+Faults: a lost node's actors (forward or reader) are dropped and their batches go to the others, so the
+store is the same; while the head (the cluster's control plane) does not answer no new batch is sent, and a
+lost head ends the run within seconds with the manifest ``failed`` and what was done; ``--resume`` continues
+on a new cluster. Ray's own log lines go to stderr, never into ``--json``.
 
 Point it at a cluster with ``--ray-address HEAD:6379`` (or ``auto`` on a node of the cluster); without an
 address a private Ray starts on this machine, on the loopback interface only.
@@ -134,7 +134,7 @@ class FeatureActor:
 
     def __init__(self, model: str, weights: str | None, layers: Sequence[str], config: dict[str, Any],
                  read: dict[str, Any] | None = None) -> None:
-        self.read = read  # with --workers 0: the actor reads and decodes its own batches
+        self.read = read  # without reader actors: this actor reads and decodes its own batches
         self.node = _node_id()
         self.config = ExtractConfig(**config)
         self.device = torch.device(self.config.device)
@@ -143,10 +143,6 @@ class FeatureActor:
         self.forward = device_forward(self.model, self.layers, self.config)
         self.model_input = model_info(self.model).input
         self.shapes = {entry.name: tuple(entry.output_shape) for entry in self.layers}
-
-    def node_id(self) -> str:
-        """The Ray node this actor runs on (answers once the actor has started)."""
-        return self.node
 
     def compute(self, batch: dict[str, Any]) -> dict[str, Any]:
         """A batch of ``index``/``path`` (read here) or of read items (from :func:`_decode_batch`) -> one row
