@@ -37,6 +37,7 @@ except ImportError:  # Windows: one process per output folder, unlocked
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "LEDGER",
     "FileRefused",
     "JsonRefused",
@@ -55,6 +56,9 @@ __all__ = [
     "save_safetensors",
     "write_output",
 ]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+"""File name endings read as images when a folder is given (datasets, predict, extract lists)."""
 
 LEDGER = ".featuremaps-written.json"
 """The file in each output folder that lists what featuremaps wrote there (name -> SHA-256)."""

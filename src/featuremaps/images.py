@@ -79,10 +79,6 @@ LUMA = (0.299, 0.587, 0.114)
 """ITU-R 601-2 luma weights of R, G, B (Pillow's ``L`` mode): every colour-to-gray conversion uses them."""
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-"""File name endings read as images when a folder is given (datasets, predict, extract lists)."""
-
-
 def describe_source(src: object) -> str:
     """A short human name for an image source, used in error messages."""
     if isinstance(src, (str, os.PathLike)):

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.fixture(scope="module")
 def ray_on_loopback():
     ray = pytest.importorskip("ray", reason="the ray extra is not installed")
-    from featuremaps.batch.ray_engine import _private_ray
+    from featuremaps.batch.ray_cluster import _private_ray
 
     with _private_ray(True):
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
@@ -97,3 +97,64 @@ def test_losing_every_actor_is_an_error(ray_on_loopback):
     ray.kill(actor)
     with pytest.raises(RuntimeError, match="every forward actor of the run was lost"):
         list(results)
+
+
+def test_cuda_is_checked_against_the_cluster_s_gpus(ray_on_loopback):
+    """On Ray the cluster's GPUs count, not the driver's: a driver without a GPU may drive GPU nodes, and
+    --device cuda on a cluster without one is one clear error before any work."""
+    from featuremaps.batch import ExtractConfig
+    from featuremaps.batch.ray_cluster import RayCluster
+
+    config = ExtractConfig(model="resnet18", layers=("layer2",), engine="ray", device="cuda")  # no GPU here: fine
+    with pytest.raises(SettingsError, match=r"--device cuda: the Ray cluster has no GPU \(2 CPUs\); use --device cpu"):
+        with RayCluster(config):
+            pass
+    assert ray_on_loopback.is_initialized()  # a Ray that the run did not start is left running
+
+
+_START_ORDER = """
+import json, sys
+from pathlib import Path
+
+from PIL import Image
+
+from featuremaps.batch import ExtractConfig, run_extract
+from featuremaps.batch.ray_cluster import RayCluster
+
+folder = Path(sys.argv[1]) / "photos"
+folder.mkdir()
+for number in range(5):
+    Image.new("RGB", (40, 30), (50 * number, 90, 160)).save(folder / f"{number}.jpg")
+seen = {}
+start = RayCluster._start_actors
+
+
+def recorded(self, ray):
+    seen["torch when the actors started"] = "torch" in sys.modules
+    start(self, ray)
+    seen["actors"] = len(self.actors)
+
+
+RayCluster._start_actors = recorded
+config = ExtractConfig(model="builtin:tinyvgg", layers=("conv1_1",), engine="ray", batch_size=2)
+summary = run_extract(folder, Path(sys.argv[1]) / "store", config)
+print(json.dumps({**seen, "readable": summary.readable, "nodes": summary.nodes}))
+"""
+
+
+def test_the_actors_start_before_the_driver_imports_torch(tmp_path):
+    """The driver joins Ray and starts the actors first: they import torch and build the model on their nodes
+    while the driver imports torch and checks the model (the Ray engine's start-up, overlapped)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    done = subprocess.run([sys.executable, "-c", _START_ORDER, str(tmp_path)], capture_output=True, text=True,
+                          timeout=240, check=False, env={**os.environ, "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["torch when the actors started"] is False
+    assert result["actors"] == os.cpu_count() and result["readable"] == 5
+    assert sum(node["rows"] for node in result["nodes"]) == 5

@@ -1,4 +1,7 @@
-"""One extraction job: its settings (what changes the values, what only changes the speed) and its summary."""
+"""One extraction job: its settings (what changes the values, what only changes the speed) and its summary.
+
+Checked without torch: on ``--engine ray`` the driver starts the cluster's actors before it imports torch
+(:mod:`featuremaps.batch.ray_cluster`), and whether a CUDA device exists is the cluster's question there."""
 
 from __future__ import annotations
 
@@ -6,9 +9,7 @@ import importlib.util
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from featuremaps.errors import FeatureMapsError, SettingsError
-from featuremaps.features.info import resolve_device
-from featuremaps.features.pooling import POOLINGS, check_pool
+from featuremaps.errors import POOLINGS, FeatureMapsError, SettingsError, check_device_name, check_pool
 
 __all__ = ["BATCH_EXTRA", "DECODES", "ENGINES", "POOLS", "PRECISIONS", "ExtractConfig", "ExtractSummary", "require"]
 
@@ -94,7 +95,11 @@ class ExtractConfig:
                     f"--ray-address {self.ray_address}: Ray Client (ray://) is not supported, because the driver "
                     "writes the store and must see the nodes' files; run featuremaps on a node of the cluster "
                     "(ssh, or 'ray job submit -- featuremaps extract ...') with --ray-address auto or HEAD:6379")
-        resolve_device(self.device)
+        check_device_name(self.device)
+        if self.engine == "local":  # on Ray, the cluster's GPUs count (checked when it is joined)
+            from featuremaps.features.info import resolve_device  # torch: not needed to start a Ray run
+
+            resolve_device(self.device)
         if self.precision == "fp16" and self.device == "cpu":
             raise SettingsError("fp16 needs a CUDA device; on the CPU use bf16 or fp32")
 

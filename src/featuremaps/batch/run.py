@@ -1,4 +1,6 @@
-"""``run_extract``: one dataset extraction, on the local engine or on a Ray cluster."""
+"""``run_extract``: one dataset extraction, on the local engine or on a Ray cluster.
+
+The engines are imported when chosen: on Ray, the cluster's actors are started before torch is imported here."""
 
 from __future__ import annotations
 
@@ -6,8 +8,6 @@ import os
 from collections.abc import Callable, Sequence
 
 from featuremaps.batch.config import ExtractConfig, ExtractSummary
-from featuremaps.batch.pipeline import run_local
-from featuremaps.batch.ray_engine import run_ray
 from featuremaps.batch.sources import absolute_sources, list_sources
 
 __all__ = ["run_extract"]
@@ -26,5 +26,13 @@ def run_extract(
         on_progress: called with ``(images done, images to do)`` after each batch.
     """
     sources = list_sources(source) if isinstance(source, (str, os.PathLike)) else absolute_sources(source)
-    engine = run_ray if config.engine == "ray" else run_local
-    return engine(sources, out, config, resume=resume, on_progress=on_progress)
+    if config.engine == "ray":
+        from featuremaps.batch.ray_cluster import RayCluster  # no torch
+
+        with RayCluster(config) as cluster:  # the actors start on the cluster while this process imports torch
+            from featuremaps.batch.ray_engine import run_ray
+
+            return run_ray(sources, out, config, cluster, resume=resume, on_progress=on_progress)
+    from featuremaps.batch.pipeline import run_local  # torch
+
+    return run_local(sources, out, config, resume=resume, on_progress=on_progress)

@@ -13,8 +13,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from featuremaps.data.datasets import IMAGE_SUFFIXES
 from featuremaps.errors import SettingsError
+from featuremaps.files import IMAGE_SUFFIXES
 
 __all__ = ["absolute_sources", "list_sources"]
 

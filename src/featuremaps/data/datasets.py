@@ -26,7 +26,7 @@ from featuremaps.data.shapes import SHAPE_CLASSES, draw_shape
 from featuremaps.errors import DatasetError, ImageError
 from featuremaps.features.info import label_problem
 from featuremaps.features.inputs import ModelInput
-from featuremaps.images import IMAGE_SUFFIXES
+from featuremaps.files import IMAGE_SUFFIXES
 
 __all__ = ["IMAGE_SUFFIXES", "ArrayDataset", "DatasetError", "load_dataset", "objects_dataset", "photo_crops",
            "shapes_dataset"]

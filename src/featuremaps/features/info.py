@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from featuremaps.errors import SettingsError
+from featuremaps.errors import SettingsError, check_device_name
 from featuremaps.features.inputs import ModelInput
 
 __all__ = ["ModelInfo", "UnknownInputWarning", "attach", "base_module", "label_problem", "model_device", "model_info",
@@ -220,9 +220,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     Raises:
         SettingsError: another name, or a CUDA device where torch sees no GPU (or not that many).
     """
-    text = str(device) if device is not None else "cpu"
-    if text != "cpu" and not re.fullmatch(r"cuda(:\d{1,2})?", text):
-        raise SettingsError(f"device must be cpu, cuda or cuda:N; got {text[:40]!r}")
+    text = check_device_name(str(device) if device is not None else "cpu")
     if text.startswith("cuda"):
         if not torch.cuda.is_available():
             raise SettingsError(f"device {text} was asked for, but torch sees no CUDA GPU on this machine; use "

@@ -8,19 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from featuremaps.errors import SettingsError
+from featuremaps.errors import POOLINGS, check_pool  # the vocabulary, checked without torch
 
 __all__ = ["POOLINGS", "check_pool", "pool_maps", "pooled_size"]
-
-POOLINGS: tuple[str, ...] = ("avg", "max", "avgmax", "none")
-
-
-def check_pool(pool: str) -> str:
-    """``pool`` if it is one of :data:`POOLINGS`; a clear error otherwise."""
-    if pool not in POOLINGS:
-        hint = " (flatten is called none: every position kept)" if pool == "flatten" else ""
-        raise SettingsError(f"pool must be one of {', '.join(POOLINGS)}; got {pool!r}{hint}")
-    return pool
 
 
 def pooled_size(channels: int, pool: str) -> int:

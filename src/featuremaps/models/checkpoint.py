@@ -31,8 +31,15 @@ from torch import nn
 
 from featuremaps.errors import CheckpointError, ModelError, SettingsError
 from featuremaps.features.info import model_info
-from featuremaps.files import FileRefused, JsonRefused, default_mode, parse_json, read_regular_file, save_safetensors
-from featuremaps.images import IMAGE_SUFFIXES
+from featuremaps.files import (
+    IMAGE_SUFFIXES,
+    FileRefused,
+    JsonRefused,
+    default_mode,
+    parse_json,
+    read_regular_file,
+    save_safetensors,
+)
 
 __all__ = ["CHECKPOINT_SUFFIXES", "check_writable", "load_weights_into", "model_record", "read_checkpoint",
            "save_checkpoint"]
