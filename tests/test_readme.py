@@ -27,6 +27,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 LONG = {
     "featuremaps hierarchy builtin:objects --dataset objects": "90 s idle, up to 3 min loaded",
     "featuremaps hierarchy builtin:objects --dataset objects --where": "about 3 min",
+    "featuremaps visualize --model builtin:objects --layer stage2 --channels 0-15 -o vis.png":
+        "about 1 min (16 channels optimised in turn); the README's other visualize lines run",
 }
 """Commands run only with FEATUREMAPS_README_LONG=1, and why."""
 
