@@ -21,9 +21,12 @@ import importlib
 import inspect
 import json
 import os
+import socket
 import threading
 import urllib.error
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
@@ -397,6 +400,43 @@ def _download_message(name: str, enum: Any, error: BaseException) -> str:
     )
 
 
+_HUB_LOCK = threading.Lock()
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub (where timm's weights live) takes a connection, asked once: without the
+    network, huggingface_hub retries each file for about 25 s before it gives up. False in its offline mode."""
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode():
+        return False
+    endpoint = urllib.parse.urlsplit(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def _hub_offline(offline: bool) -> Iterator[None]:
+    """huggingface_hub in its offline mode for one load (weights from its local cache, no request) when the Hub
+    cannot be reached; such loads are serialised, as the mode is the library's own setting."""
+    if not offline:
+        yield
+        return
+    from huggingface_hub import constants
+
+    with _HUB_LOCK:
+        before = constants.HF_HUB_OFFLINE
+        constants.HF_HUB_OFFLINE = True
+        try:
+            yield
+        finally:
+            constants.HF_HUB_OFFLINE = before
+
+
 def _from_timm(name: str, weights: Any, num_classes: int | None, seed: int | None) -> nn.Module:
     if not _timm_available():
         raise ModelError("timm models need the timm extra: pip install 'featuremaps[timm]'")
@@ -415,13 +455,17 @@ def _from_timm(name: str, weights: Any, num_classes: int | None, seed: int | Non
     if pretrained and name in (ARCHITECTURE, f"{ARCHITECTURE}.in1k") and num_classes in (None, 1000):
         spec = BUILTIN_MODELS["imagenet"]  # the same TensorFlow release, offline
         return attach(spec.trained(), replace(spec.info, weights="DEFAULT"))  # type: ignore[misc]
+    reachable = not pretrained or _hub_reachable()
     try:
-        model = _seeded(seed, lambda: timm.create_model(name, pretrained=pretrained, **options))
+        with _hub_offline(not reachable):
+            model = _seeded(seed, lambda: timm.create_model(name, pretrained=pretrained, **options))
     except (OSError, RuntimeError) as error:
         offline = (f" ImageNet weights of EfficientNet-Lite0 that work offline: builtin:imagenet (the same as "
                    f"timm:{ARCHITECTURE} with weights DEFAULT; timm's {name} was trained separately, with other "
                    "padding)" if name.split(".")[0] == "efficientnet_lite0" else "")
-        raise ModelError(f"cannot download timm weights for {name} ({type(error).__name__}); pretrained weights "
+        reason = type(error).__name__ if reachable else "the Hugging Face Hub cannot be reached, and they are not " \
+            "in its local cache"
+        raise ModelError(f"cannot download timm weights for {name} ({reason}); pretrained weights "
                          "need the network, or pass a local file: --weights path/to/weights.safetensors."
                          + offline) from None
     config = timm.data.resolve_data_config({}, model=model)
