@@ -95,11 +95,12 @@ class ExtractConfig:
                     f"--ray-address {self.ray_address}: Ray Client (ray://) is not supported, because the driver "
                     "writes the store and must see the nodes' files; run featuremaps on a node of the cluster "
                     "(ssh, or 'ray job submit -- featuremaps extract ...') with --ray-address auto or HEAD:6379")
-        check_device_name(self.device)
-        if self.engine == "local":  # on Ray, the cluster's GPUs count (checked when it is joined)
+        if self.engine == "ray":  # the name only: the cluster's GPUs count (checked when it is joined)
+            check_device_name(self.device)
+        else:
             from featuremaps.features.info import resolve_device  # torch: not needed to start a Ray run
 
-            resolve_device(self.device)
+            resolve_device(self.device)  # the name, and this machine's GPUs
         if self.precision == "fp16" and self.device == "cpu":
             raise SettingsError("fp16 needs a CUDA device; on the CPU use bf16 or fp32")
 
