@@ -46,11 +46,11 @@ def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     done = tmp_path / "killed" / "parts"
     deadline = time.time() + 300
-    while time.time() < deadline and len(list(done.glob("*.done"))) < 2 and process.poll() is None:
+    while time.time() < deadline and len(list(done.glob("shard-*.done"))) < 2 and process.poll() is None:
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    finished = len(list(done.glob("*.done")))
+    finished = len(list(done.glob("shard-*.done")))
     assert 2 <= finished < 8, f"the run was not killed mid-way ({finished} of 8 shards done)"
     assert not (tmp_path / "killed" / "stats.parquet").exists()
     resumed = subprocess.run([str(FEATUREMAPS), "extract", str(folder), "--out", str(tmp_path / "killed"), *ARGS,
