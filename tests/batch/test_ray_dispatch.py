@@ -158,3 +158,5 @@ def test_the_actors_start_before_the_driver_imports_torch(tmp_path):
     assert result["torch when the actors started"] is False
     assert result["actors"] == os.cpu_count() and result["readable"] == 5
     assert sum(node["rows"] for node in result["nodes"]) == 5
+    # a private Ray starts quietly: Ray's own notes on starting it and on its token are not shown
+    assert "Started a local Ray instance" not in done.stderr and "Token authentication" not in done.stderr

@@ -133,11 +133,13 @@ def _connect(config: ExtractConfig) -> bool:
         return False
     logging.getLogger("ray").setLevel(logging.WARNING)
     if address is None:  # a private Ray on this machine, on the loopback interface (_private_ray)
-        ray.init(address="local", include_dashboard=False,
-                 log_to_driver=False, _node_ip_address="127.0.0.1")
+        # its token is ours (_private_ray): Ray's warning that it turned token authentication on says nothing new
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                 _node_ip_address="127.0.0.1")
     else:
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise SettingsError(f"--ray-address {address}: no Ray cluster answers there "
                                 f"({' '.join(str(error).split())[:300]})") from None
