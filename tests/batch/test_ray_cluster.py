@@ -61,7 +61,7 @@ def _extract(cluster: LoopbackCluster, folder: Path, out: Path, *extra: str) -> 
 def _wait_for_shards(out: Path, process: subprocess.Popen, count: int, timeout: float = 300) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        done = len(list((out / "parts").glob("*.done"))) if (out / "parts").is_dir() else 0
+        done = len(list((out / "parts").glob("shard-*.done"))) if (out / "parts").is_dir() else 0
         if done >= count:
             return done
         assert process.poll() is None, f"the run ended before {count} shards: {process.communicate()}"

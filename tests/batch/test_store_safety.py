@@ -107,7 +107,7 @@ def test_ctrl_c_exits_130_says_interrupted_and_the_store_resumes(tmp_path):
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     parts = tmp_path / "store" / "parts"
     deadline = time.time() + 200
-    while time.time() < deadline and len(list(parts.glob("*.done"))) < 2 and process.poll() is None:
+    while time.time() < deadline and len(list(parts.glob("shard-*.done"))) < 2 and process.poll() is None:
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)

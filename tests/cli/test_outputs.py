@@ -178,7 +178,7 @@ def test_sigterm_marks_an_extraction_interrupted(tmp_path):
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     manifest = tmp_path / "store" / "manifest.json"
     deadline = time.time() + 120
-    while time.time() < deadline and not list((tmp_path / "store" / "parts").glob("*.done")):
+    while time.time() < deadline and not list((tmp_path / "store" / "parts").glob("shard-*.done")):
         time.sleep(0.2)
     assert process.poll() is None, "the extraction ended before it could be stopped"
     process.send_signal(signal.SIGTERM)

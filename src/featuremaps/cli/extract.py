@@ -53,7 +53,7 @@ def extract_command(
                            batch_size=batch_size, workers=workers, device=device, precision=precision, top_k=top_k,
                            shard_size=shard_size, compile=compile, engine=engine, ray_address=ray_address,
                            decode=decode)
-    if workers != 1 and config.decode_place == "threads":
+    if workers > 1 and config.decode_place == "threads":  # 0 or 1: nothing to add either way
         _stderr.print(f"note: --workers {workers} is for --decode workers (processes that decode beside the forward "
                       "pass); here images are decoded between forward passes (the default on a CPU, "
                       f"faster on a few cores): add --decode workers to use {workers} processes",
