@@ -147,3 +147,30 @@ def test_lost_nodes_on_a_three_node_cluster(require, data, tmp_path):
     assert sum(node["rows_read"] for node in summary["nodes"]) == sum(computed.values())  # each actor read its own
     _assert_same_store(local, Store(out))
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_an_address_where_no_cluster_answers_is_refused_at_once(tmp_path):
+    """Ray retries a port where nothing listens for minutes without a word (measured: over 10 minutes):
+    featuremaps asks the port once first, and says so in one line."""
+    import socket
+
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+    from featuremaps.batch.ray_cluster import RayCluster, unanswered
+    from featuremaps.errors import SettingsError
+
+    with socket.socket() as server:  # a port that answers, on the loopback interface
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        listening = server.getsockname()[1]
+        assert unanswered(f"127.0.0.1:{listening}", timeout=2.0) is None
+    # closed now: nothing answers there
+    assert unanswered(f"127.0.0.1:{listening}", timeout=2.0) == "Connection refused"
+    assert unanswered("auto", timeout=2.0) is None  # Ray finds that cluster itself
+    config = ExtractConfig(**SETTINGS, engine="ray", ray_address=f"127.0.0.1:{listening}")
+    assert not ray.is_initialized()
+    with pytest.raises(SettingsError, match=rf"^--ray-address 127\.0\.0\.1:{listening}: no Ray cluster answers "
+                                            r"there \(Connection refused\); start one with 'ray start --head'"):
+        with RayCluster(config):
+            pass
+    assert not ray.is_initialized()
+    assert not (tmp_path / "store").exists()

@@ -95,6 +95,11 @@ class ExtractConfig:
                     f"--ray-address {self.ray_address}: Ray Client (ray://) is not supported, because the driver "
                     "writes the store and must see the nodes' files; run featuremaps on a node of the cluster "
                     "(ssh, or 'ray job submit -- featuremaps extract ...') with --ray-address auto or HEAD:6379")
+            host, _, port = self.ray_address.rpartition(":")
+            if self.ray_address != "auto" and not (host and port.isdigit() and 0 < int(port) < 65536):
+                raise SettingsError(f"--ray-address {self.ray_address!r}: expected auto (the cluster of this node) "
+                                    "or HEAD:PORT, the address of its head (port 6379 unless it was started with "
+                                    "another --port)")
         if self.engine == "ray":  # the name only: the cluster's GPUs count (checked when it is joined)
             check_device_name(self.device)
         else:

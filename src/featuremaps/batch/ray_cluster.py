@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import secrets
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -124,6 +125,21 @@ def _private_ray(private: bool) -> Iterator[None]:
             constants.ENABLE_RAY_CLUSTER = saved_constant
 
 
+def unanswered(address: str, timeout: float) -> str | None:
+    """Why nothing accepts a TCP connection at ``HOST:PORT`` within ``timeout`` seconds (None: something does);
+    None too for an address without a port (``auto``: Ray finds the cluster itself)."""
+    host, colon, port = address.rpartition(":")
+    if not colon or not port.isdigit():
+        return None
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout):
+            return None
+    except TimeoutError:
+        return f"no answer within {timeout:.0f} s"
+    except OSError as error:
+        return error.strerror or type(error).__name__
+
+
 def _connect(config: ExtractConfig) -> bool:
     """Start or join Ray; True when this call started it (and must shut it down)."""
     import ray
@@ -138,6 +154,11 @@ def _connect(config: ExtractConfig) -> bool:
         ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                  _node_ip_address="127.0.0.1")
     else:
+        # Ray would retry a port where nothing listens for minutes, saying nothing: ask once first
+        reason = unanswered(address, timeout=5.0)
+        if reason is not None:
+            raise SettingsError(f"--ray-address {address}: no Ray cluster answers there ({reason}); start one "
+                                "with 'ray start --head', or give its head's address (HEAD_IP:6379)")
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as error:

@@ -23,7 +23,6 @@ address a private Ray starts on this machine, on the loopback interface only.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from featuremaps.batch.config import ExtractConfig, ExtractSummary
-from featuremaps.batch.ray_cluster import RayCluster
+from featuremaps.batch.ray_cluster import RayCluster, unanswered
 from featuremaps.batch.shards import (
     ShardCollector,
     layer_table,
@@ -115,11 +114,7 @@ class _HeadWatch:
         self.stopped.set()
 
     def _answers(self) -> bool:
-        try:
-            with socket.create_connection((self.host, self.port), timeout=1.0):
-                return True
-        except OSError:
-            return False
+        return unanswered(f"{self.host}:{self.port}", timeout=1.0) is None
 
     def _watch(self) -> None:
         silent_since: float | None = None
