@@ -150,27 +150,43 @@ def test_lost_nodes_on_a_three_node_cluster(require, data, tmp_path):
 
 
 def test_an_address_where_no_cluster_answers_is_refused_at_once(tmp_path):
-    """Ray retries a port where nothing listens for minutes without a word (measured: over 10 minutes):
-    featuremaps asks the port once first, and says so in one line."""
+    """Ray retries a port where no Ray head answers for minutes without a word (measured: over 10 minutes with
+    nothing there, over 2 with a web server there): featuremaps asks the port once first, and says so in one line."""
     import socket
+    import threading
 
     ray = pytest.importorskip("ray", reason="the ray extra is not installed")
     from featuremaps.batch.ray_cluster import RayCluster, unanswered
     from featuremaps.errors import SettingsError
 
-    with socket.socket() as server:  # a port that answers, on the loopback interface
+    def loopback_server() -> socket.socket:
+        server = socket.socket()
         server.bind(("127.0.0.1", 0))
         server.listen()
-        listening = server.getsockname()[1]
-        assert unanswered(f"127.0.0.1:{listening}", timeout=2.0) is None
-    # closed now: nothing answers there
-    assert unanswered(f"127.0.0.1:{listening}", timeout=2.0) == "Connection refused"
+        return server
+
+    with loopback_server() as silent:  # accepts, says nothing
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        assert unanswered(address, timeout=2.0) is None
+        assert unanswered(address, timeout=1.0, grpc=True) == "no answer within 1 s"
+    with loopback_server() as web:  # answers, but not in gRPC
+
+        def page() -> None:
+            connection, _ = web.accept()
+            with connection:
+                connection.sendall(b"<!DOCTYPE html><html></html>")
+
+        answering = threading.Thread(target=page)
+        answering.start()
+        reason = unanswered(f"127.0.0.1:{web.getsockname()[1]}", timeout=2.0, grpc=True)
+        answering.join()
+    assert reason == "a server answers there, but it is not a Ray head (it does not speak gRPC)"
+    assert unanswered(address, timeout=2.0) == "Connection refused"  # closed now: nothing there
     assert unanswered("auto", timeout=2.0) is None  # Ray finds that cluster itself
-    config = ExtractConfig(**SETTINGS, engine="ray", ray_address=f"127.0.0.1:{listening}")
+    config = ExtractConfig(**SETTINGS, engine="ray", ray_address=address)
     assert not ray.is_initialized()
-    with pytest.raises(SettingsError, match=rf"^--ray-address 127\.0\.0\.1:{listening}: no Ray cluster answers "
-                                            r"there \(Connection refused\); start one with 'ray start --head'"):
+    with pytest.raises(SettingsError, match=rf"^--ray-address {address}: no Ray cluster answers there "
+                                            r"\(Connection refused\); start one with 'ray start --head'"):
         with RayCluster(config):
             pass
     assert not ray.is_initialized()
-    assert not (tmp_path / "store").exists()

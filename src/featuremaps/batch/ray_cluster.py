@@ -125,19 +125,39 @@ def _private_ray(private: bool) -> Iterator[None]:
             constants.ENABLE_RAY_CLUSTER = saved_constant
 
 
-def unanswered(address: str, timeout: float) -> str | None:
+# HTTP/2's client preface and an empty SETTINGS frame: a gRPC server (Ray's head is one) answers with its own
+# SETTINGS frame (9 bytes, type 4 in the fourth)
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+NOT_GRPC = "a server answers there, but it is not a Ray head (it does not speak gRPC)"
+
+
+def unanswered(address: str, timeout: float, grpc: bool = False) -> str | None:
     """Why nothing accepts a TCP connection at ``HOST:PORT`` within ``timeout`` seconds (None: something does);
-    None too for an address without a port (``auto``: Ray finds the cluster itself)."""
+    with ``grpc``, why what answers is not a gRPC server, as a Ray head is. None for an address without a port
+    (``auto``: Ray finds the cluster itself)."""
     host, colon, port = address.rpartition(":")
     if not colon or not port.isdigit():
         return None
     try:
-        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout):
-            return None
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout) as connection:
+            if not grpc:
+                return None
+            connection.sendall(_HTTP2_PREFACE)
+            answer = b""
+            while len(answer) < 9:
+                chunk = connection.recv(9 - len(answer))
+                if not chunk:
+                    break
+                answer += chunk
     except TimeoutError:
         return f"no answer within {timeout:.0f} s"
     except OSError as error:
         return error.strerror or type(error).__name__
+    if len(answer) == 9 and answer[3] == 4:
+        return None
+    return NOT_GRPC
 
 
 def _connect(config: ExtractConfig) -> bool:
@@ -154,8 +174,12 @@ def _connect(config: ExtractConfig) -> bool:
         ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                  _node_ip_address="127.0.0.1")
     else:
-        # Ray would retry a port where nothing listens for minutes, saying nothing: ask once first
-        reason = unanswered(address, timeout=5.0)
+        # Ray would retry a port where no Ray answers for minutes, saying nothing: ask once first (over TLS, when
+        # Ray is set to use it, only whether the port answers)
+        reason = unanswered(address, timeout=5.0, grpc=os.environ.get("RAY_USE_TLS", "0").lower() not in ("1", "true"))
+        if reason == NOT_GRPC:
+            raise SettingsError(f"--ray-address {address}: {reason}; a head listens on port 6379 unless it was "
+                                "started with another --port (8265 is its dashboard)")
         if reason is not None:
             raise SettingsError(f"--ray-address {address}: no Ray cluster answers there ({reason}); start one "
                                 "with 'ray start --head', or give its head's address (HEAD_IP:6379)")
