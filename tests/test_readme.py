@@ -47,13 +47,18 @@ def readme_commands(text: str) -> list[str]:
     return commands
 
 
+def _without_comment(command: str) -> str:
+    """A command as it is matched against LONG and ``make``: its comment off."""
+    return command.split("#")[0].strip()
+
+
 def test_the_readme_has_the_blocks_this_test_runs():
     commands = readme_commands(README.read_text())
     assert len(commands) >= 25
     assert not any("IMAGE" in c or "[--" in c for c in commands), "a synopsis line would be run: fence it as text"
     assert not any(c.startswith("ray ") or "HEAD" in c for c in commands), \
         "a cluster command would start Ray on this machine's network: fence it as shell"
-    bare = {command.split("#")[0].strip() for command in commands}  # as the run matches them: comments off
+    bare = {_without_comment(command) for command in commands}  # as the run matches them
     for command in LONG:
         assert command in bare, f"LONG names a command the README no longer has: {command}"
 
@@ -96,7 +101,7 @@ def test_every_readme_command_runs_as_written_in_an_empty_folder(tmp_path):
     long_too = os.environ.get("FEATUREMAPS_README_LONG") == "1"
     ran, failures = [], []
     for command in readme_commands(README.read_text()):
-        bare = command.split("#")[0].strip()
+        bare = _without_comment(command)
         if bare.startswith("make ") or (bare in LONG and not long_too):
             continue
         started = time.perf_counter()

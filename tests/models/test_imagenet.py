@@ -67,11 +67,7 @@ def test_it_names_the_bundled_photos(imagenet):
         assert IMAGENET_CLASSES[entry["index"]] == entry["label"] and 0 <= entry["index"] < 1000
 
 
-def test_timm_names_get_the_same_weights_or_a_clear_answer(imagenet, monkeypatch, tmp_path):
-    import huggingface_hub.constants as hub
-
-    monkeypatch.setattr(hub, "ENDPOINT", "http://127.0.0.1:9")  # no request leaves this machine: nothing listens
-    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
+def test_timm_names_get_the_same_weights_or_a_clear_answer(imagenet, unreachable_hub):
     same = load_model("timm:tf_efficientnet_lite0", weights="DEFAULT")
     x = model_info(imagenet).input.tensor("sample:coffee")[None]
     with torch.inference_mode():

@@ -80,7 +80,7 @@ def test_bad_num_classes():
         load_model("tinyvgg", num_classes=0)
 
 
-def test_timm_weights_without_the_hub_come_from_its_cache_at_once(require, monkeypatch, tmp_path):
+def test_timm_weights_without_the_hub_come_from_its_cache_at_once(require, unreachable_hub):
     """Without the network huggingface_hub retries each file for about 25 s (46 s for one model, measured);
     featuremaps asks the Hub once, then loads from the local cache or says where the weights can come from.
     Hermetic: the Hub's address is a closed port on 127.0.0.1 and its cache a temp folder."""
@@ -89,8 +89,6 @@ def test_timm_weights_without_the_hub_come_from_its_cache_at_once(require, monke
     import timm
     from safetensors.torch import save_file
 
-    monkeypatch.setattr(hub, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: the Hub cannot be reached
-    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(ModelError, match=r"cannot download timm weights for resnet18 \(the Hugging Face Hub cannot be "
                                          r"reached, and they are not in its local cache\).*--weights"):
         load_model("timm:resnet18", weights="DEFAULT")
@@ -98,7 +96,7 @@ def test_timm_weights_without_the_hub_come_from_its_cache_at_once(require, monke
 
     torch.manual_seed(3)
     cached = timm.create_model("resnet18").state_dict()  # stands for the downloaded weights
-    repo = tmp_path / "hub" / "models--timm--resnet18.a1_in1k"
+    repo = unreachable_hub / "models--timm--resnet18.a1_in1k"
     commit = "0123456789abcdef0123456789abcdef01234567"
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(commit)

@@ -141,7 +141,7 @@ def unanswered(address: str, timeout: float, grpc: bool = False) -> str | None:
     if not colon or not port.isdigit():
         return None
     try:
-        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout) as connection:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as connection:
             if not grpc:
                 return None
             connection.sendall(_HTTP2_PREFACE)

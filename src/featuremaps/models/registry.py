@@ -26,7 +26,7 @@ import threading
 import urllib.error
 import urllib.parse
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
@@ -420,12 +420,9 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 
 @contextmanager
-def _hub_offline(offline: bool) -> Iterator[None]:
-    """huggingface_hub in its offline mode for one load (weights from its local cache, no request) when the Hub
-    cannot be reached; such loads are serialised, as the mode is the library's own setting."""
-    if not offline:
-        yield
-        return
+def _hub_offline() -> Iterator[None]:
+    """huggingface_hub in its offline mode for one load (weights from its local cache, no request), for when the
+    Hub cannot be reached; such loads are serialised, as the mode is the library's own setting."""
     from huggingface_hub import constants
 
     with _HUB_LOCK:
@@ -457,7 +454,7 @@ def _from_timm(name: str, weights: Any, num_classes: int | None, seed: int | Non
         return attach(spec.trained(), replace(spec.info, weights="DEFAULT"))  # type: ignore[misc]
     reachable = not pretrained or _hub_reachable()
     try:
-        with _hub_offline(not reachable):
+        with nullcontext() if reachable else _hub_offline():
             model = _seeded(seed, lambda: timm.create_model(name, pretrained=pretrained, **options))
     except (OSError, RuntimeError) as error:
         offline = (f" ImageNet weights of EfficientNet-Lite0 that work offline: builtin:imagenet (the same as "
